@@ -1,1 +1,215 @@
-fn main(){}
+//! The `tally-agent` command line: parse, validate, then hand over to the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tally_agent::config::{Config, ConfigArgs};
+use tally_agent::ingest::EventJson;
+use tally_agent::log::{LOG_FILE, Log};
+use tokio_util::sync::CancellationToken;
+
+/// Exit status for a configuration error (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+/// Tally's warehouse agent: durable local capture of stock events, synced to tally-central.
+#[derive(Debug, Parser)]
+#[command(name = "tally-agent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: serve the local HTTP API and keep the event log.
+    Run(ConfigArgs),
+    /// Validate the configuration and exit (0 when valid, 64 with the reason when not).
+    CheckConfig(ConfigArgs),
+    /// Ask the running agent for its status.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The agent's URL [default: from the configuration's listen address].
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print the stored events as JSON lines (works while the agent is stopped).
+    Export {
+        /// The agent's data directory.
+        #[arg(long, env = "TALLY_DATA_DIR", value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Only events with a seq greater than this.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run(args) => {
+            let config = match load(&args) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            report(run(config))
+        }
+        Command::CheckConfig(args) => match load(&args) {
+            Ok(config) => {
+                println!(
+                    "configuration is valid: agent {} for warehouse {}, data in {}, listening on {}",
+                    config.agent_id,
+                    config.warehouse,
+                    config.data_dir.display(),
+                    config.listen
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Status { config, url } => {
+            let config = match load(&config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            report(status(config, url))
+        }
+        Command::Export { data_dir, after } => report(export(data_dir, after)),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(args: &ConfigArgs) -> Result<Config, ExitCode> {
+    args.load().map_err(|error| {
+        eprintln!("tally-agent: invalid configuration: {error}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tally-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let agent = tally_agent::Agent::open(&config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, agent_id = %config.agent_id, warehouse = %config.warehouse, log_id = %agent.state().log.log_id(), "tally-agent ready");
+        // One line on stdout for supervisors and test harnesses that asked for port 0.
+        println!("tally-agent listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        agent.serve(listener, shutdown).await
+    })
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT (Ctrl-C).
+async fn signal_shutdown(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    shutdown.cancel();
+}
+
+fn status(config: Config, url: Option<String>) -> anyhow::Result<()> {
+    let url = url.unwrap_or_else(|| {
+        let mut addr = config.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    });
+    let token = config.scanner_tokens[0].clone();
+    let body = runtime()?.block_on(tally_agent::client::get(
+        &format!("{url}/v1/status"),
+        &token,
+    ))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&body).context("the agent's answer is not JSON")?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+fn export(data_dir: PathBuf, after: u64) -> anyhow::Result<()> {
+    if !data_dir.join(LOG_FILE).exists() {
+        bail!("there is no event log in {}", data_dir.display());
+    }
+    let log = Log::open(&data_dir).map_err(|e| match e {
+        tally_agent::log::LogError::InUse { .. } => {
+            anyhow::anyhow!("{e}; while the agent runs, read events with GET /v1/events instead")
+        }
+        other => other.into(),
+    })?;
+    let log_id = Some(log.log_id());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut cursor = after;
+    let mut count: u64 = 0;
+    loop {
+        let records = log.read_after(cursor, 1000)?;
+        let Some(last) = records.last() else { break };
+        cursor = last.seq;
+        for record in &records {
+            serde_json::to_writer(&mut out, &EventJson::new(record, log_id))?;
+            out.write_all(b"\n")?;
+        }
+        count += records.len() as u64;
+    }
+    out.flush()?;
+    eprintln!(
+        "exported {count} events (seq {} to {cursor}) from log {}",
+        after + 1,
+        log.log_id()
+    );
+    Ok(())
+}

@@ -4,7 +4,7 @@
 //! agent's log is `[version: u8][postcard(LoggedEvent)]`. The version comes first and fixed-width
 //! so that a peer can refuse an unknown version before it tries to decode the rest.
 
-use crate::event::LoggedEvent;
+use crate::event::{Event, LoggedEvent};
 use crate::message::Message;
 
 /// The version of [`Message`]'s encoding this build speaks.
@@ -32,7 +32,9 @@ pub fn encode_message(message: &Message) -> Vec<u8> {
 }
 
 pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
-    let (version, body) = bytes.split_first_chunk::<2>().ok_or(DecodeError::Truncated)?;
+    let (version, body) = bytes
+        .split_first_chunk::<2>()
+        .ok_or(DecodeError::Truncated)?;
     let version = u16::from_be_bytes(*version);
     if version != MESSAGE_VERSION {
         return Err(DecodeError::UnsupportedVersion {
@@ -41,6 +43,13 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
         });
     }
     decode_exact(body)
+}
+
+/// The canonical bytes of one event's content, for fingerprinting (idempotency checks).
+pub fn encode_event(event: &Event) -> Vec<u8> {
+    let mut out = vec![RECORD_VERSION];
+    postcard::to_io(event, &mut out).expect("postcard encoding into a Vec");
+    out
 }
 
 pub fn encode_record(record: &LoggedEvent) -> Vec<u8> {

@@ -63,7 +63,9 @@ impl fmt::Display for EventKind {
 /// Quantities are never floats: a float accumulator drifts, and stock that drifts is the
 /// problem Tally exists to solve. Six fractional digits cover every unit of measure Odoo ships
 /// with (its default precision is 3 or fewer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub struct Qty(i64);
 
 /// Why a text is not a valid quantity.
@@ -195,7 +197,9 @@ impl fmt::Display for Qty {
 }
 
 /// A point in time: microseconds since the Unix epoch, UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
@@ -265,8 +269,9 @@ pub struct Event {
     /// An Odoo document this event belongs to, such as `WH/OUT/00012`.
     pub reference: Option<String>,
     pub reason: Option<String>,
-    /// When it happened on the floor, as the device saw it. Informational: order is `seq`.
-    pub occurred_at: Timestamp,
+    /// When it happened on the floor, as the device saw it, if the device said. Order is `seq`,
+    /// never this; a count is reconciled against it (absent: the time the agent received it).
+    pub occurred_at: Option<Timestamp>,
     pub device: Option<String>,
     pub user: Option<String>,
 }

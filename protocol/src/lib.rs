@@ -18,8 +18,8 @@ mod event;
 mod message;
 
 pub use codec::{
-    DecodeError, MESSAGE_VERSION, RECORD_VERSION, decode_message, decode_record, encode_message,
-    encode_record,
+    DecodeError, MESSAGE_VERSION, RECORD_VERSION, decode_message, decode_record, encode_event,
+    encode_message, encode_record,
 };
 pub use event::{Event, EventKind, LogId, LoggedEvent, Qty, QtyError, Timestamp};
 pub use message::{Ack, Batch, Hello, Message, Reject, RejectReason, Secret, Welcome};

@@ -21,7 +21,7 @@ fn sample_event() -> LoggedEvent {
             lot: Some("L7".into()),
             reference: Some("WH/INT/00001".into()),
             reason: None,
-            occurred_at: Timestamp::from_micros(1_763_999_999_000_000),
+            occurred_at: Some(Timestamp::from_micros(1_763_999_999_000_000)),
             device: Some("gun-3".into()),
             user: Some("ana".into()),
         },
@@ -42,7 +42,7 @@ fn minimal_event() -> LoggedEvent {
             lot: None,
             reference: None,
             reason: Some("damaged".into()),
-            occurred_at: Timestamp::from_micros(0),
+            occurred_at: None,
             device: None,
             user: None,
         },
@@ -91,12 +91,13 @@ fn cases() -> Vec<(&'static str, Message, &'static str)> {
     ]
 }
 
-const HELLO: &str = "000100097768312d6167656e740357483111111111111111111111111111111111d20903746f6b05302e312e30";
+const HELLO: &str =
+    "000100097768312d6167656e740357483111111111111111111111111111111111d20903746f6b05302e312e30";
 const WELCOME: &str = "000101e80780809296a896a206";
 const REJECT: &str = "0001020300026e6f";
-const BATCH: &str = "000103020100000201580100000000010764616d61676564000000ac0280809296a896a20601067363616e2d310405534b552d31c096b102010241310102423201024c37010c57482f494e542f30303030310080f79795a896a206010567756e2d330103616e61";
+const BATCH: &str = "000103020100000201580100000000010764616d61676564000000ac0280809296a896a20601067363616e2d310405534b552d31c096b102010241310102423201024c37010c57482f494e542f3030303031000180f79795a896a206010567756e2d330103616e61";
 const ACK: &str = "000104ffffffffffffffffff01";
-const RECORD: &str = "01ac0280809296a896a20601067363616e2d310405534b552d31c096b102010241310102423201024c37010c57482f494e542f30303030310080f79795a896a206010567756e2d330103616e61";
+const RECORD: &str = "01ac0280809296a896a20601067363616e2d310405534b552d31c096b102010241310102423201024c37010c57482f494e542f3030303031000180f79795a896a206010567756e2d330103616e61";
 
 #[test]
 fn every_message_encodes_to_its_pinned_bytes() {

@@ -21,13 +21,16 @@ fn event() -> impl Strategy<Value = Event> {
             opt_text(),
             opt_text(),
             opt_text(),
-            any::<i64>(),
+            proptest::option::of(any::<i64>()),
             opt_text(),
             opt_text(),
         ),
     )
         .prop_map(
-            |((id, kind, sku, qty, location, to_location), (lot, reference, reason, at, device, user))| Event {
+            |(
+                (id, kind, sku, qty, location, to_location),
+                (lot, reference, reason, at, device, user),
+            )| Event {
                 id,
                 kind,
                 sku,
@@ -37,7 +40,7 @@ fn event() -> impl Strategy<Value = Event> {
                 lot,
                 reference,
                 reason,
-                occurred_at: Timestamp::from_micros(at),
+                occurred_at: at.map(Timestamp::from_micros),
                 device,
                 user,
             },

@@ -1,0 +1,415 @@
+//! The agent's configuration: a TOML file, overridden by `TALLY_*` environment variables,
+//! overridden by command-line flags. Everything is validated before any file is opened or
+//! port bound, and a bad value is reported with the key that holds it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+use tally_protocol::Secret;
+
+/// Shortest accepted scanner token: long enough that guessing is hopeless.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Settings shared by `run` and `check-config`. Each flag can also be set by the environment
+/// variable shown, or by the key of the same name (with `_`) in the `--config` file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory holding the event log (created if missing).
+    #[arg(long, env = "TALLY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the local HTTP API [default: 127.0.0.1:8917]. Port 0 picks a free port.
+    #[arg(long, env = "TALLY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Code of the Odoo warehouse this agent serves, such as WH.
+    #[arg(long, env = "TALLY_WAREHOUSE")]
+    pub warehouse: Option<String>,
+    /// This agent's identity towards central.
+    #[arg(long, env = "TALLY_AGENT_ID")]
+    pub agent_id: Option<String>,
+    /// Disk budget of the event log, such as 10GiB [default: 10GiB]. When it is reached, new
+    /// events are refused with 507; stored events are never dropped to make room.
+    #[arg(long, env = "TALLY_MAX_LOG_BYTES", value_name = "SIZE")]
+    pub max_log_bytes: Option<String>,
+    /// Bearer token a scanner or WMS must present (repeat the flag, or separate with commas in
+    /// the environment variable). At least 16 characters.
+    #[arg(
+        long = "scanner-token",
+        env = "TALLY_SCANNER_TOKENS",
+        value_delimiter = ',',
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub scanner_tokens: Vec<String>,
+    /// Largest accepted request body [default: 4MiB].
+    #[arg(long, env = "TALLY_MAX_BODY_BYTES", value_name = "SIZE")]
+    pub max_body_bytes: Option<String>,
+}
+
+/// The configuration file's keys. Unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    warehouse: Option<String>,
+    agent_id: Option<String>,
+    max_log_bytes: Option<Size>,
+    #[serde(default)]
+    scanner_tokens: Vec<String>,
+    max_body_bytes: Option<Size>,
+}
+
+/// A size in the file: a number of bytes, or a string such as "512MiB".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub warehouse: String,
+    pub agent_id: String,
+    pub max_log_bytes: u64,
+    pub scanner_tokens: Vec<Secret>,
+    pub max_body_bytes: usize,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8917";
+const DEFAULT_MAX_LOG_BYTES: u64 = 10 << 30;
+const DEFAULT_MAX_BODY_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl ConfigArgs {
+    /// Merges file, environment and flags (clap has already merged the last two) and validates.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .ok_or_else(|| invalid("data_dir", "is required (--data-dir or TALLY_DATA_DIR)"))?;
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let warehouse =
+            self.warehouse.clone().or(file.warehouse).ok_or_else(|| {
+                invalid("warehouse", "is required (--warehouse or TALLY_WAREHOUSE)")
+            })?;
+        check_name("warehouse", &warehouse)?;
+        let agent_id = self
+            .agent_id
+            .clone()
+            .or(file.agent_id)
+            .ok_or_else(|| invalid("agent_id", "is required (--agent-id or TALLY_AGENT_ID)"))?;
+        check_name("agent_id", &agent_id)?;
+        let max_log_bytes = size(
+            "max_log_bytes",
+            self.max_log_bytes.as_deref(),
+            file.max_log_bytes,
+            DEFAULT_MAX_LOG_BYTES,
+        )?;
+        if max_log_bytes < 1 << 20 {
+            return Err(invalid("max_log_bytes", "must be at least 1MiB"));
+        }
+        let max_body_bytes = size(
+            "max_body_bytes",
+            self.max_body_bytes.as_deref(),
+            file.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+        )?;
+        if !(1024..=64 << 20).contains(&max_body_bytes) {
+            return Err(invalid("max_body_bytes", "must be between 1KiB and 64MiB"));
+        }
+        let tokens = if self.scanner_tokens.is_empty() {
+            file.scanner_tokens
+        } else {
+            self.scanner_tokens.clone()
+        };
+        if tokens.is_empty() {
+            return Err(invalid(
+                "scanner_tokens",
+                "at least one token is required (--scanner-token or TALLY_SCANNER_TOKENS)",
+            ));
+        }
+        for (i, token) in tokens.iter().enumerate() {
+            // Never echo the token itself.
+            if token.chars().count() < MIN_TOKEN_CHARS || token.len() > 256 {
+                return Err(invalid(
+                    "scanner_tokens",
+                    format!(
+                        "token {} must be {MIN_TOKEN_CHARS} to 256 characters long",
+                        i + 1
+                    ),
+                ));
+            }
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid(
+                    "scanner_tokens",
+                    format!("token {} must not contain white space", i + 1),
+                ));
+            }
+        }
+        Ok(Config {
+            data_dir,
+            listen,
+            warehouse,
+            agent_id,
+            max_log_bytes,
+            scanner_tokens: tokens.into_iter().map(Secret::new).collect(),
+            max_body_bytes: max_body_bytes as usize,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Identifiers (agent id, warehouse code): 1..=64 characters of letters, digits, `-`, `_`, `.`.
+fn check_name(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("{value:?} must be 1 to 64 letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+fn size(
+    key: &'static str,
+    flag: Option<&str>,
+    file: Option<Size>,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match (flag, file) {
+        (Some(text), _) => parse_size(text).map_err(|m| invalid(key, m)),
+        (None, Some(Size::Bytes(n))) => Ok(n),
+        (None, Some(Size::Text(text))) => parse_size(&text).map_err(|m| invalid(key, m)),
+        (None, None) => Ok(default),
+    }
+}
+
+/// Parses `1048576`, `512KiB`, `64MiB`, `10GiB`, `1TiB` (also KB/MB/GB/TB as powers of 10).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 512MiB or 10GiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use KiB, MiB, GiB or TiB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ConfigArgs {
+        ConfigArgs {
+            data_dir: Some("/tmp/x".into()),
+            warehouse: Some("WH".into()),
+            agent_id: Some("wh-1".into()),
+            scanner_tokens: vec!["a-token-of-sixteen".into()],
+            ..ConfigArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let config = args().load().unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.max_log_bytes, 10 << 30);
+        assert_eq!(config.max_body_bytes, 4 << 20);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nwarehouse = \"FILEWH\"\nagent_id = \"file\"\nmax_log_bytes = \"2GiB\"\nscanner_tokens = [\"file-token-0123456789\"]\n",
+        )
+        .unwrap();
+        let from_file = ConfigArgs {
+            config: Some(path.clone()),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(from_file.warehouse, "FILEWH");
+        assert_eq!(from_file.max_log_bytes, 2 << 30);
+        let overridden = ConfigArgs {
+            config: Some(path),
+            warehouse: Some("FLAG".into()),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(overridden.warehouse, "FLAG");
+        assert_eq!(overridden.data_dir, PathBuf::from("/from/file"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: Vec<(ConfigArgs, &str)> = vec![
+            (
+                ConfigArgs {
+                    data_dir: None,
+                    ..args()
+                },
+                "data_dir",
+            ),
+            (
+                ConfigArgs {
+                    warehouse: Some("W H".into()),
+                    ..args()
+                },
+                "warehouse",
+            ),
+            (
+                ConfigArgs {
+                    agent_id: Some(String::new()),
+                    ..args()
+                },
+                "agent_id",
+            ),
+            (
+                ConfigArgs {
+                    max_log_bytes: Some("10 parsecs".into()),
+                    ..args()
+                },
+                "max_log_bytes",
+            ),
+            (
+                ConfigArgs {
+                    max_log_bytes: Some("1KiB".into()),
+                    ..args()
+                },
+                "max_log_bytes",
+            ),
+            (
+                ConfigArgs {
+                    scanner_tokens: vec![],
+                    ..args()
+                },
+                "scanner_tokens",
+            ),
+            (
+                ConfigArgs {
+                    scanner_tokens: vec!["short".into()],
+                    ..args()
+                },
+                "scanner_tokens",
+            ),
+        ];
+        for (args, key) in cases {
+            match args.load() {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("expected an error for {key}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn token_errors_do_not_echo_the_token() {
+        let err = ConfigArgs {
+            scanner_tokens: vec!["has space in it but long".into()],
+            ..args()
+        }
+        .load()
+        .unwrap_err();
+        assert!(!err.to_string().contains("has space"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "data_dri = \"/x\"\n").unwrap();
+        let err = ConfigArgs {
+            config: Some(path),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .unwrap_err();
+        assert!(err.to_string().contains("data_dri"), "{err}");
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("3 MB"), Ok(3_000_000));
+        assert!(parse_size("GiB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+}

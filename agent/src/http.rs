@@ -1,0 +1,396 @@
+//! The local HTTP API that scanners and the WMS talk to.
+//!
+//! `POST /v1/events` answers only after its events are committed durably by the log writer.
+//! Errors are JSON `{"error": {"code", "message", "index"?, "field"?}}` with a stable `code`;
+//! internal error text never reaches the client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tally_protocol::{Secret, Timestamp};
+
+use crate::ingest::{self, EventJson};
+use crate::log::writer::{AppendError, WriterHandle};
+use crate::log::{Log, RequestOutcome};
+use crate::metrics::Metrics;
+
+/// Most events `GET /v1/events` returns at once.
+pub const MAX_READ_LIMIT: usize = 1000;
+
+/// Everything the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub writer: WriterHandle,
+    pub log: Log,
+    pub metrics: Arc<Metrics>,
+    pub tokens: Arc<TokenSet>,
+    pub agent_id: Arc<str>,
+    pub warehouse: Arc<str>,
+    pub max_log_bytes: u64,
+    pub max_body_bytes: usize,
+    /// Whether the sync link to central is up (set by the sync client).
+    pub connected: Arc<AtomicBool>,
+}
+
+/// The accepted bearer tokens, kept only as SHA-256 digests and compared in constant time.
+pub struct TokenSet {
+    digests: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenSet({} tokens)", self.digests.len())
+    }
+}
+
+impl TokenSet {
+    pub fn new(tokens: &[Secret]) -> TokenSet {
+        TokenSet {
+            digests: tokens
+                .iter()
+                .map(|t| Sha256::digest(t.expose().as_bytes()).into())
+                .collect(),
+        }
+    }
+
+    /// Compares against every token without stopping early, so timing does not reveal which
+    /// (or how much of one) matched.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut matched = subtle::Choice::from(0);
+        for known in &self.digests {
+            matched |= known.ct_eq(&digest);
+        }
+        matched.into()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.max_body_bytes;
+    let protected = Router::new()
+        .route("/v1/events", post(post_events).get(get_events))
+        .route("/v1/status", get(get_status))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(protected)
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// A failed request, rendered as `{"error": {...}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    index: Option<usize>,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            index: None,
+            field: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(index) = self.index {
+            error["index"] = index.into();
+        }
+        if let Some(field) = self.field {
+            error["field"] = field.into();
+        }
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if state.tokens.accepts(token) => next.run(request).await,
+        Some(_) => {
+            state.metrics.rejected("unauthorized");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is not valid",
+            )
+            .into_response()
+        }
+        None => {
+            state.metrics.rejected("unauthorized");
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "an Authorization: Bearer <token> header is required",
+            )
+            .into_response()
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AcceptedJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    seq: u64,
+    duplicate: bool,
+}
+
+async fn post_events(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            state.metrics.rejected("too_large");
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request body is larger than {} bytes; send at most {} events per request",
+                    state.max_body_bytes,
+                    ingest::MAX_EVENTS_PER_REQUEST
+                ),
+            )
+        } else {
+            state.metrics.rejected("unreadable_body");
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "the request body could not be read",
+            )
+        }
+    })?;
+    let events = ingest::parse_body(&body, Timestamp::now()).map_err(|e| {
+        state.metrics.rejected(e.code);
+        ApiError {
+            status: StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            code: e.code,
+            message: e.message,
+            index: e.index,
+            field: e.field,
+        }
+    })?;
+    let ids: Vec<Option<String>> = events.iter().map(|e| e.id.clone()).collect();
+    let outcome = state.writer.append(events).await.map_err(|e| {
+        let (status, code, message) = match &e {
+            AppendError::StorageFull => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "the disk holding the event log is full; nothing was stored".to_owned(),
+            ),
+            AppendError::Storage(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the event log could not be written; nothing was stored, retry later".to_owned(),
+            ),
+            AppendError::Stopped => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the agent is shutting down; nothing was stored, retry later".to_owned(),
+            ),
+        };
+        state.metrics.rejected(code);
+        ApiError::new(status, code, message)
+    })?;
+    match outcome {
+        RequestOutcome::Stored(accepted) => {
+            let stored = accepted.iter().filter(|a| !a.duplicate).count() as u64;
+            state
+                .metrics
+                .accepted(stored, accepted.len() as u64 - stored);
+            let status = if stored > 0 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let body: Vec<AcceptedJson<'_>> = accepted
+                .iter()
+                .zip(&ids)
+                .map(|(a, id)| AcceptedJson {
+                    id: id.as_deref(),
+                    seq: a.seq,
+                    duplicate: a.duplicate,
+                })
+                .collect();
+            Ok((status, axum::Json(json!({ "accepted": body }))).into_response())
+        }
+        RequestOutcome::Conflict {
+            index,
+            original_seq,
+        } => {
+            state.metrics.rejected("id_conflict");
+            let id = ids[index].as_deref().unwrap_or_default();
+            Err(ApiError {
+                status: StatusCode::CONFLICT,
+                code: "id_conflict",
+                message: format!(
+                    "event {index}: id {id:?} was already used for a different event (seq {original_seq}); nothing was stored"
+                ),
+                index: Some(index),
+                field: Some("id".into()),
+            })
+        }
+        RequestOutcome::Full => {
+            state.metrics.rejected("log_full");
+            Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "log_full",
+                format!(
+                    "the event log has reached its budget (max_log_bytes = {}); nothing was stored. \
+                     Stored events are kept until central has them: restore the link to central or raise max_log_bytes",
+                    state.max_log_bytes
+                ),
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn get_events(
+    State(state): State<AppState>,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("after and limit must be whole numbers (limit at most {MAX_READ_LIMIT})"),
+        )
+    })?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_READ_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_READ_LIMIT}"),
+        ));
+    }
+    let log = state.log.clone();
+    let records = tokio::task::spawn_blocking(move || log.read_after(query.after, limit))
+        .await
+        .map_err(|_| internal())?
+        .map_err(|error| {
+            tracing::error!(%error, "reading the event log failed");
+            internal()
+        })?;
+    let events: Vec<EventJson<'_>> = records.iter().map(|r| EventJson::new(r, None)).collect();
+    Ok(
+        axum::Json(json!({ "log_id": state.log.log_id().to_string(), "events": events }))
+            .into_response(),
+    )
+}
+
+fn internal() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the agent could not read its log; see its logs",
+    )
+}
+
+/// The body of `GET /v1/status` (also printed by `tally-agent status`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusJson {
+    pub agent_id: String,
+    pub warehouse: String,
+    pub log_id: String,
+    pub last_seq: u64,
+    pub acked_seq: u64,
+    pub pending: u64,
+    pub oldest_pending_age_seconds: Option<f64>,
+    pub log_bytes: u64,
+    pub max_log_bytes: u64,
+    pub connected: bool,
+    pub version: String,
+}
+
+async fn get_status(State(state): State<AppState>) -> Result<axum::Json<StatusJson>, ApiError> {
+    let log = state.log.clone();
+    let status = tokio::task::spawn_blocking(move || log.status())
+        .await
+        .map_err(|_| internal())?
+        .map_err(|error| {
+            tracing::error!(%error, "reading the event log status failed");
+            internal()
+        })?;
+    let now = Timestamp::now().as_micros();
+    Ok(axum::Json(StatusJson {
+        agent_id: state.agent_id.to_string(),
+        warehouse: state.warehouse.to_string(),
+        log_id: state.log.log_id().to_string(),
+        last_seq: status.last_seq,
+        acked_seq: status.acked_seq,
+        pending: status.last_seq.saturating_sub(status.acked_seq),
+        oldest_pending_age_seconds: status
+            .oldest_pending_received_at
+            .map(|at| (now - at.as_micros()).max(0) as f64 / 1e6),
+        log_bytes: status.log_bytes,
+        max_log_bytes: state.max_log_bytes,
+        connected: state.connected.load(Ordering::Relaxed),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }))
+}
+
+async fn get_metrics(State(state): State<AppState>) -> Response {
+    let log = state.log.clone();
+    let last_seq =
+        tokio::task::spawn_blocking(move || log.status().map(|s| s.last_seq).unwrap_or(0))
+            .await
+            .unwrap_or(0);
+    let text = state.metrics.render(state.log.file_bytes(), last_seq);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,451 @@
+//! Turning a posted JSON body into validated [`Event`]s, and events back into JSON.
+//!
+//! Pure functions over bytes and plain data: no I/O, no clock (the caller passes `now`).
+//! Validation names the first bad event and field so a WMS integrator can fix the feed;
+//! nothing of a request is stored unless every event in it is valid.
+//!
+//! Quantities are read from the raw JSON text (`RawValue`), never through `f64`, so `0.1`
+//! is stored as exactly one tenth.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Timestamp};
+
+/// At most this many events in one request.
+pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+/// Longest accepted text field, in characters.
+pub const MAX_TEXT_CHARS: usize = 128;
+/// Longest accepted `reason`, in characters.
+pub const MAX_REASON_CHARS: usize = 512;
+
+/// The earliest `occurred_at` accepted (2000-01-01T00:00:00Z): earlier is a device with an unset
+/// clock.
+const EARLIEST_OCCURRED_AT: i64 = 946_684_800_000_000;
+/// How far in the future `occurred_at` may be, for devices whose clocks run ahead.
+const MAX_FUTURE_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// A rejected request: a stable machine code, a sentence for people, and where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestError {
+    /// 400 for bodies that are not JSON, 422 for JSON that is not valid events.
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub index: Option<usize>,
+    pub field: Option<String>,
+}
+
+impl IngestError {
+    fn malformed(message: String) -> IngestError {
+        IngestError {
+            status: 400,
+            code: "malformed_json",
+            message,
+            index: None,
+            field: None,
+        }
+    }
+
+    fn body(code: &'static str, message: impl Into<String>, field: Option<&str>) -> IngestError {
+        IngestError {
+            status: 422,
+            code,
+            message: message.into(),
+            index: None,
+            field: field.map(str::to_owned),
+        }
+    }
+
+    fn event(index: usize, field: &str, code: &'static str, message: String) -> IngestError {
+        IngestError {
+            status: 422,
+            code,
+            message: format!("event {index}: {message}"),
+            index: Some(index),
+            field: Some(field.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for IngestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A JSON object's members in document order, values left unparsed. Unlike a map type it
+/// keeps duplicate keys, so they can be refused instead of silently taking the last one.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12).min(32));
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// Parses a request body: one event object, or `{"events": [...]}` with 1 to
+/// [`MAX_EVENTS_PER_REQUEST`] events.
+pub fn parse_body(body: &[u8], now: Timestamp) -> Result<Vec<Event>, IngestError> {
+    let top: &RawValue = serde_json::from_slice(body)
+        .map_err(|e| IngestError::malformed(format!("the body is not valid JSON: {e}")))?;
+    let members: Members<'_> = serde_json::from_str(top.get()).map_err(|_| {
+        IngestError::body(
+            "invalid_body",
+            "the body must be an event object or {\"events\": [...]}",
+            None,
+        )
+    })?;
+    let is_batch = members.0.iter().any(|(key, _)| key == "events");
+    if !is_batch {
+        return Ok(vec![parse_event(0, &members, now)?]);
+    }
+    if let Some((key, _)) = members.0.iter().find(|(key, _)| key != "events") {
+        return Err(IngestError::body(
+            "unknown_field",
+            format!("a batch body has only the key \"events\", not {key:?}"),
+            Some(key),
+        ));
+    }
+    if members.0.len() > 1 {
+        return Err(IngestError::body(
+            "duplicate_field",
+            "\"events\" appears more than once",
+            Some("events"),
+        ));
+    }
+    let raw_events: Vec<&RawValue> = serde_json::from_str(members.0[0].1.get()).map_err(|_| {
+        IngestError::body(
+            "invalid_body",
+            "\"events\" must be an array of event objects",
+            Some("events"),
+        )
+    })?;
+    if raw_events.is_empty() {
+        return Err(IngestError::body(
+            "empty_batch",
+            "\"events\" is empty",
+            Some("events"),
+        ));
+    }
+    if raw_events.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(IngestError::body(
+            "too_many_events",
+            format!(
+                "{} events in one request; the limit is {MAX_EVENTS_PER_REQUEST}",
+                raw_events.len()
+            ),
+            Some("events"),
+        ));
+    }
+    raw_events
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            let members: Members<'_> = serde_json::from_str(raw.get()).map_err(|_| {
+                IngestError::event(
+                    index,
+                    "events",
+                    "invalid_body",
+                    "is not a JSON object".into(),
+                )
+            })?;
+            parse_event(index, &members, now)
+        })
+        .collect()
+}
+
+/// The fields of one event, as found in the JSON.
+#[derive(Default)]
+struct RawEvent<'a> {
+    id: Option<&'a RawValue>,
+    kind: Option<&'a RawValue>,
+    sku: Option<&'a RawValue>,
+    qty: Option<&'a RawValue>,
+    location: Option<&'a RawValue>,
+    to_location: Option<&'a RawValue>,
+    lot: Option<&'a RawValue>,
+    reference: Option<&'a RawValue>,
+    reason: Option<&'a RawValue>,
+    occurred_at: Option<&'a RawValue>,
+    device: Option<&'a RawValue>,
+    user: Option<&'a RawValue>,
+}
+
+fn parse_event(index: usize, members: &Members<'_>, now: Timestamp) -> Result<Event, IngestError> {
+    let mut raw = RawEvent::default();
+    for (key, value) in &members.0 {
+        let slot = match key.as_str() {
+            "id" => &mut raw.id,
+            "type" => &mut raw.kind,
+            "sku" => &mut raw.sku,
+            "qty" => &mut raw.qty,
+            "location" => &mut raw.location,
+            "to_location" => &mut raw.to_location,
+            "lot" => &mut raw.lot,
+            "reference" => &mut raw.reference,
+            "reason" => &mut raw.reason,
+            "occurred_at" => &mut raw.occurred_at,
+            "device" => &mut raw.device,
+            "user" => &mut raw.user,
+            _ => {
+                return Err(IngestError::event(
+                    index,
+                    key,
+                    "unknown_field",
+                    format!("unknown field {key:?}"),
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(IngestError::event(
+                index,
+                key,
+                "duplicate_field",
+                format!("field {key:?} appears more than once"),
+            ));
+        }
+        // `null` is the same as leaving the field out.
+        if value.get() != "null" {
+            *slot = Some(*value);
+        }
+    }
+    let field = |name: &str, code: &'static str, message: String| {
+        IngestError::event(index, name, code, message)
+    };
+    let text =
+        |name: &str, value: Option<&RawValue>, max: usize| -> Result<Option<String>, IngestError> {
+            value
+                .map(|v| {
+                    parse_text(v, max)
+                        .map_err(|m| field(name, "invalid_field", format!("{name} {m}")))
+                })
+                .transpose()
+        };
+    let required = |name: &str, value: Option<String>| {
+        value.ok_or_else(|| field(name, "missing_field", format!("{name} is required")))
+    };
+
+    let kind_text = required("type", text("type", raw.kind, MAX_TEXT_CHARS)?)?;
+    let kind: EventKind = kind_text.parse().map_err(|()| {
+        field(
+            "type",
+            "unknown_event_type",
+            format!("type {kind_text:?} is not one of receipt, pick, adjustment, count, transfer"),
+        )
+    })?;
+    let sku = required("sku", text("sku", raw.sku, MAX_TEXT_CHARS)?)?;
+    let qty = parse_qty(
+        raw.qty
+            .ok_or_else(|| field("qty", "missing_field", "qty is required".into()))?,
+    )
+    .map_err(|m| field("qty", "invalid_field", format!("qty {m}")))?;
+    let location = text("location", raw.location, MAX_TEXT_CHARS)?;
+    let to_location = text("to_location", raw.to_location, MAX_TEXT_CHARS)?;
+    let reason = text("reason", raw.reason, MAX_REASON_CHARS)?;
+
+    let sign_rule = match kind {
+        EventKind::Receipt | EventKind::Pick | EventKind::Transfer => {
+            (qty.micros() <= 0).then_some("must be greater than 0")
+        }
+        EventKind::Adjustment => qty
+            .is_zero()
+            .then_some("must not be 0 (it is a signed delta)"),
+        EventKind::Count => qty
+            .is_negative()
+            .then_some("must not be negative (it is the counted quantity)"),
+    };
+    if let Some(rule) = sign_rule {
+        return Err(field(
+            "qty",
+            "invalid_field",
+            format!("qty {rule} for a {kind}"),
+        ));
+    }
+    match kind {
+        EventKind::Transfer => {
+            let from = required("location", location.clone()).map_err(|e| IngestError {
+                message: format!("event {index}: a transfer needs location and to_location"),
+                ..e
+            })?;
+            let to = required("to_location", to_location.clone()).map_err(|e| IngestError {
+                message: format!("event {index}: a transfer needs location and to_location"),
+                ..e
+            })?;
+            if from == to {
+                return Err(field(
+                    "to_location",
+                    "invalid_field",
+                    "to_location must differ from location".into(),
+                ));
+            }
+        }
+        _ if to_location.is_some() => {
+            return Err(field(
+                "to_location",
+                "invalid_field",
+                format!("to_location is only valid on a transfer, not a {kind}"),
+            ));
+        }
+        EventKind::Adjustment => {
+            required("reason", reason.clone()).map_err(|e| IngestError {
+                message: format!("event {index}: an adjustment needs a reason"),
+                ..e
+            })?;
+        }
+        _ => {}
+    }
+
+    let occurred_at = raw
+        .occurred_at
+        .map(|value| parse_time(value, now))
+        .transpose()
+        .map_err(|m| field("occurred_at", "invalid_field", format!("occurred_at {m}")))?;
+
+    Ok(Event {
+        id: text("id", raw.id, MAX_TEXT_CHARS)?,
+        kind,
+        sku,
+        qty,
+        location,
+        to_location,
+        lot: text("lot", raw.lot, MAX_TEXT_CHARS)?,
+        reference: text("reference", raw.reference, MAX_TEXT_CHARS)?,
+        reason,
+        occurred_at,
+        device: text("device", raw.device, MAX_TEXT_CHARS)?,
+        user: text("user", raw.user, MAX_TEXT_CHARS)?,
+    })
+}
+
+/// A text field: a JSON string of 1..=`max` characters, no control characters, no leading or
+/// trailing white space (a scanner's stray newline must not create a second SKU).
+fn parse_text(value: &RawValue, max: usize) -> Result<String, String> {
+    let text: String =
+        serde_json::from_str(value.get()).map_err(|_| "must be a string".to_owned())?;
+    if text.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if text.chars().count() > max {
+        return Err(format!("is longer than {max} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    if text.trim() != text {
+        return Err("must not start or end with white space".into());
+    }
+    Ok(text)
+}
+
+/// A quantity: a JSON number or a string holding a plain decimal.
+fn parse_qty(value: &RawValue) -> Result<Qty, String> {
+    let raw = value.get();
+    let text = if raw.starts_with('"') {
+        serde_json::from_str::<String>(raw).map_err(|_| "must be a decimal number".to_owned())?
+    } else if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        raw.to_owned()
+    } else {
+        return Err("must be a decimal number".into());
+    };
+    Qty::parse(&text).map_err(|e| e.to_string())
+}
+
+fn parse_time(value: &RawValue, now: Timestamp) -> Result<Timestamp, String> {
+    let text: String = serde_json::from_str(value.get())
+        .map_err(|_| "must be an RFC 3339 string such as 2026-11-29T09:30:00Z".to_owned())?;
+    let parsed: jiff::Timestamp = text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an RFC 3339 timestamp with an offset, such as 2026-11-29T09:30:00Z"
+        )
+    })?;
+    let micros = parsed.as_microsecond();
+    if micros < EARLIEST_OCCURRED_AT {
+        return Err("is before 2000-01-01 (is the device's clock set?)".into());
+    }
+    if micros > now.as_micros().saturating_add(MAX_FUTURE_MICROS) {
+        return Err("is more than a day in the future (is the device's clock set?)".into());
+    }
+    Ok(Timestamp::from_micros(micros))
+}
+
+/// RFC 3339 in UTC with microseconds where they are not zero.
+pub fn format_time(at: Timestamp) -> String {
+    jiff::Timestamp::from_microsecond(at.as_micros())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| at.as_micros().to_string())
+}
+
+/// The JSON form of a stored event (`GET /v1/events`, `tally-agent export`). Quantities are
+/// strings so that no JSON reader turns them into floats.
+#[derive(Debug, Serialize)]
+pub struct EventJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub sku: &'a str,
+    pub qty: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_location: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lot: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    pub received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+}
+
+impl<'a> EventJson<'a> {
+    pub fn new(record: &'a LoggedEvent, log_id: Option<LogId>) -> EventJson<'a> {
+        let e = &record.event;
+        EventJson {
+            log_id: log_id.map(|id| id.to_string()),
+            seq: record.seq,
+            id: e.id.as_deref(),
+            kind: e.kind.as_str(),
+            sku: &e.sku,
+            qty: e.qty.to_string(),
+            location: e.location.as_deref(),
+            to_location: e.to_location.as_deref(),
+            lot: e.lot.as_deref(),
+            reference: e.reference.as_deref(),
+            reason: e.reason.as_deref(),
+            occurred_at: e.occurred_at.map(format_time),
+            received_at: format_time(record.received_at),
+            device: e.device.as_deref(),
+            user: e.user.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! `tally-agent`: a warehouse's durable front door for stock events.
+//!
+//! Scanners and the WMS post events over local HTTP ([`http`]); each request is validated
+//! ([`ingest`]), committed to the redb event log by the group-commit writer ([`log::writer`]),
+//! and answered only once it is on disk.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod log;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{AppState, TokenSet};
+use crate::log::writer::{self, GroupLimits};
+use crate::log::{Log, LogWriter};
+use crate::metrics::Metrics;
+
+/// How long in-flight requests may take to finish after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running agent's parts, opened but not yet serving.
+#[derive(Debug)]
+pub struct Agent {
+    state: AppState,
+    writer_thread: std::thread::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Opens (or creates) the data directory and its log and starts the log writer.
+    pub fn open(config: &Config) -> anyhow::Result<Agent> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let log = Log::open(&config.data_dir)?;
+        Agent::with_log(config, log, GroupLimits::default())
+    }
+
+    /// Starts an agent on an already opened log (tests use this with fault-injecting storage).
+    pub fn with_log(config: &Config, log: Log, limits: GroupLimits) -> anyhow::Result<Agent> {
+        let metrics = Arc::new(Metrics::new());
+        let log_writer = LogWriter::new(log.clone(), config.max_log_bytes)?;
+        let (writer, writer_thread) = writer::spawn(log_writer, limits, Arc::clone(&metrics))
+            .context("cannot start the log writer thread")?;
+        let state = AppState {
+            writer,
+            log,
+            metrics,
+            tokens: Arc::new(TokenSet::new(&config.scanner_tokens)),
+            agent_id: config.agent_id.as_str().into(),
+            warehouse: config.warehouse.as_str().into(),
+            max_log_bytes: config.max_log_bytes,
+            max_body_bytes: config.max_body_bytes,
+            connected: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Agent {
+            state,
+            writer_thread,
+        })
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves the HTTP API on `listener` until `shutdown` is cancelled, then stops accepting,
+    /// lets in-flight requests finish (within a grace period) and waits for the last commit.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Agent {
+            state,
+            writer_thread,
+        } = self;
+        let app = http::router(state);
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        tokio::select! {
+            result = server => result.context("the HTTP server failed")?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period; closing them");
+            }
+        }
+        // The router (and with it every writer handle) is dropped: the writer drains its queue,
+        // commits, and stops.
+        tokio::task::spawn_blocking(move || writer_thread.join())
+            .await
+            .context("waiting for the log writer")?
+            .map_err(|_| anyhow::anyhow!("the log writer thread panicked"))?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,535 @@
+//! The agent's event log: an append-only sequence of events in one redb file.
+//!
+//! Tables:
+//! - `events`: seq → encoded [`LoggedEvent`] (`tally_protocol::encode_record`);
+//! - `ids`: client id → seq and a fingerprint of the event's content, for idempotency;
+//! - `meta`: the log's random [`LogId`] and the seq central has acknowledged.
+//!
+//! Architecture invariant: only the [`writer`] thread writes, and every write transaction is
+//! committed with `Durability::Immediate` before any request in it is answered.
+
+pub mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
+};
+use sha2::{Digest, Sha256};
+use tally_protocol::{Event, LogId, LoggedEvent, Timestamp, decode_record, encode_event};
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("ids");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_LOG_ID: &str = "log_id";
+const META_ACKED_SEQ: &str = "acked_seq";
+
+/// The file name of the log inside the data directory.
+pub const LOG_FILE: &str = "events.redb";
+
+/// redb's page cache. The log is written once and read rarely, so a small cache keeps the
+/// agent's memory flat however large the log grows.
+const CACHE_BYTES: usize = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("the event log {} is open in another process (is tally-agent already running?)", path.display())]
+    InUse { path: PathBuf },
+    #[error("storage error on {}: {source}", path.display())]
+    Storage { path: PathBuf, source: redb::Error },
+    #[error("the event log {} is being reopened after a storage error", path.display())]
+    Reopening { path: PathBuf },
+    #[error("record {seq} in {} cannot be decoded: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        seq: u64,
+        reason: String,
+    },
+}
+
+impl LogError {
+    /// Whether the underlying cause is a full disk (answered with 507, not 500).
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            LogError::Storage { source, .. } => {
+                let text = source.to_string();
+                matches!(source, redb::Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull)
+                    || text.contains("No space left on device")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How the log's database is opened: from a file path, or (for fault-injection tests) through a
+/// caller-supplied storage backend. Opening again after an I/O error uses the same recipe.
+type Opener = Box<dyn Fn() -> Result<Database, DatabaseError> + Send + Sync>;
+
+struct Shared {
+    path: PathBuf,
+    opener: Opener,
+    /// Replaced by the writer when it reopens the database after an I/O error; `None` while
+    /// that reopen has not succeeded.
+    db: RwLock<Option<Arc<Database>>>,
+    log_id: LogId,
+}
+
+/// A handle on the log, cheap to clone. Reads may run on any thread; appends go through
+/// [`writer::Writer`].
+#[derive(Clone)]
+pub struct Log {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Log {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Log")
+            .field("path", &self.shared.path)
+            .field("log_id", &self.shared.log_id)
+            .finish()
+    }
+}
+
+/// What a request's events became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub seq: u64,
+    /// The event's client id was stored before with the same content; `seq` is the original's.
+    pub duplicate: bool,
+}
+
+/// The outcome of one request (one atomic batch) inside a group commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Every event is stored (or was already); one entry per event, in request order.
+    Stored(Vec<Accepted>),
+    /// Event `index` reuses a client id with different content; nothing of the request is stored.
+    Conflict { index: usize, original_seq: u64 },
+    /// Storing the request would exceed the log's byte budget; nothing of it is stored.
+    Full,
+}
+
+/// Numbers for `/v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogStatus {
+    pub last_seq: u64,
+    pub acked_seq: u64,
+    pub oldest_pending_received_at: Option<Timestamp>,
+    pub log_bytes: u64,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Log, LogError> {
+        let path = data_dir.join(LOG_FILE);
+        let file_path = path.clone();
+        Log::open_with(
+            path,
+            Box::new(move || {
+                Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(&file_path)
+            }),
+        )
+    }
+
+    /// Opens the log at `path` through backends made by `backend` (fault-injection tests wrap
+    /// redb's `FileBackend` on `path`).
+    pub fn open_with_backend<B, F>(path: PathBuf, backend: F) -> Result<Log, LogError>
+    where
+        B: StorageBackend,
+        F: Fn() -> std::io::Result<B> + Send + Sync + 'static,
+    {
+        Log::open_with(
+            path,
+            Box::new(move || {
+                let backend = backend().map_err(|e| DatabaseError::Storage(e.into()))?;
+                Database::builder()
+                    .set_cache_size(CACHE_BYTES)
+                    .create_with_backend(backend)
+            }),
+        )
+    }
+
+    fn open_with(path: PathBuf, opener: Opener) -> Result<Log, LogError> {
+        let db = opener().map_err(|e| open_error(&path, e))?;
+        let log_id = init(&db).map_err(|source| LogError::Storage {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Log {
+            shared: Arc::new(Shared {
+                path,
+                opener,
+                db: RwLock::new(Some(Arc::new(db))),
+                log_id,
+            }),
+        })
+    }
+
+    pub fn log_id(&self) -> LogId {
+        self.shared.log_id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    fn db(&self) -> Result<Arc<Database>, LogError> {
+        let slot = self.shared.db.read().unwrap_or_else(|e| e.into_inner());
+        slot.clone().ok_or_else(|| LogError::Reopening {
+            path: self.shared.path.clone(),
+        })
+    }
+
+    fn storage_error(&self, source: impl Into<redb::Error>) -> LogError {
+        LogError::Storage {
+            path: self.shared.path.clone(),
+            source: source.into(),
+        }
+    }
+
+    /// The size of the log file on disk.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Up to `limit` events with seq > `after`, in seq order.
+    pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, LogError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.storage_error(e))?;
+        let table = match txn.open_table(EVENTS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.storage_error(e)),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let range = table
+            .range(after.saturating_add(1)..)
+            .map_err(|e| self.storage_error(e))?;
+        for entry in range.take(limit) {
+            let (seq, bytes) = entry.map_err(|e| self.storage_error(e))?;
+            out.push(self.decode(seq.value(), bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, seq: u64, bytes: &[u8]) -> Result<LoggedEvent, LogError> {
+        let record = decode_record(bytes).map_err(|e| LogError::Corrupt {
+            path: self.shared.path.clone(),
+            seq,
+            reason: e.to_string(),
+        })?;
+        if record.seq != seq {
+            return Err(LogError::Corrupt {
+                path: self.shared.path.clone(),
+                seq,
+                reason: format!("record carries seq {}", record.seq),
+            });
+        }
+        Ok(record)
+    }
+
+    pub fn status(&self) -> Result<LogStatus, LogError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.storage_error(e))?;
+        let meta = txn.open_table(META).map_err(|e| self.storage_error(e))?;
+        let acked_seq = read_u64(&meta, META_ACKED_SEQ).map_err(|e| self.storage_error(e))?;
+        let events = txn.open_table(EVENTS).map_err(|e| self.storage_error(e))?;
+        let last_seq = match events.last().map_err(|e| self.storage_error(e))? {
+            Some((seq, _)) => seq.value(),
+            None => 0,
+        };
+        let oldest_pending_received_at = match events
+            .get(acked_seq + 1)
+            .map_err(|e| self.storage_error(e))?
+        {
+            Some(bytes) => Some(self.decode(acked_seq + 1, bytes.value())?.received_at),
+            None => None,
+        };
+        Ok(LogStatus {
+            last_seq,
+            acked_seq,
+            oldest_pending_received_at,
+            log_bytes: self.file_bytes(),
+        })
+    }
+}
+
+fn open_error(path: &Path, error: DatabaseError) -> LogError {
+    match error {
+        DatabaseError::DatabaseAlreadyOpen => LogError::InUse {
+            path: path.to_owned(),
+        },
+        other => LogError::Storage {
+            path: path.to_owned(),
+            source: other.into(),
+        },
+    }
+}
+
+/// Creates the tables and the log id on first open; returns the log id.
+fn init(db: &Database) -> Result<LogId, redb::Error> {
+    let txn = db.begin_write()?;
+    let log_id = {
+        txn.open_table(EVENTS)?;
+        txn.open_table(IDS)?;
+        let mut meta = txn.open_table(META)?;
+        let existing = meta
+            .get(META_LOG_ID)?
+            .and_then(|v| <[u8; 16]>::try_from(v.value()).ok());
+        match existing {
+            Some(bytes) => LogId(bytes),
+            None => {
+                let id = LogId(rand::random());
+                meta.insert(META_LOG_ID, id.0.as_slice())?;
+                id
+            }
+        }
+    };
+    txn.commit()?;
+    Ok(log_id)
+}
+
+fn read_u64(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<u64, redb::Error> {
+    Ok(table
+        .get(key)?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0))
+}
+
+/// A digest of an event's content: equal events have equal fingerprints.
+fn fingerprint(event: &Event) -> [u8; 32] {
+    Sha256::digest(encode_event(event)).into()
+}
+
+/// The `ids` table's value: seq (8 bytes, big-endian) then the fingerprint.
+fn id_entry(seq: u64, fingerprint: &[u8; 32]) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..8].copy_from_slice(&seq.to_be_bytes());
+    out[8..].copy_from_slice(fingerprint);
+    out
+}
+
+fn parse_id_entry(bytes: &[u8]) -> Option<(u64, [u8; 32])> {
+    let (seq, fp) = bytes.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*seq), fp.try_into().ok()?))
+}
+
+/// Sets up tables inside a write transaction and hands out the log's write operations; used by
+/// the writer thread and by tests that drive the log synchronously.
+#[derive(Debug)]
+pub struct LogWriter {
+    log: Log,
+    next_seq: u64,
+    max_log_bytes: u64,
+    /// Set after a failed commit: redb refuses further writes on that handle until reopened.
+    needs_reopen: bool,
+}
+
+/// On-disk bytes an event costs, as measured on redb 4 (≈285 bytes for a 150-byte event):
+/// used to keep a commit from overshooting the byte budget.
+fn estimated_disk_bytes(encoded_len: usize) -> u64 {
+    2 * encoded_len as u64 + 64
+}
+
+impl LogWriter {
+    pub fn new(log: Log, max_log_bytes: u64) -> Result<LogWriter, LogError> {
+        let last_seq = log.status()?.last_seq;
+        Ok(LogWriter {
+            log,
+            next_seq: last_seq + 1,
+            max_log_bytes,
+            needs_reopen: false,
+        })
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Stores a group of requests in one durable transaction. Each request is atomic on its
+    /// own: it is stored whole, or (on a conflict or a full log) not at all, without affecting
+    /// the others. An `Err` means nothing of the group was stored.
+    pub fn append_group(
+        &mut self,
+        group: &[&[Event]],
+        now: Timestamp,
+    ) -> Result<Vec<RequestOutcome>, LogError> {
+        if self.needs_reopen {
+            self.reopen()?;
+        }
+        let result = self.try_append_group(group, now);
+        if result.is_err() {
+            // A failed commit may have poisoned the handle; the next group reopens it, and seq
+            // numbering restarts from what is actually on disk.
+            self.needs_reopen = true;
+        }
+        result
+    }
+
+    fn reopen(&mut self) -> Result<(), LogError> {
+        let shared = &self.log.shared;
+        let mut slot = shared.db.write().unwrap_or_else(|e| e.into_inner());
+        // Drop the failed handle first: redb holds a file lock per open database. A reader that
+        // still holds it makes this open fail; the next group tries again.
+        *slot = None;
+        let db = (shared.opener)().map_err(|e| open_error(&shared.path, e))?;
+        *slot = Some(Arc::new(db));
+        drop(slot);
+        self.next_seq = self.log.status()?.last_seq + 1;
+        self.needs_reopen = false;
+        tracing::info!(path = %shared.path.display(), next_seq = self.next_seq, "reopened the event log after a storage error");
+        Ok(())
+    }
+
+    fn try_append_group(
+        &mut self,
+        group: &[&[Event]],
+        now: Timestamp,
+    ) -> Result<Vec<RequestOutcome>, LogError> {
+        let db = self.log.db()?;
+        let err = |e: redb::Error| self.log.storage_error(e);
+        let mut txn = db.begin_write().map_err(|e| err(e.into()))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| err(e.into()))?;
+        let mut next_seq = self.next_seq;
+        let mut budget_used = self.log.file_bytes();
+        let mut outcomes = Vec::with_capacity(group.len());
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| err(e.into()))?;
+            let mut ids = txn.open_table(IDS).map_err(|e| err(e.into()))?;
+            for request in group {
+                let plan = match plan_request(request, &ids, next_seq).map_err(err)? {
+                    Plan::Conflict {
+                        index,
+                        original_seq,
+                    } => {
+                        outcomes.push(RequestOutcome::Conflict {
+                            index,
+                            original_seq,
+                        });
+                        continue;
+                    }
+                    Plan::Store(plan) => plan,
+                };
+                let new_records: Vec<(u64, Vec<u8>)> = request
+                    .iter()
+                    .zip(&plan.accepted)
+                    .filter(|(_, a)| !a.duplicate)
+                    .map(|(event, a)| {
+                        let record = LoggedEvent {
+                            seq: a.seq,
+                            received_at: now,
+                            event: event.clone(),
+                        };
+                        (a.seq, tally_protocol::encode_record(&record))
+                    })
+                    .collect();
+                let cost: u64 = new_records
+                    .iter()
+                    .map(|(_, r)| estimated_disk_bytes(r.len()))
+                    .sum();
+                if cost > 0 && budget_used + cost > self.max_log_bytes {
+                    outcomes.push(RequestOutcome::Full);
+                    continue;
+                }
+                budget_used += cost;
+                for (seq, record) in &new_records {
+                    events
+                        .insert(*seq, record.as_slice())
+                        .map_err(|e| err(e.into()))?;
+                }
+                for ((event, a), fp) in request.iter().zip(&plan.accepted).zip(&plan.fingerprints) {
+                    if let (Some(id), false, Some(fp)) = (&event.id, a.duplicate, fp) {
+                        ids.insert(id.as_str(), id_entry(a.seq, fp).as_slice())
+                            .map_err(|e| err(e.into()))?;
+                    }
+                }
+                next_seq += new_records.len() as u64;
+                outcomes.push(RequestOutcome::Stored(plan.accepted));
+            }
+        }
+        txn.commit().map_err(|e| err(e.into()))?;
+        self.next_seq = next_seq;
+        Ok(outcomes)
+    }
+}
+
+struct StorePlan {
+    accepted: Vec<Accepted>,
+    /// The fingerprint of each event that is new and has a client id.
+    fingerprints: Vec<Option<[u8; 32]>>,
+}
+
+enum Plan {
+    Store(StorePlan),
+    Conflict { index: usize, original_seq: u64 },
+}
+
+/// Decides, without writing, what each event of a request becomes: a duplicate of a stored
+/// event (same client id, same content), a new event with the next seq, or a conflict.
+fn plan_request(
+    request: &[Event],
+    ids: &impl ReadableTable<&'static str, &'static [u8]>,
+    mut next_seq: u64,
+) -> Result<Plan, redb::Error> {
+    let mut accepted = Vec::with_capacity(request.len());
+    let mut fingerprints = Vec::with_capacity(request.len());
+    // Client ids first seen earlier in this same request.
+    let mut local: std::collections::HashMap<&str, (u64, [u8; 32])> =
+        std::collections::HashMap::new();
+    for (index, event) in request.iter().enumerate() {
+        let Some(id) = event.id.as_deref() else {
+            accepted.push(Accepted {
+                seq: next_seq,
+                duplicate: false,
+            });
+            fingerprints.push(None);
+            next_seq += 1;
+            continue;
+        };
+        let fp = fingerprint(event);
+        let seen = match local.get(id) {
+            Some(&entry) => Some(entry),
+            None => ids.get(id)?.and_then(|v| parse_id_entry(v.value())),
+        };
+        match seen {
+            Some((seq, original)) if original == fp => {
+                accepted.push(Accepted {
+                    seq,
+                    duplicate: true,
+                });
+                fingerprints.push(None);
+            }
+            Some((original_seq, _)) => {
+                return Ok(Plan::Conflict {
+                    index,
+                    original_seq,
+                });
+            }
+            None => {
+                local.insert(id, (next_seq, fp));
+                accepted.push(Accepted {
+                    seq: next_seq,
+                    duplicate: false,
+                });
+                fingerprints.push(Some(fp));
+                next_seq += 1;
+            }
+        }
+    }
+    Ok(Plan::Store(StorePlan {
+        accepted,
+        fingerprints,
+    }))
+}

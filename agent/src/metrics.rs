@@ -1,0 +1,125 @@
+//! The agent's metrics, in one place: what is counted and how it is exposed on `/metrics`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Reason = [(&'static str, &'static str); 1];
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    accepted: Counter,
+    duplicates: Counter,
+    rejected: Family<Reason, Counter>,
+    commit_seconds: Histogram,
+    commit_requests: Histogram,
+    commit_events: Histogram,
+    request_events: Histogram,
+    log_bytes: Gauge,
+    last_seq: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tally_agent");
+        let m = Metrics {
+            accepted: Counter::default(),
+            duplicates: Counter::default(),
+            rejected: Family::default(),
+            // 50 µs .. ~3 s
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
+            commit_requests: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            commit_events: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            request_events: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            log_bytes: Gauge::default(),
+            last_seq: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events stored durably",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events recognised as retries of stored events (same client id and content)",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "requests_rejected",
+            "Requests refused, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time to commit and fsync one group of requests",
+            m.commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_requests",
+            "Requests sharing one durable commit",
+            m.commit_requests.clone(),
+        );
+        registry.register(
+            "commit_events",
+            "Events in one durable commit",
+            m.commit_events.clone(),
+        );
+        registry.register(
+            "request_events",
+            "Events per accepted request (batch size)",
+            m.request_events.clone(),
+        );
+        registry.register(
+            "log_bytes",
+            "Size of the event log file",
+            m.log_bytes.clone(),
+        );
+        registry.register(
+            "last_seq",
+            "Highest seq in the event log",
+            m.last_seq.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn observe_commit(&self, elapsed: Duration, requests: usize, events: usize) {
+        self.commit_seconds.observe(elapsed.as_secs_f64());
+        self.commit_requests.observe(requests as f64);
+        self.commit_events.observe(events as f64);
+    }
+
+    pub fn accepted(&self, stored: u64, duplicates: u64) {
+        self.accepted.inc_by(stored);
+        self.duplicates.inc_by(duplicates);
+        self.request_events.observe((stored + duplicates) as f64);
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// The Prometheus text exposition, with the log's current size and head.
+    pub fn render(&self, log_bytes: u64, last_seq: u64) -> String {
+        self.log_bytes
+            .set(i64::try_from(log_bytes).unwrap_or(i64::MAX));
+        self.last_seq
+            .set(i64::try_from(last_seq).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
