@@ -70,11 +70,13 @@ fn a_batch_keeps_its_order() {
     assert_eq!(events[1].qty, Qty::from_units(-2));
 }
 
-/// Each bad body, and the status, code, index and field it must be refused with.
+/// A bad body, and the status, code, index and field it must be refused with.
+type Case = (String, u16, &'static str, Option<usize>, Option<&'static str>);
+
 #[test]
 fn bad_input_names_the_first_bad_event_and_field() {
     let ok = r#"{"type":"pick","sku":"A","qty":1}"#;
-    let cases: Vec<(String, u16, &str, Option<usize>, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("{".into(), 400, "malformed_json", None, None),
         ("".into(), 400, "malformed_json", None, None),
         ("[1]".into(), 422, "invalid_body", None, None),
