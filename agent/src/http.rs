@@ -222,7 +222,9 @@ async fn post_events(
             AppendError::Storage(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",
-                "the event log could not be written; nothing was stored, retry later".to_owned(),
+                "the event log could not be written durably, so the request is not acknowledged; \
+                 retry it (events with an id are stored at most once)"
+                    .to_owned(),
             ),
             AppendError::Stopped => (
                 StatusCode::SERVICE_UNAVAILABLE,

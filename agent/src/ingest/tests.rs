@@ -71,7 +71,13 @@ fn a_batch_keeps_its_order() {
 }
 
 /// A bad body, and the status, code, index and field it must be refused with.
-type Case = (String, u16, &'static str, Option<usize>, Option<&'static str>);
+type Case = (
+    String,
+    u16,
+    &'static str,
+    Option<usize>,
+    Option<&'static str>,
+);
 
 #[test]
 fn bad_input_names_the_first_bad_event_and_field() {
