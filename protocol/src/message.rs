@@ -75,9 +75,9 @@ pub struct Reject {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RejectReason {
+    /// Unknown agent or wrong token (deliberately not told apart).
     BadToken,
     Revoked,
-    UnknownAgent,
     WarehouseMismatch,
     UnsupportedVersion,
     /// The peer broke the protocol (a gap in seqs, an unexpected message).

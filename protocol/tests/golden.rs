@@ -94,7 +94,7 @@ fn cases() -> Vec<(&'static str, Message, &'static str)> {
 const HELLO: &str =
     "000100097768312d6167656e740357483111111111111111111111111111111111d20903746f6b05302e312e30";
 const WELCOME: &str = "000101e80780809296a896a206";
-const REJECT: &str = "0001020300026e6f";
+const REJECT: &str = "0001020200026e6f";
 const BATCH: &str = "000103020100000201580100000000010764616d61676564000000ac0280809296a896a20601067363616e2d310405534b552d31c096b102010241310102423201024c37010c57482f494e542f3030303031000180f79795a896a206010567756e2d330103616e61";
 const ACK: &str = "000104ffffffffffffffffff01";
 const RECORD: &str = "01ac0280809296a896a20601067363616e2d310405534b552d31c096b102010241310102423201024c37010c57482f494e542f3030303031000180f79795a896a206010567756e2d330103616e61";
@@ -114,7 +114,6 @@ fn every_reject_reason_and_kind_is_pinned() {
     let reasons = [
         RejectReason::BadToken,
         RejectReason::Revoked,
-        RejectReason::UnknownAgent,
         RejectReason::WarehouseMismatch,
         RejectReason::UnsupportedVersion,
         RejectReason::ProtocolError,
