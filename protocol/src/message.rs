@@ -49,6 +49,8 @@ pub struct Hello {
     pub log_id: LogId,
     /// The highest seq in the agent's log.
     pub head_seq: u64,
+    /// When the oldest event central has not acknowledged was received, if there is one.
+    pub oldest_unacked_at: Option<Timestamp>,
     pub token: Secret,
     /// The agent's software version, for operators.
     pub agent_version: String,

@@ -58,6 +58,7 @@ fn cases() -> Vec<(&'static str, Message, &'static str)> {
                 warehouse: "WH1".into(),
                 log_id: LogId([0x11; 16]),
                 head_seq: 1234,
+                oldest_unacked_at: Some(Timestamp::from_micros(1_764_000_000_000_000)),
                 token: Secret::new("tok"),
                 agent_version: "0.1.0".into(),
             }),
@@ -149,6 +150,7 @@ fn secrets_do_not_show_in_debug_output() {
         warehouse: "w".into(),
         log_id: LogId([0; 16]),
         head_seq: 0,
+        oldest_unacked_at: None,
         token: Secret::new("hunter2-very-secret"),
         agent_version: "0".into(),
     };

@@ -1,2 +1,710 @@
 //! The end-to-end harness: builders that start Tally's binaries as real processes, on ports
 //! the OS picks, with their data in temporary directories.
+//!
+//! # Where the binary comes from
+//!
+//! Cargo hands `CARGO_BIN_EXE_<name>` only to the tests of the package that owns the binary,
+//! and a dev-dependency on `tally-agent` builds its library, not its binary. So the harness
+//! looks for `tally-agent` in the target directory it runs from (the test executable lives in
+//! `target/<profile>/deps/`, the binary in `target/<profile>/`). `cargo test --workspace`
+//! builds it (the `tally-agent` package has integration tests of its own, and Cargo builds a
+//! package's binaries for those) before any test runs. `cargo test -p tally-tests` on its own
+//! does not: run `cargo build -p tally-agent` first. A binary older than the agent's or the
+//! protocol's sources is refused rather than tested. `TALLY_AGENT_BIN` overrides the path
+//! (then no freshness check is made).
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A scanner token the harness starts agents with unless told otherwise.
+pub const TEST_TOKEN: &str = "tally-test-token-0123456789";
+
+/// How long an agent may take to print its listening line.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an agent may take to exit after SIGTERM (its own grace period is 10 s).
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long one HTTP request may take before the harness gives up on it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The one line `tally-agent run` prints on stdout once it accepts connections.
+const LISTENING_PREFIX: &str = "tally-agent listening on ";
+
+/// The environment variable that names the `tally-agent` binary to test.
+pub const AGENT_BIN_ENV: &str = "TALLY_AGENT_BIN";
+
+/// The `tally-agent` binary to run (see the crate documentation).
+pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(AGENT_BIN_ENV) {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("{AGENT_BIN_ENV}={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("cannot find the test executable's path")?;
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/tally-agent
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the test executable is not inside a Cargo target directory")?;
+    let binary = profile_dir.join(format!("tally-agent{}", std::env::consts::EXE_SUFFIX));
+    let built = match std::fs::metadata(&binary).and_then(|m| m.modified()) {
+        Ok(built) => built,
+        Err(_) => bail!(
+            "the tally-agent binary is not at {}: build it first with `cargo build -p tally-agent` \
+             (`cargo test --workspace` builds it too), or point {AGENT_BIN_ENV} at one",
+            binary.display()
+        ),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate has no parent directory")?;
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    for source in ["agent", "protocol"] {
+        newest_file(&workspace.join(source).join("src"), &mut newest);
+        newest_file(&workspace.join(source).join("Cargo.toml"), &mut newest);
+    }
+    if let Some((changed, path)) = newest
+        && changed > built
+    {
+        bail!(
+            "the tally-agent binary at {} is older than {}: rebuild it with \
+             `cargo build -p tally-agent` (or run `cargo test --workspace`)",
+            binary.display(),
+            path.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// Finds the most recently modified file at or under `path`.
+fn newest_file(path: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            newest_file(&entry.path(), newest);
+        }
+    } else if let Ok(modified) = meta.modified()
+        && newest.as_ref().is_none_or(|(t, _)| modified > *t)
+    {
+        *newest = Some((modified, path.to_owned()));
+    }
+}
+
+/// Where an agent on `data_dir` writes its stderr: next to the data directory, so that it
+/// survives restarts (every run appends) and is not mistaken for agent data.
+pub fn stderr_log_path(data_dir: &Path) -> PathBuf {
+    let name = data_dir
+        .file_name()
+        .map_or_else(|| "agent".into(), |n| n.to_string_lossy().into_owned());
+    data_dir
+        .parent()
+        .unwrap_or(data_dir)
+        .join(format!("{name}.agent-stderr.log"))
+}
+
+/// The last `lines` lines of a file, for failure messages.
+pub fn tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(error) => format!("(cannot read {}: {error})", path.display()),
+    }
+}
+
+/// How to start `tally-agent run`.
+#[derive(Debug, Clone)]
+pub struct AgentBuilder {
+    data_dir: PathBuf,
+    token: String,
+    warehouse: String,
+    agent_id: String,
+    args: Vec<OsString>,
+    log_filter: Option<String>,
+    startup_timeout: Duration,
+}
+
+impl AgentBuilder {
+    pub fn new(data_dir: impl Into<PathBuf>) -> AgentBuilder {
+        AgentBuilder {
+            data_dir: data_dir.into(),
+            token: TEST_TOKEN.to_owned(),
+            warehouse: "WH".to_owned(),
+            agent_id: "wh-agent".to_owned(),
+            args: Vec::new(),
+            log_filter: None,
+            startup_timeout: STARTUP_TIMEOUT,
+        }
+    }
+
+    pub fn token(mut self, token: impl Into<String>) -> AgentBuilder {
+        self.token = token.into();
+        self
+    }
+
+    pub fn warehouse(mut self, warehouse: impl Into<String>) -> AgentBuilder {
+        self.warehouse = warehouse.into();
+        self
+    }
+
+    pub fn agent_id(mut self, agent_id: impl Into<String>) -> AgentBuilder {
+        self.agent_id = agent_id.into();
+        self
+    }
+
+    /// An extra command-line argument for `tally-agent run`.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> AgentBuilder {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// The agent's `TALLY_LOG` filter (default: inherited, else the agent's own `info`).
+    pub fn log_filter(mut self, filter: impl Into<String>) -> AgentBuilder {
+        self.log_filter = Some(filter.into());
+        self
+    }
+
+    pub fn startup_timeout(mut self, timeout: Duration) -> AgentBuilder {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Starts the agent on 127.0.0.1 with a port the OS picks, and waits for its listening
+    /// line on stdout.
+    pub async fn spawn(self) -> anyhow::Result<AgentProcess> {
+        let binary = agent_binary()?;
+        let stderr_path = stderr_log_path(&self.data_dir);
+        let mut stderr = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_path)
+            .with_context(|| format!("cannot open {}", stderr_path.display()))?;
+        writeln!(
+            stderr,
+            "=== harness: starting {} on {}",
+            binary.display(),
+            self.data_dir.display()
+        )?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("run")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--warehouse", &self.warehouse])
+            .args(["--agent-id", &self.agent_id])
+            .args(["--scanner-token", &self.token])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true);
+        // The agent reads its configuration from TALLY_* variables too: none may leak in from
+        // the environment the tests run in.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("TALLY_") && name != "TALLY_LOG" {
+                command.env_remove(name);
+            }
+        }
+        if let Some(filter) = &self.log_filter {
+            command.env("TALLY_LOG", filter);
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let pid = child.id().context("the agent exited at once")?;
+        let stdout = child.stdout.take().context("the agent's stdout is not piped")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let waited = tokio::time::timeout(self.startup_timeout, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
+                    return Ok(Some(url.trim().to_owned()));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await;
+        let base_url = match waited {
+            Ok(Ok(Some(url))) => url,
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                let status = tokio::time::timeout(SHUTDOWN_TIMEOUT, child.wait()).await;
+                bail!(
+                    "tally-agent closed its stdout without a listening line (exit: {status:?}); \
+                     its stderr ({}):\n{}",
+                    stderr_path.display(),
+                    tail(&stderr_path, 40)
+                );
+            }
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                bail!(
+                    "tally-agent did not print its listening line within {:?}; its stderr ({}):\n{}",
+                    self.startup_timeout,
+                    stderr_path.display(),
+                    tail(&stderr_path, 40)
+                );
+            }
+        };
+        if !base_url.starts_with("http://127.0.0.1:") {
+            bail!("tally-agent listens on {base_url}, not on loopback");
+        }
+        // Keep draining stdout, so that a later line can never block or kill the agent.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(AgentProcess {
+            child,
+            pid,
+            base_url,
+            data_dir: self.data_dir,
+            token: self.token,
+            stderr_path,
+        })
+    }
+}
+
+/// A running `tally-agent run` process. Dropping it kills the process (SIGKILL).
+#[derive(Debug)]
+pub struct AgentProcess {
+    child: Child,
+    pid: u32,
+    base_url: String,
+    data_dir: PathBuf,
+    token: String,
+    stderr_path: PathBuf,
+}
+
+impl AgentProcess {
+    /// Starts an agent on `data_dir` that accepts `token`, with the builder's other defaults.
+    pub async fn spawn(data_dir: &Path, token: &str) -> anyhow::Result<AgentProcess> {
+        AgentBuilder::new(data_dir).token(token).spawn().await
+    }
+
+    pub fn builder(data_dir: impl Into<PathBuf>) -> AgentBuilder {
+        AgentBuilder::new(data_dir)
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The file that holds the agent's stderr (shared by every run on the same data dir).
+    pub fn stderr_path(&self) -> &Path {
+        &self.stderr_path
+    }
+
+    /// The last `lines` lines of the agent's stderr.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        tail(&self.stderr_path, lines)
+    }
+
+    /// An HTTP client for this agent, with the token it was started with.
+    pub fn client(&self) -> AgentClient {
+        AgentClient::new(&self.base_url, &self.token)
+    }
+
+    /// SIGKILL: the process dies at once, wherever it is. Waits for it and returns its status.
+    pub async fn kill9(mut self) -> anyhow::Result<ExitStatus> {
+        // On Unix, `start_kill` is kill(pid, SIGKILL).
+        self.child
+            .start_kill()
+            .context("cannot send SIGKILL to the agent")?;
+        tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait())
+            .await
+            .context("the agent did not die after SIGKILL")?
+            .context("cannot wait for the agent")
+    }
+
+    /// SIGTERM, then waits (at most [`SHUTDOWN_TIMEOUT`]) for the agent to exit and returns
+    /// its status. An agent that does not exit in time is killed and reported as an error.
+    pub async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        self.signal(rustix::process::Signal::TERM)?;
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.context("cannot wait for the agent"),
+            Err(_) => {
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+                bail!(
+                    "the agent did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM; its stderr:\n{}",
+                    self.stderr_tail(40)
+                )
+            }
+        }
+    }
+
+    /// Sends `signal` to the agent (it has not been waited for, so its pid is still its own).
+    pub fn signal(&self, signal: rustix::process::Signal) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .context("the agent's pid is not a valid pid")?;
+        rustix::process::kill_process(pid, signal)
+            .with_context(|| format!("cannot send {signal:?} to the agent (pid {})", self.pid))
+    }
+}
+
+/// `tally-agent export --data-dir DIR`: every stored event, one JSON object each, in seq order.
+/// Only while no agent runs on `data_dir`.
+pub async fn export(data_dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let binary = agent_binary()?;
+    let mut command = Command::new(&binary);
+    command
+        .arg("export")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TALLY_") && name != "TALLY_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .context("tally-agent export did not finish within 120 s")?
+        .context("cannot run tally-agent export")?;
+    if !output.status.success() {
+        bail!(
+            "tally-agent export failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8(output.stdout).context("export printed non-UTF-8")?;
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("export line {} is not JSON: {line}", n + 1))
+        })
+        .collect()
+}
+
+/// An HTTP answer: its status and its body as JSON (a JSON string holding the text when the
+/// body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// A small client for the agent's HTTP API.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+}
+
+impl AgentClient {
+    /// A client with its own connection pool and a [`REQUEST_TIMEOUT`] per request.
+    pub fn new(base_url: &str, token: &str) -> AgentClient {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            .build()
+            .expect("a plain HTTP client builds");
+        AgentClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `POST /v1/events` with `body` (one event object or `{"events": [...]}`). An `Err` is a
+    /// transport failure: the request's outcome is unknown.
+    pub async fn post_events(&self, body: &Value) -> Result<Answer, reqwest::Error> {
+        let response = self
+            .http
+            .post(format!("{}/v1/events", self.base_url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer { status, body })
+    }
+
+    async fn get_json(&self, path_and_query: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path_and_query}", self.base_url);
+        let response = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !status.is_success() {
+            bail!("GET {url} answered {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("GET {url} answered non-JSON: {text}"))
+    }
+
+    /// `GET /v1/events?after=&limit=`: the whole answer (`log_id` and `events`).
+    pub async fn get_events(&self, after: u64, limit: usize) -> anyhow::Result<Value> {
+        self.get_json(&format!("/v1/events?after={after}&limit={limit}"))
+            .await
+    }
+
+    /// Every stored event, paging through `GET /v1/events`, and the log id.
+    pub async fn read_all_events(&self) -> anyhow::Result<(String, Vec<Value>)> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        let mut log_id = String::new();
+        loop {
+            let page = self.get_events(after, 1000).await?;
+            log_id = page["log_id"].as_str().unwrap_or_default().to_owned();
+            let batch = page["events"]
+                .as_array()
+                .context("GET /v1/events: no events array")?;
+            let Some(last) = batch.last() else { break };
+            after = last["seq"].as_u64().context("an event without a seq")?;
+            events.extend(batch.iter().cloned());
+        }
+        Ok((log_id, events))
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        self.get_json("/v1/status").await
+    }
+}
+
+/// FNV-1a: a small, stable hash, so the same id always yields the same event.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A valid event whose every field is derived from `id`, so a stored event can be checked
+/// against the id it carries. Quantities are written the way the agent writes them back.
+pub fn event_for_id(id: &str) -> Value {
+    let h = fnv1a(id);
+    let whole = (h >> 8) % 50 + 1;
+    let fraction = ["", ".5", ".25", ".125"][((h >> 16) % 4) as usize];
+    let qty = format!("{whole}{fraction}");
+    let mut event = serde_json::json!({
+        "id": id,
+        "sku": format!("SKU-{}", h % 40),
+        "reference": format!("ref/{id}"),
+        "location": format!("WH/Stock/A-{:02}", (h >> 32) % 20),
+    });
+    match (h >> 24) % 5 {
+        0 => {
+            event["type"] = "receipt".into();
+            event["qty"] = qty.into();
+        }
+        1 => {
+            event["type"] = "pick".into();
+            event["qty"] = qty.into();
+        }
+        2 => {
+            event["type"] = "adjustment".into();
+            let sign = if (h >> 40) % 2 == 0 { "-" } else { "" };
+            event["qty"] = format!("{sign}{qty}").into();
+            event["reason"] = format!("recount after {id}").into();
+        }
+        3 => {
+            event["type"] = "count".into();
+            event["qty"] = qty.into();
+        }
+        _ => {
+            event["type"] = "transfer".into();
+            event["qty"] = qty.into();
+            event["to_location"] = "WH/Output".into();
+        }
+    }
+    if (h >> 44) % 3 == 0 {
+        event["lot"] = format!("LOT-{}", (h >> 48) % 100).into();
+    }
+    event
+}
+
+/// Fields the agent adds to a stored event.
+const STORED_ONLY: [&str; 3] = ["seq", "received_at", "log_id"];
+
+/// Whether a stored event (from `GET /v1/events` or `export`) holds exactly `sent`.
+pub fn same_content(sent: &Value, stored: &Value) -> bool {
+    let (Some(sent), Some(stored)) = (sent.as_object(), stored.as_object()) else {
+        return false;
+    };
+    sent.iter().all(|(key, value)| stored.get(key) == Some(value))
+        && stored
+            .keys()
+            .all(|key| sent.contains_key(key) || STORED_ONLY.contains(&key.as_str()))
+}
+
+/// What the clients of a test know: every event they sent, which were acknowledged and with
+/// which seq, and which were refused outright.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    /// Every client id sent, with the event sent under it.
+    pub sent: std::collections::HashMap<String, Value>,
+    /// Acknowledged ids (2xx) and the seq the agent gave them.
+    pub acked: std::collections::HashMap<String, u64>,
+    /// Ids of requests the agent refused with an answer that promises nothing was stored.
+    pub refused: std::collections::HashSet<String>,
+}
+
+/// Counts from a checked log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCheck {
+    pub stored: usize,
+    pub acked: usize,
+    /// Stored events whose request was never answered (its outcome was unknown to the client).
+    pub stored_unacked: usize,
+}
+
+/// Checks a log read back in seq order against what the clients know: seqs are exactly
+/// 1..=N; every event carries a client id that was sent, once, with exactly the content sent
+/// under it; every acknowledged id is stored with the seq it was acknowledged with; no refused
+/// id is stored. Unacknowledged events may be stored (their request's answer was lost).
+pub fn check_log(stored: &[Value], expected: &Expectations) -> anyhow::Result<LogCheck> {
+    let mut problems = Vec::new();
+    let mut seq_of: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (index, event) in stored.iter().enumerate() {
+        let seq = event["seq"].as_u64();
+        if seq != Some(index as u64 + 1) {
+            problems.push(format!(
+                "position {index} holds seq {seq:?}, expected {} (seqs must be 1..=N)",
+                index + 1
+            ));
+        }
+        let Some(id) = event["id"].as_str() else {
+            problems.push(format!("seq {seq:?} has no client id: {event}"));
+            continue;
+        };
+        if let Some(first) = seq_of.insert(id, seq.unwrap_or(0)) {
+            problems.push(format!(
+                "id {id} is stored twice: seq {first} and seq {seq:?}"
+            ));
+        }
+        match expected.sent.get(id) {
+            None => problems.push(format!("seq {seq:?} has id {id}, which no client sent")),
+            Some(sent) if !same_content(sent, event) => problems.push(format!(
+                "seq {seq:?} (id {id}) holds {event}, but the client sent {sent}"
+            )),
+            Some(_) => {}
+        }
+        if expected.refused.contains(id) {
+            problems.push(format!(
+                "seq {seq:?} (id {id}) is stored, but its request was refused"
+            ));
+        }
+    }
+    let mut acked: Vec<(&String, &u64)> = expected.acked.iter().collect();
+    acked.sort_by_key(|(_, seq)| **seq);
+    for (id, seq) in acked {
+        match seq_of.get(id.as_str()) {
+            None => problems.push(format!("acknowledged id {id} (seq {seq}) is not stored")),
+            Some(stored) if stored != seq => problems.push(format!(
+                "acknowledged id {id} was given seq {seq} but is stored at seq {stored}"
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        let shown = problems.len().min(25);
+        bail!(
+            "{} problems in a log of {} events ({} acknowledged); the first {shown}:\n  {}",
+            problems.len(),
+            stored.len(),
+            expected.acked.len(),
+            problems[..shown].join("\n  ")
+        );
+    }
+    let stored_unacked = stored
+        .iter()
+        .filter(|e| {
+            e["id"]
+                .as_str()
+                .is_some_and(|id| !expected.acked.contains_key(id))
+        })
+        .count();
+    Ok(LogCheck {
+        stored: stored.len(),
+        acked: expected.acked.len(),
+        stored_unacked,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_derived_from_their_id() {
+        assert_eq!(event_for_id("c1-1"), event_for_id("c1-1"));
+        assert_ne!(event_for_id("c1-1"), event_for_id("c1-2"));
+        let mut stored = event_for_id("c1-1");
+        stored["seq"] = 1.into();
+        stored["received_at"] = "2026-01-01T00:00:00Z".into();
+        assert!(same_content(&event_for_id("c1-1"), &stored));
+        stored["lot"] = "other".into();
+        assert!(!same_content(&event_for_id("c1-1"), &stored));
+    }
+
+    #[test]
+    fn the_log_check_finds_gaps_strangers_and_lost_acks() {
+        let mut expected = Expectations::default();
+        let stored: Vec<Value> = ["a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                expected.sent.insert((*id).into(), event_for_id(id));
+                let mut e = event_for_id(id);
+                e["seq"] = (i as u64 + 1).into();
+                e
+            })
+            .collect();
+        expected.acked.insert("a".into(), 1);
+        let check = check_log(&stored, &expected).unwrap();
+        assert_eq!((check.stored, check.acked, check.stored_unacked), (2, 1, 1));
+
+        expected.acked.insert("b".into(), 3);
+        assert!(check_log(&stored, &expected).is_err());
+        expected.acked.remove("b");
+        assert!(check_log(&stored[1..], &expected).is_err());
+        expected.sent.remove("b");
+        assert!(check_log(&stored, &expected).is_err());
+    }
+}
