@@ -88,7 +88,9 @@ fn main() -> anyhow::Result<()> {
         base.path().display(),
         describe_filesystem(base.path())
     );
-    println!("  cpus:        {cpus}; server runtime 2 workers + writer thread, client runtime 2 workers");
+    println!(
+        "  cpus:        {cpus}; server runtime 2 workers + writer thread, client runtime 2 workers"
+    );
     println!();
 
     // The server runs on its own runtime sized like the real binary's; the load generator on
@@ -162,7 +164,9 @@ fn main() -> anyhow::Result<()> {
     print_row("group commit (durable)", &group, Some(&group_commits));
     print_row("naive 1 req/commit (durable)", &naive, Some(&naive_commits));
     println!();
-    println!("{BATCH_EVENTS}-event batches, {BATCH_CLIENTS} concurrent clients, group commit (durable)");
+    println!(
+        "{BATCH_EVENTS}-event batches, {BATCH_CLIENTS} concurrent clients, group commit (durable)"
+    );
     print_header();
     print_row("batches (durable)", &batches, Some(&batch_commits));
     println!();
@@ -402,8 +406,7 @@ async fn drive(
             while Instant::now() < end {
                 let body = request_body(tag, task, &mut counter, events);
                 let sent = Instant::now();
-                let answer =
-                    tokio::time::timeout(REQUEST_TIMEOUT, post(&client, &uri, body)).await;
+                let answer = tokio::time::timeout(REQUEST_TIMEOUT, post(&client, &uri, body)).await;
                 let done = Instant::now();
                 let outcome = match answer {
                     Ok(Ok((status, _))) if status.is_success() => Ok(()),
@@ -514,7 +517,10 @@ struct CommitStats {
     mean_commit: Duration,
 }
 
-async fn commit_stats(client: &HttpClient, addr: std::net::SocketAddr) -> anyhow::Result<CommitStats> {
+async fn commit_stats(
+    client: &HttpClient,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<CommitStats> {
     let (status, text) = get(client, &format!("http://{addr}/metrics")).await?;
     if !status.is_success() {
         bail!("GET /metrics answered {status}");

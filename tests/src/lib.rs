@@ -231,7 +231,10 @@ impl AgentBuilder {
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
         let pid = child.id().context("the agent exited at once")?;
-        let stdout = child.stdout.take().context("the agent's stdout is not piped")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the agent's stdout is not piped")?;
         let mut lines = BufReader::new(stdout).lines();
         let waited = tokio::time::timeout(self.startup_timeout, async {
             while let Some(line) = lines.next_line().await? {
@@ -567,7 +570,8 @@ pub fn same_content(sent: &Value, stored: &Value) -> bool {
     let (Some(sent), Some(stored)) = (sent.as_object(), stored.as_object()) else {
         return false;
     };
-    sent.iter().all(|(key, value)| stored.get(key) == Some(value))
+    sent.iter()
+        .all(|(key, value)| stored.get(key) == Some(value))
         && stored
             .keys()
             .all(|key| sent.contains_key(key) || STORED_ONLY.contains(&key.as_str()))
