@@ -14,7 +14,7 @@
 //! (then no freshness check is made).
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -560,6 +560,108 @@ pub fn event_for_id(id: &str) -> Value {
         event["lot"] = format!("LOT-{}", (h >> 48) % 100).into();
     }
     event
+}
+
+/// One `POST /v1/events` a test client sends: a single event or a batch, each event derived
+/// from a fresh client id with [`event_for_id`]. Resending it must give the same answer's seqs.
+#[derive(Debug, Clone)]
+pub struct EventRequest {
+    pub ids: Vec<String>,
+    pub body: Value,
+    /// How often it was sent before without an answer (its outcome is unknown).
+    pub unanswered: u32,
+}
+
+/// What a 2xx answer to an [`EventRequest`] said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// 201: every event was stored now, with these seqs.
+    Stored(Vec<u64>),
+    /// 200: every event had been stored before, with these (original) seqs.
+    Duplicate(Vec<u64>),
+}
+
+impl Acceptance {
+    pub fn seqs(&self) -> &[u64] {
+        match self {
+            Acceptance::Stored(seqs) | Acceptance::Duplicate(seqs) => seqs,
+        }
+    }
+}
+
+impl EventRequest {
+    /// Half of the time a single event, otherwise a batch of 2 to 20; ids are
+    /// `{prefix}-{n}` with `n` counting on from `next_id`.
+    pub fn random(prefix: &str, next_id: &mut u64, rng: &mut impl rand::Rng) -> EventRequest {
+        let count = if rng.random_bool(0.5) {
+            1
+        } else {
+            rng.random_range(2..=20)
+        };
+        let ids: Vec<String> = (0..count)
+            .map(|_| {
+                *next_id += 1;
+                format!("{prefix}-{next_id}")
+            })
+            .collect();
+        let mut events: Vec<Value> = ids.iter().map(|id| event_for_id(id)).collect();
+        let body = if count == 1 {
+            events.remove(0)
+        } else {
+            serde_json::json!({ "events": events })
+        };
+        EventRequest {
+            ids,
+            body,
+            unanswered: 0,
+        }
+    }
+
+    /// Reads an answer to this request. Anything but 201 with every event new, or 200 with
+    /// every event a duplicate, is an error: a request is stored whole or not at all.
+    pub fn acceptance(&self, answer: &Answer) -> anyhow::Result<Acceptance> {
+        let describe = || {
+            format!(
+                "request {}..{} ({} events, sent {} times before without an answer) answered {}: {}",
+                self.ids[0],
+                self.ids[self.ids.len() - 1],
+                self.ids.len(),
+                self.unanswered,
+                answer.status,
+                answer.body
+            )
+        };
+        if !matches!(answer.status, 200 | 201) {
+            bail!("{}", describe());
+        }
+        let accepted = answer.body["accepted"]
+            .as_array()
+            .filter(|a| a.len() == self.ids.len())
+            .with_context(|| format!("not one accepted entry per event: {}", describe()))?;
+        let mut seqs = Vec::with_capacity(accepted.len());
+        let mut duplicates = 0;
+        for (entry, id) in accepted.iter().zip(&self.ids) {
+            if entry["id"].as_str() != Some(id) {
+                bail!("accepted entries out of order: {}", describe());
+            }
+            match (entry["seq"].as_u64(), entry["duplicate"].as_bool()) {
+                (Some(seq), Some(duplicate)) if seq > 0 => {
+                    seqs.push(seq);
+                    duplicates += usize::from(duplicate);
+                }
+                _ => bail!("a malformed accepted entry: {}", describe()),
+            }
+        }
+        match (answer.status, duplicates) {
+            (201, 0) => Ok(Acceptance::Stored(seqs)),
+            (200, d) if d == seqs.len() => Ok(Acceptance::Duplicate(seqs)),
+            _ => bail!(
+                "{duplicates} of {} events were duplicates: {}",
+                seqs.len(),
+                describe()
+            ),
+        }
+    }
 }
 
 /// Fields the agent adds to a stored event.

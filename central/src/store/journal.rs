@@ -1,0 +1,348 @@
+//! The journal: every agent's events, stored once per (agent, log id, seq).
+//!
+//! One writer thread takes batches from every sync session and commits whatever is queued in a
+//! single durable transaction (group commit), moving each stream's high-water mark in the same
+//! transaction. A batch is answered with the stream's stored seq only after that commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread;
+
+use redb::{ReadableDatabase, ReadableTable};
+use tally_protocol::{LogId, LoggedEvent, Timestamp, decode_record, encode_record};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{JOURNAL, ResultExt, STREAMS, Store, StoreError};
+
+/// Batches committed together at most (more wait for the next transaction).
+const MAX_GROUP_BATCHES: usize = 256;
+/// Events committed together at most.
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("events are missing before seq {got}: the journal holds up to {stored}")]
+    Gap { stored: u64, got: u64 },
+    #[error("the batch's seqs are not contiguous")]
+    NotContiguous,
+    #[error("the journal could not be written: {0}")]
+    Storage(Arc<StoreError>),
+    #[error("central is shutting down")]
+    Stopped,
+}
+
+/// One stream of events: an agent's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    pub agent_id: String,
+    pub log_id: LogId,
+    /// Every event with seq ≤ this is journaled.
+    pub stored_seq: u64,
+    /// When central first saw this log.
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug)]
+struct Append {
+    agent_id: Arc<str>,
+    log_id: LogId,
+    events: Vec<LoggedEvent>,
+    reply: oneshot::Sender<Result<u64, JournalError>>,
+}
+
+/// Where sync sessions send batches. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JournalHandle {
+    tx: mpsc::Sender<Append>,
+}
+
+impl JournalHandle {
+    /// Journals a batch of contiguous events; returns the stream's stored seq once durable.
+    /// Events at or below the stored seq are dropped as duplicates.
+    pub async fn append(
+        &self,
+        agent_id: Arc<str>,
+        log_id: LogId,
+        events: Vec<LoggedEvent>,
+    ) -> Result<u64, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Append {
+                agent_id,
+                log_id,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| JournalError::Stopped)?;
+        answer.await.map_err(|_| JournalError::Stopped)?
+    }
+}
+
+/// Starts the journal writer; it stops when every handle is dropped and its queue is drained.
+pub fn spawn(store: Store) -> std::io::Result<(JournalHandle, thread::JoinHandle<()>)> {
+    let (tx, mut rx) = mpsc::channel::<Append>(MAX_GROUP_BATCHES * 4);
+    let thread = thread::Builder::new()
+        .name("tally-journal".into())
+        .spawn(move || {
+            let mut group = Vec::new();
+            while let Some(first) = rx.blocking_recv() {
+                let mut events = first.events.len();
+                group.push(first);
+                while group.len() < MAX_GROUP_BATCHES && events < MAX_GROUP_EVENTS {
+                    match rx.try_recv() {
+                        Ok(next) => {
+                            events += next.events.len();
+                            group.push(next);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                match store.commit_group(&group) {
+                    Ok(results) => {
+                        for (append, result) in group.drain(..).zip(results) {
+                            let _ = append.reply.send(result);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, batches = group.len(), "journal commit failed; nothing in it was acknowledged");
+                        let error = Arc::new(error);
+                        for append in group.drain(..) {
+                            let _ = append
+                                .reply
+                                .send(Err(JournalError::Storage(Arc::clone(&error))));
+                        }
+                    }
+                }
+            }
+        })?;
+    Ok((JournalHandle { tx }, thread))
+}
+
+fn stream_value(stored_seq: u64, created_at: i64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&stored_seq.to_be_bytes());
+    out[8..].copy_from_slice(&created_at.to_be_bytes());
+    out
+}
+
+fn parse_stream_value(bytes: &[u8]) -> Result<(u64, i64), StoreError> {
+    let corrupt = || StoreError::Corrupt("stream record".into());
+    let seq = bytes.get(..8).ok_or_else(corrupt)?;
+    let at = bytes.get(8..16).ok_or_else(corrupt)?;
+    Ok((
+        u64::from_be_bytes(seq.try_into().map_err(|_| corrupt())?),
+        i64::from_be_bytes(at.try_into().map_err(|_| corrupt())?),
+    ))
+}
+
+fn log_key(log_id: LogId) -> u128 {
+    u128::from_be_bytes(log_id.0)
+}
+
+impl Store {
+    fn commit_group(&self, group: &[Append]) -> Result<Vec<Result<u64, JournalError>>, StoreError> {
+        let mut txn = self.db().begin_write().storage()?;
+        txn.set_durability(redb::Durability::Immediate).storage()?;
+        let mut results = Vec::with_capacity(group.len());
+        {
+            let mut streams = txn.open_table(STREAMS).storage()?;
+            let mut journal = txn.open_table(JOURNAL).storage()?;
+            // Streams touched by this group: stored seq and creation time.
+            let mut touched: HashMap<(&str, u128), (u64, i64)> = HashMap::new();
+            for append in group {
+                let key = (&*append.agent_id, log_key(append.log_id));
+                let (stored, created) = match touched.get(&key) {
+                    Some(&state) => state,
+                    None => match streams.get(key).storage()? {
+                        Some(v) => parse_stream_value(v.value())?,
+                        None => (0, Timestamp::now().as_micros()),
+                    },
+                };
+                if append.events.windows(2).any(|w| w[1].seq != w[0].seq + 1) {
+                    results.push(Err(JournalError::NotContiguous));
+                    continue;
+                }
+                let fresh: &[LoggedEvent] = match append.events.iter().position(|e| e.seq > stored)
+                {
+                    Some(start) => &append.events[start..],
+                    None => &[],
+                };
+                if let Some(first) = fresh.first()
+                    && first.seq != stored + 1
+                {
+                    results.push(Err(JournalError::Gap {
+                        stored,
+                        got: first.seq,
+                    }));
+                    continue;
+                }
+                for event in fresh {
+                    let bytes = encode_record(event);
+                    journal
+                        .insert((key.0, key.1, event.seq), bytes.as_slice())
+                        .storage()?;
+                }
+                let stored = fresh.last().map_or(stored, |e| e.seq);
+                touched.insert(key, (stored, created));
+                results.push(Ok(stored));
+            }
+            for ((agent, log), (stored, created)) in touched {
+                streams
+                    .insert((agent, log), stream_value(stored, created).as_slice())
+                    .storage()?;
+            }
+        }
+        txn.commit().storage()?;
+        Ok(results)
+    }
+
+    /// Every stream central knows, ordered by agent then log id.
+    pub fn streams(&self) -> Result<Vec<StreamState>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let table = txn.open_table(STREAMS).storage()?;
+        let mut out = Vec::new();
+        for entry in table.iter().storage()? {
+            let (key, value) = entry.storage()?;
+            let (agent, log) = key.value();
+            let (stored_seq, created_at) = parse_stream_value(value.value())?;
+            out.push(StreamState {
+                agent_id: agent.to_owned(),
+                log_id: LogId(log.to_be_bytes()),
+                stored_seq,
+                created_at: Timestamp::from_micros(created_at),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The stored seq of one stream (0 for a log central has never seen).
+    pub fn stored_seq(&self, agent_id: &str, log_id: LogId) -> Result<u64, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let table = txn.open_table(STREAMS).storage()?;
+        match table.get((agent_id, log_key(log_id))).storage()? {
+            Some(v) => Ok(parse_stream_value(v.value())?.0),
+            None => Ok(0),
+        }
+    }
+
+    /// Up to `limit` journaled events of one stream with seq > `after`.
+    pub fn read_journal(
+        &self,
+        agent_id: &str,
+        log_id: LogId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let table = txn.open_table(JOURNAL).storage()?;
+        let log = log_key(log_id);
+        let range = table
+            .range((agent_id, log, after.saturating_add(1))..=(agent_id, log, u64::MAX))
+            .storage()?;
+        let mut out = Vec::new();
+        for entry in range.take(limit) {
+            let (_, value) = entry.storage()?;
+            out.push(
+                decode_record(value.value())
+                    .map_err(|e| StoreError::Corrupt(format!("journal record: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_protocol::{Event, EventKind, Qty};
+
+    use super::*;
+
+    fn events(seqs: std::ops::RangeInclusive<u64>) -> Vec<LoggedEvent> {
+        seqs.map(|seq| LoggedEvent {
+            seq,
+            received_at: Timestamp::from_micros(seq as i64),
+            event: Event {
+                id: Some(format!("e{seq}")),
+                kind: EventKind::Receipt,
+                sku: "S".into(),
+                qty: Qty::from_units(1),
+                location: None,
+                to_location: None,
+                lot: None,
+                reference: None,
+                reason: None,
+                occurred_at: None,
+                device: None,
+                user: None,
+            },
+        })
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn batches_are_journaled_once_and_gaps_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (journal, thread) = spawn(store.clone()).unwrap();
+        let agent: Arc<str> = "a1".into();
+        let log = LogId([7; 16]);
+        let other = LogId([8; 16]);
+        assert_eq!(
+            journal
+                .append(agent.clone(), log, events(1..=3))
+                .await
+                .unwrap(),
+            3
+        );
+        // Overlap with what is stored: the duplicates are dropped, the rest stored.
+        assert_eq!(
+            journal
+                .append(agent.clone(), log, events(2..=5))
+                .await
+                .unwrap(),
+            5
+        );
+        // Entirely old: nothing changes.
+        assert_eq!(
+            journal
+                .append(agent.clone(), log, events(1..=2))
+                .await
+                .unwrap(),
+            5
+        );
+        assert!(matches!(
+            journal.append(agent.clone(), log, events(7..=8)).await,
+            Err(JournalError::Gap { stored: 5, got: 7 })
+        ));
+        let mut broken = events(6..=8);
+        broken.remove(1);
+        assert!(matches!(
+            journal.append(agent.clone(), log, broken).await,
+            Err(JournalError::NotContiguous)
+        ));
+        // A new log id of the same agent is its own sequence space.
+        assert_eq!(
+            journal
+                .append(agent.clone(), other, events(1..=2))
+                .await
+                .unwrap(),
+            2
+        );
+
+        let seqs: Vec<u64> = store
+            .read_journal("a1", log, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        assert_eq!(store.read_journal("a1", other, 0, 100).unwrap().len(), 2);
+        assert_eq!(store.stored_seq("a1", log).unwrap(), 5);
+        assert_eq!(store.stored_seq("a1", LogId([9; 16])).unwrap(), 0);
+        let streams = store.streams().unwrap();
+        assert_eq!(streams.len(), 2);
+        drop(journal);
+        thread.join().unwrap();
+    }
+}

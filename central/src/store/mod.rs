@@ -1,0 +1,84 @@
+//! Central's durable state, in one redb file: the agent registry and the event journal.
+//!
+//! Tables:
+//! - `agents`: agent id → registry record (JSON; small and rarely written);
+//! - `streams`: (agent id, log id) → the highest seq journaled and when the stream appeared;
+//! - `journal`: (agent id, log id, seq) → encoded `LoggedEvent`.
+//!
+//! Architecture invariant: journal and stream rows are written only by the journal writer
+//! thread ([`journal`]), each group in one durable transaction that also moves the streams'
+//! high-water marks, so a stored seq always means every event up to it is stored.
+
+pub mod journal;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError, TableDefinition};
+
+pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
+pub(crate) const STREAMS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("streams");
+pub(crate) const JOURNAL: TableDefinition<(&str, u128, u64), &[u8]> =
+    TableDefinition::new("journal");
+
+/// The file name of central's database inside its data directory.
+pub const STORE_FILE: &str = "central.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database {} is open in another process (is tally-central running? then use its admin API)", path.display())]
+    InUse { path: PathBuf },
+    #[error("storage error: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("a stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// `.storage()` turns any of redb's per-operation error types into a [`StoreError`].
+pub(crate) trait ResultExt<T, E> {
+    fn storage(self) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> ResultExt<T, E> for Result<T, E> {
+    fn storage(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Storage(e.into()))
+    }
+}
+
+/// The opened database, shared by the registry, the journal writer and readers.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(STORE_FILE);
+        let db = Database::builder()
+            .set_cache_size(64 << 20)
+            .create(&path)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
+                other => StoreError::Storage(other.into()),
+            })?;
+        let txn = db.begin_write().storage()?;
+        txn.open_table(AGENTS).storage()?;
+        txn.open_table(STREAMS).storage()?;
+        txn.open_table(JOURNAL).storage()?;
+        txn.commit().storage()?;
+        Ok(Store {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+}
