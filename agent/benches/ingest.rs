@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
     let load = |server: &Server, clients: usize, events: usize, tag: &'static str| {
         client_rt.block_on(drive(
             client.clone(),
-            server.addr,
+            server,
             clients,
             events,
             tag,
@@ -169,6 +169,34 @@ fn main() -> anyhow::Result<()> {
     );
     print_header();
     print_row("batches (durable)", &batches, Some(&batch_commits));
+    println!();
+
+    println!(
+        "CPU over the measured window (process = server + load generator, % of {cpus} cores; writer = the thread draining the queue, % of its wall time)"
+    );
+    println!(
+        "  {:<30} {:>12} {:>14} {:>18}",
+        "variant", "process cpu", "writer on cpu", "writer runnable,"
+    );
+    println!(
+        "  {:<30} {:>12} {:>14} {:>18}",
+        "", "", "", "waiting for cpu"
+    );
+    for (name, result) in [
+        ("no storage (HTTP only)", &no_storage),
+        ("group commit (durable)", &group),
+        ("naive 1 req/commit (durable)", &naive),
+        ("batches (durable)", &batches),
+    ] {
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / result.window.as_secs_f64();
+        println!(
+            "  {:<30} {:>11.0}% {:>13.0}% {:>17.0}%",
+            name,
+            share(result.process_cpu) / cpus as f64,
+            share(result.writer_cpu),
+            share(result.writer_waiting)
+        );
+    }
     println!();
 
     let over_naive = group.events_per_sec() / naive.events_per_sec();
@@ -269,6 +297,8 @@ fn config(dir: &Path) -> Config {
 /// A server under test, serving on `addr` until stopped.
 struct Server {
     addr: std::net::SocketAddr,
+    /// The kernel's (15-byte) name of the thread that drains the writer queue.
+    writer_thread: &'static str,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -297,6 +327,7 @@ fn start_agent(rt: &Runtime, dir: &Path, limits: GroupLimits) -> anyhow::Result<
     let task = rt.spawn(Box::pin(agent.serve(listener, shutdown.clone())));
     Ok(Server {
         addr,
+        writer_thread: "tally-log-write",
         shutdown,
         task,
     })
@@ -354,6 +385,7 @@ fn start_no_storage(rt: &Runtime, dir: &Path) -> anyhow::Result<Server> {
     });
     Ok(Server {
         addr,
+        writer_thread: "bench-no-storag",
         shutdown,
         task,
     })
@@ -370,6 +402,11 @@ struct LoadResult {
     latencies_us: Vec<u32>,
     errors: u64,
     first_error: Option<String>,
+    /// CPU time of this whole process (server and load generator) over the window.
+    process_cpu: Duration,
+    /// Time the writer thread spent on a CPU, and runnable but waiting for one.
+    writer_cpu: Duration,
+    writer_waiting: Duration,
 }
 
 impl LoadResult {
@@ -386,14 +423,14 @@ impl LoadResult {
 /// window ends. A request counts when its answer arrives inside the measured window.
 async fn drive(
     client: HttpClient,
-    addr: std::net::SocketAddr,
+    server: &Server,
     clients: usize,
     events: usize,
     tag: &'static str,
     warmup: Duration,
     measure: Duration,
 ) -> anyhow::Result<LoadResult> {
-    let uri: hyper::Uri = format!("http://{addr}/v1/events").parse()?;
+    let uri: hyper::Uri = format!("http://{}/v1/events", server.addr).parse()?;
     let start = Instant::now() + warmup;
     let end = start + measure;
     let mut tasks = Vec::with_capacity(clients);
@@ -434,9 +471,16 @@ async fn drive(
             result
         }));
     }
+    tokio::time::sleep_until(start.into()).await;
+    let before = CpuSample::take(server.writer_thread);
+    tokio::time::sleep_until(end.into()).await;
+    let after = CpuSample::take(server.writer_thread);
     let mut total = LoadResult {
         events_per_request: events,
         window: measure,
+        process_cpu: after.process.saturating_sub(before.process),
+        writer_cpu: after.writer_cpu.saturating_sub(before.writer_cpu),
+        writer_waiting: after.writer_waiting.saturating_sub(before.writer_waiting),
         ..LoadResult::default()
     };
     for task in tasks {
@@ -506,6 +550,51 @@ async fn send(
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// CPU accounting from /proc: the process's user + system time, and the scheduler's run and
+/// wait times for one named thread.
+#[derive(Debug, Default)]
+struct CpuSample {
+    process: Duration,
+    writer_cpu: Duration,
+    writer_waiting: Duration,
+}
+
+impl CpuSample {
+    fn take(thread_name: &str) -> CpuSample {
+        // Fields after the command name: utime and stime are the 12th and 13th, in USER_HZ
+        // (100 per second on Linux).
+        let ticks: u64 = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|stat| {
+                let rest = &stat[stat.rfind(')')? + 1..];
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0);
+        let mut sample = CpuSample {
+            process: Duration::from_millis(ticks * 10),
+            ..CpuSample::default()
+        };
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return sample;
+        };
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != thread_name {
+                continue;
+            }
+            let schedstat =
+                std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let mut fields = schedstat
+                .split_whitespace()
+                .map(|f| f.parse::<u64>().unwrap_or(0));
+            sample.writer_cpu = Duration::from_nanos(fields.next().unwrap_or(0));
+            sample.writer_waiting = Duration::from_nanos(fields.next().unwrap_or(0));
+        }
+        sample
+    }
 }
 
 /// Averages of the writer's commits, from the agent's own `/metrics`.

@@ -3,4 +3,107 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod config;
 pub mod store;
+pub mod sync;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Transport};
+use crate::store::Store;
+use crate::sync::hub::Hub;
+use crate::sync::session::{SessionContext, SessionLimits};
+
+/// How long sessions may take to say goodbye after shutdown is requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Central, opened and ready to serve.
+#[derive(Debug)]
+pub struct Central {
+    config: Config,
+    store: Store,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Central {
+    /// Opens the data directory and database and loads the TLS material: every failure that
+    /// a bad configuration can cause happens here, before a port is bound.
+    pub fn open(config: Config) -> anyhow::Result<Central> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store = Store::open(&config.data_dir)?;
+        let tls = match &config.transport {
+            Transport::Tls { cert, key } => Some(tls::server_config(cert, key)?),
+            Transport::Plaintext => None,
+        };
+        Ok(Central { config, store, tls })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves agents on `sync` and the admin API on `admin` until `shutdown` is cancelled.
+    pub async fn serve(
+        self,
+        sync: TcpListener,
+        admin: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (journal, journal_thread) =
+            store::journal::spawn(self.store.clone()).context("cannot start the journal writer")?;
+        let hub = Hub::default();
+        let ctx = Arc::new(SessionContext {
+            store: self.store.clone(),
+            journal,
+            hub: hub.clone(),
+            limits: SessionLimits::default(),
+            shutdown: shutdown.clone(),
+        });
+        let tracker = TaskTracker::new();
+        let admin_app = admin::router(admin::AdminState::new(
+            self.store.clone(),
+            hub,
+            &self.config.admin_token,
+            self.config.token_grace,
+        ));
+        let admin_server = axum::serve(admin, admin_app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        let sync_server = sync::serve(
+            sync,
+            self.tls.clone(),
+            Arc::clone(&ctx),
+            self.config.max_connections,
+            tracker.clone(),
+        );
+        let (admin_result, ()) = tokio::join!(admin_server, sync_server);
+        admin_result.context("the admin API failed")?;
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open after the grace period");
+        }
+        drop(ctx);
+        tokio::task::spawn_blocking(move || journal_thread.join())
+            .await
+            .context("waiting for the journal writer")?
+            .map_err(|_| anyhow::anyhow!("the journal writer panicked"))?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

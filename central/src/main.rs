@@ -1,15 +1,278 @@
-//! `tally-central`: not built yet. The sync server, journal and Odoo merge arrive with the
-//! sync and merge issues; this binary only reports its version so the workspace is whole.
+//! The `tally-central` command line: parse, validate, then hand over to the library.
 
-use clap::Parser;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-/// Tally's coordinator (not yet implemented: see the README's roadmap).
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use tally_central::config::{Config, ConfigArgs};
+use tally_central::store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+/// Exit status for a configuration error (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+/// Tally's coordinator: authenticates warehouse agents and journals their events exactly once.
 #[derive(Debug, Parser)]
-#[command(version)]
-struct Cli {}
+#[command(name = "tally-central", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
-    eprintln!("tally-central is not implemented yet; see README.md");
-    std::process::exit(69);
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run central: the agents' sync listener and the admin API.
+    Run(ConfigArgs),
+    /// Validate the configuration and exit (0 when valid, 64 with the reason when not).
+    CheckConfig(ConfigArgs),
+    /// Manage agents (through the running central's admin API, or the database when stopped).
+    Agent {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: AgentAction,
+    },
+    /// Write a test CA and a server certificate signed by it (ca.pem, cert.pem, key.pem).
+    GenCert {
+        /// Directory for the files.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        /// Host names and IP addresses the certificate is for.
+        #[arg(long = "host", value_name = "NAME", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentAction {
+    /// Register an agent; prints its token once (only a digest is stored).
+    Add {
+        agent_id: String,
+        #[arg(long)]
+        warehouse: String,
+    },
+    /// List agents with their connection state and lag.
+    List,
+    /// Issue a new token; the old one keeps working for the configured grace period.
+    Rotate { agent_id: String },
+    /// Revoke an agent for good and close its connection.
+    Revoke { agent_id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => match load(&args) {
+            Ok(config) => run(config),
+            Err(code) => return code,
+        },
+        Command::CheckConfig(args) => match load(&args) {
+            Ok(config) => {
+                println!(
+                    "configuration is valid: data in {}, agents on {}, admin API on {}",
+                    config.data_dir.display(),
+                    config.listen,
+                    config.admin_listen
+                );
+                Ok(())
+            }
+            Err(code) => return code,
+        },
+        Command::Agent { config, action } => match load(&config) {
+            Ok(config) => agent(config, action),
+            Err(code) => return code,
+        },
+        Command::GenCert { out_dir, hosts } => {
+            tally_central::tls::generate(&out_dir, &hosts).map(|files| {
+                println!(
+                    "CA certificate (give it to agents as ca_file): {}",
+                    files.ca_cert.display()
+                );
+                println!("server certificate: {}", files.cert.display());
+                println!("server key:         {}", files.key.display());
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tally-central: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &ConfigArgs) -> Result<Config, ExitCode> {
+    args.load().map_err(|error| {
+        eprintln!("tally-central: invalid configuration: {error}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let (listen, admin_listen) = (config.listen, config.admin_listen);
+        let central = tally_central::Central::open(config)?;
+        let sync = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let admin = tokio::net::TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("cannot listen on {admin_listen}"))?;
+        let (sync_addr, admin_addr) = (sync.local_addr()?, admin.local_addr()?);
+        tracing::info!(%sync_addr, %admin_addr, "tally-central ready");
+        // One line on stdout for supervisors and test harnesses that asked for port 0.
+        println!("tally-central listening on {sync_addr} admin http://{admin_addr}");
+        let _ = std::io::stdout().flush();
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_shutdown(shutdown.clone()));
+        central.serve(sync, admin, shutdown).await
+    })
+}
+
+async fn signal_shutdown(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    shutdown.cancel();
+}
+
+/// Agent management: through the admin API when central runs (it holds the database), or
+/// directly on the database when it does not.
+fn agent(config: Config, action: AgentAction) -> anyhow::Result<()> {
+    match Store::open(&config.data_dir) {
+        Ok(store) => agent_offline(&store, &config, action),
+        Err(StoreError::InUse { .. }) => runtime()?.block_on(agent_online(&config, action)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print_token(agent_id: &str, token: &str) {
+    println!("{token}");
+    eprintln!(
+        "token of agent {agent_id} (shown once; store it in the agent's configuration as central_token)"
+    );
+}
+
+fn agent_offline(store: &Store, config: &Config, action: AgentAction) -> anyhow::Result<()> {
+    match action {
+        AgentAction::Add {
+            agent_id,
+            warehouse,
+        } => {
+            if !tally_central::admin::valid_name(&agent_id)
+                || !tally_central::admin::valid_name(&warehouse)
+            {
+                bail!("agent id and warehouse must be 1 to 64 letters, digits, '-', '_' or '.'");
+            }
+            let token = store.add_agent(&agent_id, &warehouse)?;
+            print_token(&agent_id, token.expose());
+        }
+        AgentAction::Rotate { agent_id } => {
+            let token = store.rotate_agent(&agent_id, config.token_grace)?;
+            print_token(&agent_id, token.expose());
+        }
+        AgentAction::Revoke { agent_id } => {
+            store.revoke_agent(&agent_id)?;
+            eprintln!("agent {agent_id} revoked");
+        }
+        AgentAction::List => {
+            for agent in store.list_agents()? {
+                println!(
+                    "{}\twarehouse={}\t{}",
+                    agent.agent_id,
+                    agent.warehouse,
+                    if agent.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn agent_online(config: &Config, action: AgentAction) -> anyhow::Result<()> {
+    let base = format!("http://{}", config.admin_listen);
+    let client = reqwest::Client::new();
+    let auth = format!("Bearer {}", config.admin_token.expose());
+    let request = match &action {
+        AgentAction::Add {
+            agent_id,
+            warehouse,
+        } => client
+            .post(format!("{base}/v1/agents"))
+            .json(&serde_json::json!({"agent_id": agent_id, "warehouse": warehouse})),
+        AgentAction::List => client.get(format!("{base}/v1/agents")),
+        AgentAction::Rotate { agent_id } => {
+            client.post(format!("{base}/v1/agents/{agent_id}/rotate"))
+        }
+        AgentAction::Revoke { agent_id } => {
+            client.post(format!("{base}/v1/agents/{agent_id}/revoke"))
+        }
+    };
+    let response = request
+        .header(reqwest::header::AUTHORIZATION, auth)
+        .send()
+        .await
+        .with_context(|| {
+            format!("central holds its database but its admin API at {base} does not answer")
+        })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{base} answered {status}: {text}");
+    }
+    match action {
+        AgentAction::Add { agent_id, .. } | AgentAction::Rotate { agent_id } => {
+            let body: Value = serde_json::from_str(&text)?;
+            print_token(&agent_id, body["token"].as_str().unwrap_or_default());
+        }
+        AgentAction::Revoke { agent_id } => {
+            eprintln!("agent {agent_id} revoked; its connection is closed")
+        }
+        AgentAction::List => {
+            let body: Value = serde_json::from_str(&text)?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
+    }
+    Ok(())
 }

@@ -9,9 +9,9 @@
 //! `target/<profile>/deps/`, the binary in `target/<profile>/`). `cargo test --workspace`
 //! builds it (the `tally-agent` package has integration tests of its own, and Cargo builds a
 //! package's binaries for those) before any test runs. `cargo test -p tally-tests` on its own
-//! does not: run `cargo build -p tally-agent` first. A binary older than the agent's or the
-//! protocol's sources is refused rather than tested. `TALLY_AGENT_BIN` overrides the path
-//! (then no freshness check is made).
+//! does not: run `cargo build -p tally-agent` first. A binary older than any source file that
+//! Cargo's dep-info file (`target/<profile>/tally-agent.d`) lists for it is refused rather
+//! than tested. `TALLY_AGENT_BIN` overrides the path (then no freshness check is made).
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -67,44 +67,47 @@ pub fn agent_binary() -> anyhow::Result<PathBuf> {
             binary.display()
         ),
     };
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the tests crate has no parent directory")?;
-    let mut newest: Option<(SystemTime, PathBuf)> = None;
-    for source in ["agent", "protocol"] {
-        newest_file(&workspace.join(source).join("src"), &mut newest);
-        newest_file(&workspace.join(source).join("Cargo.toml"), &mut newest);
-    }
-    if let Some((changed, path)) = newest
-        && changed > built
-    {
+    // Cargo's dep-info file next to the binary lists the sources it was built from: one
+    // changed since is a binary Cargo would rebuild, and testing it would test old code.
+    let dep_info = binary.with_extension("d");
+    if let Some(source) = newer_source(&dep_info, built) {
         bail!(
             "the tally-agent binary at {} is older than {}: rebuild it with \
              `cargo build -p tally-agent` (or run `cargo test --workspace`)",
             binary.display(),
-            path.display()
+            source.display()
         );
     }
     Ok(binary)
 }
 
-/// Finds the most recently modified file at or under `path`.
-fn newest_file(path: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    if meta.is_dir() {
-        let Ok(entries) = std::fs::read_dir(path) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            newest_file(&entry.path(), newest);
+/// The first source listed in a Make-style dep-info file (`target: src src ...`, spaces in
+/// paths escaped as `\ `) that was modified after `built`. A missing file finds nothing.
+fn newer_source(dep_info: &Path, built: SystemTime) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(dep_info).ok()?;
+    let line = text.lines().next()?;
+    // The target's own path may hold ": " only escaped; the first unescaped ": " ends it.
+    let (_, sources) = line.split_once(": ")?;
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = sources.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ' ' => paths.push(std::mem::take(&mut current)),
+            c => current.push(c),
         }
-    } else if let Ok(modified) = meta.modified()
-        && newest.as_ref().is_none_or(|(t, _)| modified > *t)
-    {
-        *newest = Some((modified, path.to_owned()));
     }
+    paths.push(current);
+    paths
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .find(|path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+        })
 }
 
 /// Where an agent on `data_dir` writes its stderr: next to the data directory, so that it
@@ -491,18 +494,20 @@ impl AgentClient {
     pub async fn read_all_events(&self) -> anyhow::Result<(String, Vec<Value>)> {
         let mut events = Vec::new();
         let mut after = 0;
-        let mut log_id = String::new();
         loop {
             let page = self.get_events(after, 1000).await?;
-            log_id = page["log_id"].as_str().unwrap_or_default().to_owned();
+            let log_id = page["log_id"]
+                .as_str()
+                .context("GET /v1/events: no log_id")?;
             let batch = page["events"]
                 .as_array()
                 .context("GET /v1/events: no events array")?;
-            let Some(last) = batch.last() else { break };
+            let Some(last) = batch.last() else {
+                return Ok((log_id.to_owned(), events));
+            };
             after = last["seq"].as_u64().context("an event without a seq")?;
             events.extend(batch.iter().cloned());
         }
-        Ok((log_id, events))
     }
 
     /// `GET /v1/status`.
@@ -542,7 +547,7 @@ pub fn event_for_id(id: &str) -> Value {
         }
         2 => {
             event["type"] = "adjustment".into();
-            let sign = if (h >> 40) % 2 == 0 { "-" } else { "" };
+            let sign = if (h >> 40).is_multiple_of(2) { "-" } else { "" };
             event["qty"] = format!("{sign}{qty}").into();
             event["reason"] = format!("recount after {id}").into();
         }
@@ -556,7 +561,7 @@ pub fn event_for_id(id: &str) -> Value {
             event["to_location"] = "WH/Output".into();
         }
     }
-    if (h >> 44) % 3 == 0 {
+    if (h >> 44).is_multiple_of(3) {
         event["lot"] = format!("LOT-{}", (h >> 48) % 100).into();
     }
     event
@@ -776,6 +781,34 @@ pub fn check_log(stored: &[Value], expected: &Expectations) -> anyhow::Result<Lo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dep_info_sources_newer_than_the_build_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("main.rs");
+        let spaced = dir.path().join("my lib.rs");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::write(&spaced, "").unwrap();
+        let dep_info = dir.path().join("bin.d");
+        let escaped = spaced.display().to_string().replace(' ', "\\ ");
+        std::fs::write(
+            &dep_info,
+            format!("/t/bin: {} {escaped}\n", plain.display()),
+        )
+        .unwrap();
+        let past = SystemTime::UNIX_EPOCH;
+        assert_eq!(newer_source(&dep_info, past), Some(plain.clone()));
+        let future = SystemTime::now() + Duration::from_secs(3600);
+        assert_eq!(newer_source(&dep_info, future), None);
+        std::fs::File::options()
+            .write(true)
+            .open(&spaced)
+            .unwrap()
+            .set_modified(future + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(newer_source(&dep_info, future), Some(spaced));
+        assert_eq!(newer_source(&dir.path().join("missing.d"), past), None);
+    }
 
     #[test]
     fn events_are_derived_from_their_id() {

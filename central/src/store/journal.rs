@@ -65,6 +65,17 @@ impl JournalHandle {
         log_id: LogId,
         events: Vec<LoggedEvent>,
     ) -> Result<u64, JournalError> {
+        self.submit(agent_id, log_id, events).await?.await
+    }
+
+    /// Queues a batch and returns where its outcome will arrive. Batches of one stream must be
+    /// submitted in order: the journal applies them in queue order.
+    pub async fn submit(
+        &self,
+        agent_id: Arc<str>,
+        log_id: LogId,
+        events: Vec<LoggedEvent>,
+    ) -> Result<Pending, JournalError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Append {
@@ -75,7 +86,24 @@ impl JournalHandle {
             })
             .await
             .map_err(|_| JournalError::Stopped)?;
-        answer.await.map_err(|_| JournalError::Stopped)?
+        Ok(Pending(answer))
+    }
+}
+
+/// The outcome of a submitted batch: the stream's stored seq once the batch is durable.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<u64, JournalError>>);
+
+impl std::future::Future for Pending {
+    type Output = Result<u64, JournalError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(JournalError::Stopped)))
     }
 }
 

@@ -1,0 +1,287 @@
+//! The admin API (loopback only, bearer token): agents, their live state and lag, and the
+//! journal for audit.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tally_protocol::{LogId, RejectReason, Secret, Timestamp};
+
+use crate::store::Store;
+use crate::store::registry::RegistryError;
+use crate::sync::hub::Hub;
+
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    pub store: Store,
+    pub hub: Hub,
+    pub admin_token_sha256: [u8; 32],
+    pub token_grace: Duration,
+}
+
+impl AdminState {
+    pub fn new(store: Store, hub: Hub, admin_token: &Secret, token_grace: Duration) -> AdminState {
+        AdminState {
+            store,
+            hub,
+            admin_token_sha256: Sha256::digest(admin_token.expose().as_bytes()).into(),
+            token_grace,
+        }
+    }
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/v1/agents", get(list_agents).post(add_agent))
+        .route("/v1/agents/{id}/rotate", post(rotate_agent))
+        .route("/v1/agents/{id}/revoke", post(revoke_agent))
+        .route("/v1/journal", get(read_journal))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if bool::from(digest.ct_eq(&state.admin_token_sha256)) {
+        next.run(request).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        )
+    }
+}
+
+fn blocking_error(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "central could not read or write its database; see its logs",
+    )
+}
+
+fn registry_error(e: RegistryError) -> Response {
+    match e {
+        RegistryError::Exists(_) => error(StatusCode::CONFLICT, "exists", e.to_string()),
+        RegistryError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        RegistryError::Revoked(_) => error(StatusCode::CONFLICT, "revoked", e.to_string()),
+        RegistryError::Store(e) => blocking_error(e),
+    }
+}
+
+fn time(at: Timestamp) -> String {
+    jiff::Timestamp::from_microsecond(at.as_micros())
+        .map_or_else(|_| at.as_micros().to_string(), |t| t.to_string())
+}
+
+async fn list_agents(State(state): State<AdminState>) -> Response {
+    let store = state.store.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.list_agents()?, store.streams()?))
+    })
+    .await;
+    let (agents, streams) = match loaded {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return blocking_error(e),
+        Err(e) => return blocking_error(e),
+    };
+    let live = state.hub.snapshot();
+    let now = Timestamp::now().as_micros();
+    let out: Vec<Value> = agents
+        .iter()
+        .map(|agent| {
+            let logs: Vec<Value> = streams
+                .iter()
+                .filter(|s| s.agent_id == agent.agent_id)
+                .map(|s| json!({"log_id": s.log_id.to_string(), "stored_seq": s.stored_seq, "first_seen": time(s.created_at)}))
+                .collect();
+            let mut entry = json!({
+                "agent_id": agent.agent_id,
+                "warehouse": agent.warehouse,
+                "created_at": time(agent.created_at),
+                "revoked": agent.revoked_at.is_some(),
+                "connected": false,
+                "logs": logs,
+            });
+            if logs.len() > 1 {
+                entry["log_replaced"] = true.into();
+            }
+            if let Some(live) = live.get(&agent.agent_id) {
+                let lag = live.head_seq.saturating_sub(live.stored_seq);
+                entry["connected"] = live.connected.into();
+                entry["last_seen"] = time(live.last_seen).into();
+                entry["peer"] = live.peer.to_string().into();
+                entry["agent_version"] = live.agent_version.clone().into();
+                entry["log_id"] = live.log_id.to_string().into();
+                entry["stored_seq"] = live.stored_seq.into();
+                entry["head_seq"] = live.head_seq.into();
+                entry["lag_events"] = lag.into();
+                entry["oldest_unsynced_age_seconds"] = live
+                    .oldest_unsynced_at
+                    .filter(|_| lag > 0)
+                    .map(|at| ((now - at.as_micros()).max(0) as f64 / 1e6).into())
+                    .unwrap_or(Value::Null);
+            }
+            entry
+        })
+        .collect();
+    Json(json!({ "agents": out })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddAgent {
+    agent_id: String,
+    warehouse: String,
+}
+
+pub fn valid_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+async fn add_agent(
+    State(state): State<AdminState>,
+    body: Result<Json<AddAgent>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "expected {\"agent_id\": \"...\", \"warehouse\": \"...\"}",
+        );
+    };
+    if !valid_name(&body.agent_id) || !valid_name(&body.warehouse) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_name",
+            "agent_id and warehouse must be 1 to 64 letters, digits, '-', '_' or '.'",
+        );
+    }
+    let store = state.store.clone();
+    let (id, warehouse) = (body.agent_id.clone(), body.warehouse.clone());
+    match tokio::task::spawn_blocking(move || store.add_agent(&id, &warehouse)).await {
+        Ok(Ok(token)) => {
+            tracing::info!(agent_id = %body.agent_id, warehouse = %body.warehouse, "agent added");
+            (StatusCode::CREATED, Json(json!({"agent_id": body.agent_id, "warehouse": body.warehouse, "token": token.expose()}))).into_response()
+        }
+        Ok(Err(e)) => registry_error(e),
+        Err(e) => blocking_error(e),
+    }
+}
+
+async fn rotate_agent(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let store = state.store.clone();
+    let grace = state.token_grace;
+    let agent = id.clone();
+    match tokio::task::spawn_blocking(move || store.rotate_agent(&agent, grace)).await {
+        Ok(Ok(token)) => {
+            tracing::info!(agent_id = %id, grace_seconds = grace.as_secs(), "agent token rotated");
+            Json(json!({"agent_id": id, "token": token.expose(), "previous_token_valid_for_seconds": grace.as_secs()})).into_response()
+        }
+        Ok(Err(e)) => registry_error(e),
+        Err(e) => blocking_error(e),
+    }
+}
+
+async fn revoke_agent(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let store = state.store.clone();
+    let agent = id.clone();
+    match tokio::task::spawn_blocking(move || store.revoke_agent(&agent)).await {
+        Ok(Ok(())) => {
+            state.hub.close(&id, RejectReason::Revoked);
+            tracing::warn!(agent_id = %id, "agent revoked; its connection is closed");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(e)) => registry_error(e),
+        Err(e) => blocking_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct JournalQuery {
+    agent: String,
+    log: String,
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn read_journal(
+    State(state): State<AdminState>,
+    query: Result<Query<JournalQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "agent, log (32 hex digits), after and limit (1..=10000) are expected",
+        );
+    };
+    let Some(log_id) = LogId::parse_hex(&query.log) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "log must be 32 hex digits",
+        );
+    };
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be between 1 and 10000",
+        );
+    }
+    let store = state.store.clone();
+    let events = match tokio::task::spawn_blocking(move || {
+        store.read_journal(&query.agent, log_id, query.after, limit)
+    })
+    .await
+    {
+        Ok(Ok(events)) => events,
+        Ok(Err(e)) => return blocking_error(e),
+        Err(e) => return blocking_error(e),
+    };
+    let out: Vec<Value> = events
+        .iter()
+        .map(|r| {
+            let e = &r.event;
+            json!({
+                "seq": r.seq, "id": e.id, "type": e.kind.as_str(), "sku": e.sku, "qty": e.qty.to_string(),
+                "location": e.location, "to_location": e.to_location, "lot": e.lot, "reference": e.reference,
+                "reason": e.reason, "occurred_at": e.occurred_at.map(time), "received_at": time(r.received_at),
+                "device": e.device, "user": e.user,
+            })
+        })
+        .collect();
+    Json(json!({ "events": out })).into_response()
+}

@@ -1,0 +1,312 @@
+//! Central's configuration: TOML file, `TALLY_*` environment variables, flags — in rising order
+//! of precedence — validated before any file is opened or port bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+use tally_protocol::Secret;
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory holding central's database (created if missing).
+    #[arg(long, env = "TALLY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address agents connect to (WebSocket over TLS) [default: 0.0.0.0:8921].
+    #[arg(long, env = "TALLY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain of the sync listener (leaf first).
+    #[arg(long, env = "TALLY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the sync listener.
+    #[arg(long, env = "TALLY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain ws:// instead of TLS. Refused unless `listen` is a loopback address: for
+    /// development on one machine only.
+    #[arg(long, env = "TALLY_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
+    /// Address of the admin API [default: 127.0.0.1:8922]. Must be a loopback address: put a
+    /// TLS proxy in front of it to reach it from elsewhere.
+    #[arg(long, env = "TALLY_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token of the admin API (at least 16 characters).
+    #[arg(
+        long,
+        env = "TALLY_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// How long a rotated-out agent token keeps working, such as 24h [default: 24h].
+    #[arg(long, env = "TALLY_TOKEN_GRACE", value_name = "DURATION")]
+    pub token_grace: Option<String>,
+    /// Most agent connections at once [default: 10000].
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure_plaintext: bool,
+    admin_listen: Option<SocketAddr>,
+    admin_token: Option<String>,
+    token_grace: Option<String>,
+    max_connections: Option<usize>,
+}
+
+/// How the sync listener speaks.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// Plain WebSocket, loopback only.
+    Plaintext,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub transport: Transport,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Secret,
+    pub token_grace: Duration,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl ConfigArgs {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .ok_or_else(|| invalid("data_dir", "is required (--data-dir or TALLY_DATA_DIR)"))?;
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "0.0.0.0:8921".parse().expect("valid default"));
+        let plaintext = self.insecure_plaintext || file.insecure_plaintext;
+        let cert = self.tls_cert.clone().or(file.tls_cert);
+        let key = self.tls_key.clone().or(file.tls_key);
+        let transport = match (plaintext, cert, key) {
+            (true, _, _) if !listen.ip().is_loopback() => {
+                return Err(invalid(
+                    "insecure_plaintext",
+                    format!(
+                        "plain ws:// is only allowed on a loopback address, not {listen}; configure tls_cert and tls_key"
+                    ),
+                ));
+            }
+            (true, _, _) => Transport::Plaintext,
+            (false, Some(cert), Some(key)) => Transport::Tls { cert, key },
+            (false, _, _) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "tls_cert and tls_key are required (tally-central gen-cert makes a pair for tests)",
+                ));
+            }
+        };
+        let admin_listen = self
+            .admin_listen
+            .or(file.admin_listen)
+            .unwrap_or_else(|| "127.0.0.1:8922".parse().expect("valid default"));
+        if !admin_listen.ip().is_loopback() {
+            return Err(invalid(
+                "admin_listen",
+                format!("{admin_listen} is not a loopback address; the admin API is plain HTTP"),
+            ));
+        }
+        let admin_token = self
+            .admin_token
+            .clone()
+            .or(file.admin_token)
+            .ok_or_else(|| {
+                invalid(
+                    "admin_token",
+                    "is required (--admin-token or TALLY_ADMIN_TOKEN)",
+                )
+            })?;
+        if admin_token.chars().count() < 16 || admin_token.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "admin_token",
+                "must be at least 16 characters without white space",
+            ));
+        }
+        let token_grace = match self.token_grace.clone().or(file.token_grace) {
+            Some(text) => parse_duration(&text).map_err(|m| invalid("token_grace", m))?,
+            None => Duration::from_secs(24 * 3600),
+        };
+        let max_connections = self
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(10_000);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        Ok(Config {
+            data_dir,
+            listen,
+            transport,
+            admin_listen,
+            admin_token: Secret::new(admin_token),
+            token_grace,
+            max_connections,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Parses `90s`, `15m`, `24h`, `7d` (a whole number and one unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 90s, 15m, 24h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?} needs a unit: s, m, h or d")),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ConfigArgs {
+        ConfigArgs {
+            data_dir: Some("/tmp/c".into()),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            insecure_plaintext: true,
+            admin_token: Some("admin-token-0123456789".into()),
+            ..ConfigArgs::default()
+        }
+    }
+
+    #[test]
+    fn plaintext_is_for_loopback_only() {
+        assert!(matches!(
+            args().load().unwrap().transport,
+            Transport::Plaintext
+        ));
+        let err = ConfigArgs {
+            listen: Some("0.0.0.0:8921".parse().unwrap()),
+            ..args()
+        }
+        .load()
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                key: "insecure_plaintext",
+                ..
+            }
+        ));
+        let err = ConfigArgs {
+            insecure_plaintext: false,
+            ..args()
+        }
+        .load()
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                key: "tls_cert",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_admin_api_stays_on_loopback() {
+        let err = ConfigArgs {
+            admin_listen: Some("10.0.0.1:1".parse().unwrap()),
+            ..args()
+        }
+        .load()
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                key: "admin_listen",
+                ..
+            }
+        ));
+        let err = ConfigArgs {
+            admin_token: Some("short".into()),
+            ..args()
+        }
+        .load()
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                key: "admin_token",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("7").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}
