@@ -26,6 +26,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const META_LOG_ID: &str = "log_id";
 const META_ACKED_SEQ: &str = "acked_seq";
+/// The highest seq ever assigned. Kept apart from the `events` table because pruning may
+/// empty that table, and seqs must never be reused.
+const META_HEAD_SEQ: &str = "head_seq";
 
 /// The file name of the log inside the data directory.
 pub const LOG_FILE: &str = "events.redb";
@@ -75,6 +78,8 @@ struct Shared {
     /// that reopen has not succeeded.
     db: RwLock<Option<Arc<Database>>>,
     log_id: LogId,
+    /// The highest committed seq, published after every commit (the sync client waits on it).
+    head: tokio::sync::watch::Sender<u64>,
 }
 
 /// A handle on the log, cheap to clone. Reads may run on any thread; appends go through
@@ -156,7 +161,7 @@ impl Log {
 
     fn open_with(path: PathBuf, opener: Opener) -> Result<Log, LogError> {
         let db = opener().map_err(|e| open_error(&path, e))?;
-        let log_id = init(&db).map_err(|source| LogError::Storage {
+        let (log_id, head) = init(&db).map_err(|source| LogError::Storage {
             path: path.clone(),
             source,
         })?;
@@ -166,6 +171,7 @@ impl Log {
                 opener,
                 db: RwLock::new(Some(Arc::new(db))),
                 log_id,
+                head: tokio::sync::watch::Sender::new(head),
             }),
         })
     }
@@ -176,6 +182,76 @@ impl Log {
 
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// The highest committed seq, updated after every commit.
+    pub fn head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+
+    /// Records that central has durably stored every event up to `seq` (never moves back).
+    pub fn set_acked(&self, seq: u64) -> Result<(), LogError> {
+        let db = self.db()?;
+        let err = |e: redb::Error| self.storage_error(e);
+        let txn = db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            let current = read_u64(&meta, META_ACKED_SEQ).map_err(err)?;
+            if seq > current {
+                meta.insert(META_ACKED_SEQ, seq.to_be_bytes().as_slice())
+                    .map_err(|e| err(e.into()))?;
+            }
+        }
+        txn.commit().map_err(|e| err(e.into()))
+    }
+
+    /// Deletes events that central has acknowledged and that were received before
+    /// `events_before`, and client ids first seen before `ids_before`. Returns how many events
+    /// and ids were removed. Unacknowledged events are never touched.
+    pub fn prune(
+        &self,
+        events_before: Timestamp,
+        ids_before: Timestamp,
+    ) -> Result<(u64, u64), LogError> {
+        let db = self.db()?;
+        let err = |e: redb::Error| self.storage_error(e);
+        let txn = db.begin_write().map_err(|e| err(e.into()))?;
+        let mut removed = (0, 0);
+        {
+            let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            let acked = read_u64(&meta, META_ACKED_SEQ).map_err(err)?;
+            let mut events = txn.open_table(EVENTS).map_err(|e| err(e.into()))?;
+            let mut doomed = Vec::new();
+            for entry in events.range(..=acked).map_err(|e| err(e.into()))? {
+                let (seq, bytes) = entry.map_err(|e| err(e.into()))?;
+                let record = self.decode(seq.value(), bytes.value())?;
+                // Events are in received order, so the first young one ends the scan.
+                if record.received_at >= events_before {
+                    break;
+                }
+                doomed.push(seq.value());
+            }
+            for seq in &doomed {
+                events.remove(seq).map_err(|e| err(e.into()))?;
+            }
+            removed.0 = doomed.len() as u64;
+            let mut ids = txn.open_table(IDS).map_err(|e| err(e.into()))?;
+            let old: Vec<String> = ids
+                .iter()
+                .map_err(|e| err(e.into()))?
+                .filter_map(|entry| {
+                    let (id, value) = entry.ok()?;
+                    let (_, _, at) = parse_id_entry(value.value())?;
+                    (at < ids_before).then(|| id.value().to_owned())
+                })
+                .collect();
+            for id in &old {
+                ids.remove(id.as_str()).map_err(|e| err(e.into()))?;
+            }
+            removed.1 = old.len() as u64;
+        }
+        txn.commit().map_err(|e| err(e.into()))?;
+        Ok(removed)
     }
 
     fn db(&self) -> Result<Arc<Database>, LogError> {
@@ -241,10 +317,13 @@ impl Log {
         let meta = txn.open_table(META).map_err(|e| self.storage_error(e))?;
         let acked_seq = read_u64(&meta, META_ACKED_SEQ).map_err(|e| self.storage_error(e))?;
         let events = txn.open_table(EVENTS).map_err(|e| self.storage_error(e))?;
-        let last_seq = match events.last().map_err(|e| self.storage_error(e))? {
+        let last = match events.last().map_err(|e| self.storage_error(e))? {
             Some((seq, _)) => seq.value(),
             None => 0,
         };
+        let last_seq = read_u64(&meta, META_HEAD_SEQ)
+            .map_err(|e| self.storage_error(e))?
+            .max(last);
         let oldest_pending_received_at = match events
             .get(acked_seq + 1)
             .map_err(|e| self.storage_error(e))?
@@ -273,27 +352,30 @@ fn open_error(path: &Path, error: DatabaseError) -> LogError {
     }
 }
 
-/// Creates the tables and the log id on first open; returns the log id.
-fn init(db: &Database) -> Result<LogId, redb::Error> {
+/// Creates the tables and the log id on first open; returns the log id and the head seq.
+fn init(db: &Database) -> Result<(LogId, u64), redb::Error> {
     let txn = db.begin_write()?;
-    let log_id = {
-        txn.open_table(EVENTS)?;
+    let (log_id, head) = {
+        let events = txn.open_table(EVENTS)?;
+        let last = events.last()?.map_or(0, |(seq, _)| seq.value());
         txn.open_table(IDS)?;
         let mut meta = txn.open_table(META)?;
+        let head = read_u64(&meta, META_HEAD_SEQ)?.max(last);
         let existing = meta
             .get(META_LOG_ID)?
             .and_then(|v| <[u8; 16]>::try_from(v.value()).ok());
-        match existing {
+        let log_id = match existing {
             Some(bytes) => LogId(bytes),
             None => {
                 let id = LogId(rand::random());
                 meta.insert(META_LOG_ID, id.0.as_slice())?;
                 id
             }
-        }
+        };
+        (log_id, head)
     };
     txn.commit()?;
-    Ok(log_id)
+    Ok((log_id, head))
 }
 
 fn read_u64(
@@ -312,17 +394,21 @@ fn fingerprint(event: &Event) -> [u8; 32] {
     Sha256::digest(encode_event(event)).into()
 }
 
-/// The `ids` table's value: seq (8 bytes, big-endian) then the fingerprint.
-fn id_entry(seq: u64, fingerprint: &[u8; 32]) -> [u8; 40] {
-    let mut out = [0u8; 40];
+/// The `ids` table's value: seq (8 bytes, big-endian), the fingerprint (32), and when the id
+/// was first stored (8, µs since the epoch, for expiry).
+fn id_entry(seq: u64, fingerprint: &[u8; 32], at: Timestamp) -> [u8; 48] {
+    let mut out = [0u8; 48];
     out[..8].copy_from_slice(&seq.to_be_bytes());
-    out[8..].copy_from_slice(fingerprint);
+    out[8..40].copy_from_slice(fingerprint);
+    out[40..].copy_from_slice(&at.as_micros().to_be_bytes());
     out
 }
 
-fn parse_id_entry(bytes: &[u8]) -> Option<(u64, [u8; 32])> {
-    let (seq, fp) = bytes.split_first_chunk::<8>()?;
-    Some((u64::from_be_bytes(*seq), fp.try_into().ok()?))
+fn parse_id_entry(bytes: &[u8]) -> Option<(u64, [u8; 32], Timestamp)> {
+    let seq = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let fp = bytes.get(8..40)?.try_into().ok()?;
+    let at = i64::from_be_bytes(bytes.get(40..48)?.try_into().ok()?);
+    Some((seq, fp, Timestamp::from_micros(at)))
 }
 
 /// Sets up tables inside a write transaction and hands out the log's write operations; used by
@@ -344,10 +430,10 @@ fn estimated_disk_bytes(encoded_len: usize) -> u64 {
 
 impl LogWriter {
     pub fn new(log: Log, max_log_bytes: u64) -> Result<LogWriter, LogError> {
-        let last_seq = log.status()?.last_seq;
+        let head = log.status()?.last_seq;
         Ok(LogWriter {
             log,
-            next_seq: last_seq + 1,
+            next_seq: head + 1,
             max_log_bytes,
             needs_reopen: false,
         })
@@ -387,6 +473,8 @@ impl LogWriter {
         *slot = Some(Arc::new(db));
         drop(slot);
         self.next_seq = self.log.status()?.last_seq + 1;
+        // A failed fsync may still have stored the group: publish what is actually there.
+        self.log.shared.head.send_replace(self.next_seq - 1);
         self.needs_reopen = false;
         tracing::info!(path = %shared.path.display(), next_seq = self.next_seq, "reopened the event log after a storage error");
         Ok(())
@@ -451,7 +539,7 @@ impl LogWriter {
                 }
                 for ((event, a), fp) in request.iter().zip(&plan.accepted).zip(&plan.fingerprints) {
                     if let (Some(id), false, Some(fp)) = (&event.id, a.duplicate, fp) {
-                        ids.insert(id.as_str(), id_entry(a.seq, fp).as_slice())
+                        ids.insert(id.as_str(), id_entry(a.seq, fp, now).as_slice())
                             .map_err(|e| err(e.into()))?;
                     }
                 }
@@ -459,7 +547,15 @@ impl LogWriter {
                 outcomes.push(RequestOutcome::Stored(plan.accepted));
             }
         }
+        if next_seq != self.next_seq {
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            meta.insert(META_HEAD_SEQ, (next_seq - 1).to_be_bytes().as_slice())
+                .map_err(|e| err(e.into()))?;
+        }
         txn.commit().map_err(|e| err(e.into()))?;
+        if next_seq != self.next_seq {
+            self.log.shared.head.send_replace(next_seq - 1);
+        }
         self.next_seq = next_seq;
         Ok(outcomes)
     }
@@ -501,7 +597,10 @@ fn plan_request(
         let fp = fingerprint(event);
         let seen = match local.get(id) {
             Some(&entry) => Some(entry),
-            None => ids.get(id)?.and_then(|v| parse_id_entry(v.value())),
+            None => ids
+                .get(id)?
+                .and_then(|v| parse_id_entry(v.value()))
+                .map(|(seq, fp, _)| (seq, fp)),
         };
         match seen {
             Some((seq, original)) if original == fp => {
