@@ -5,9 +5,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
+
+use crate::sync::connect::Endpoint;
 
 /// Shortest accepted scanner token: long enough that guessing is hopeless.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -48,6 +52,31 @@ pub struct ConfigArgs {
     /// Largest accepted request body [default: 4MiB].
     #[arg(long, env = "TALLY_MAX_BODY_BYTES", value_name = "SIZE")]
     pub max_body_bytes: Option<String>,
+    /// Central's sync address, such as wss://central.example.com:8921/v1/sync. Without it the
+    /// agent only captures events.
+    #[arg(long, env = "TALLY_CENTRAL_URL", value_name = "URL")]
+    pub central_url: Option<String>,
+    /// This agent's token at central (printed by `tally-central agent add`).
+    #[arg(
+        long,
+        env = "TALLY_CENTRAL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub central_token: Option<String>,
+    /// PEM file of the certificate authority that signed central's certificate [default: the
+    /// public web roots].
+    #[arg(long, env = "TALLY_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Name to check in central's certificate, when it differs from the URL's host.
+    #[arg(long, env = "TALLY_SERVER_NAME", value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// How long events central has acknowledged stay in the local log [default: 7d].
+    #[arg(long, env = "TALLY_RETENTION", value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// How long a client id is remembered to catch scanner retries [default: 7d].
+    #[arg(long, env = "TALLY_ID_RETENTION", value_name = "DURATION")]
+    pub id_retention: Option<String>,
 }
 
 /// The configuration file's keys. Unknown keys are an error, so a typo is not silently ignored.
@@ -62,6 +91,12 @@ struct FileConfig {
     #[serde(default)]
     scanner_tokens: Vec<String>,
     max_body_bytes: Option<Size>,
+    central_url: Option<String>,
+    central_token: Option<String>,
+    ca_file: Option<PathBuf>,
+    server_name: Option<String>,
+    retention: Option<String>,
+    id_retention: Option<String>,
 }
 
 /// A size in the file: a number of bytes, or a string such as "512MiB".
@@ -82,6 +117,17 @@ pub struct Config {
     pub max_log_bytes: u64,
     pub scanner_tokens: Vec<Secret>,
     pub max_body_bytes: usize,
+    /// The link to central; `None` runs the agent capture-only.
+    pub central: Option<CentralLink>,
+    pub retention: Duration,
+    pub id_retention: Duration,
+}
+
+/// How to reach central.
+#[derive(Debug, Clone)]
+pub struct CentralLink {
+    pub endpoint: Endpoint,
+    pub token: Secret,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8917";
@@ -182,6 +228,47 @@ impl ConfigArgs {
                 ));
             }
         }
+        let central_url = self.central_url.clone().or(file.central_url);
+        let central_token = self.central_token.clone().or(file.central_token);
+        let central = match (central_url, central_token) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid("central_token", "is required with central_url"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid("central_url", "is required with central_token"));
+            }
+            (Some(url), Some(token)) => {
+                let ca_file = self.ca_file.clone().or(file.ca_file);
+                let server_name = self.server_name.clone().or(file.server_name);
+                let endpoint = Endpoint::new(&url, ca_file.as_deref(), server_name.as_deref())
+                    .map_err(|e| invalid("central_url", format!("{e:#}")))?;
+                Some(CentralLink {
+                    endpoint,
+                    token: Secret::new(token),
+                })
+            }
+        };
+        let duration = |key: &'static str,
+                        flag: Option<&String>,
+                        file: Option<String>|
+         -> Result<Duration, ConfigError> {
+            match flag.cloned().or(file) {
+                Some(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                    invalid(
+                        key,
+                        format!("{text:?} is not a duration such as 12h or 7d: {e}"),
+                    )
+                }),
+                None => Ok(Duration::from_secs(7 * 86_400)),
+            }
+        };
+        let retention = duration("retention", self.retention.as_ref(), file.retention)?;
+        let id_retention = duration(
+            "id_retention",
+            self.id_retention.as_ref(),
+            file.id_retention,
+        )?;
         Ok(Config {
             data_dir,
             listen,
@@ -190,6 +277,9 @@ impl ConfigArgs {
             max_log_bytes,
             scanner_tokens: tokens.into_iter().map(Secret::new).collect(),
             max_body_bytes: max_body_bytes as usize,
+            central,
+            retention,
+            id_retention,
         })
     }
 }
@@ -401,6 +491,40 @@ mod tests {
         .load()
         .unwrap_err();
         assert!(err.to_string().contains("data_dri"), "{err}");
+    }
+
+    #[test]
+    fn the_central_link_needs_url_and_token_and_tls_off_loopback() {
+        let with = |url: &str, token: Option<&str>| ConfigArgs {
+            central_url: Some(url.into()),
+            central_token: token.map(Into::into),
+            ..args()
+        };
+        assert!(args().load().unwrap().central.is_none());
+        assert!(
+            with("wss://central.example.com:8921/v1/sync", Some("t"))
+                .load()
+                .unwrap()
+                .central
+                .is_some()
+        );
+        assert!(
+            with("ws://127.0.0.1:8921/v1/sync", Some("t"))
+                .load()
+                .unwrap()
+                .central
+                .is_some()
+        );
+        for (url, token, key) in [
+            ("ws://central.example.com/v1/sync", Some("t"), "central_url"),
+            ("https://central.example.com/", Some("t"), "central_url"),
+            ("wss://central.example.com/", None, "central_token"),
+        ] {
+            match with(url, token).load() {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 
     #[test]

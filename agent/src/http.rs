@@ -5,7 +5,6 @@
 //! internal error text never reaches the client.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +24,7 @@ use crate::ingest::{self, EventJson};
 use crate::log::writer::{AppendError, WriterHandle};
 use crate::log::{Log, RequestOutcome};
 use crate::metrics::Metrics;
+use crate::sync::SyncStatus;
 
 /// Most events `GET /v1/events` returns at once.
 pub const MAX_READ_LIMIT: usize = 1000;
@@ -40,8 +40,8 @@ pub struct AppState {
     pub warehouse: Arc<str>,
     pub max_log_bytes: u64,
     pub max_body_bytes: usize,
-    /// Whether the sync link to central is up (set by the sync client).
-    pub connected: Arc<AtomicBool>,
+    /// The sync link to central (all zero when the agent runs capture-only).
+    pub sync: Arc<SyncStatus>,
 }
 
 /// The accepted bearer tokens, kept only as SHA-256 digests and compared in constant time.
@@ -350,6 +350,10 @@ pub struct StatusJson {
     pub log_bytes: u64,
     pub max_log_bytes: u64,
     pub connected: bool,
+    /// Why the link to central is down, if it is.
+    pub sync_error: Option<String>,
+    /// Central's clock minus this agent's, measured at connect.
+    pub clock_skew_seconds: Option<f64>,
     pub version: String,
 }
 
@@ -363,19 +367,24 @@ async fn get_status(State(state): State<AppState>) -> Result<axum::Json<StatusJs
             internal()
         })?;
     let now = Timestamp::now().as_micros();
+    // Acks are persisted at most once a second; the live figure may be ahead.
+    let acked_seq = status.acked_seq.max(state.sync.acked_seq());
     Ok(axum::Json(StatusJson {
         agent_id: state.agent_id.to_string(),
         warehouse: state.warehouse.to_string(),
         log_id: state.log.log_id().to_string(),
         last_seq: status.last_seq,
-        acked_seq: status.acked_seq,
-        pending: status.last_seq.saturating_sub(status.acked_seq),
+        acked_seq,
+        pending: status.last_seq.saturating_sub(acked_seq),
         oldest_pending_age_seconds: status
             .oldest_pending_received_at
+            .filter(|_| acked_seq < status.last_seq)
             .map(|at| (now - at.as_micros()).max(0) as f64 / 1e6),
         log_bytes: status.log_bytes,
         max_log_bytes: state.max_log_bytes,
-        connected: state.connected.load(Ordering::Relaxed),
+        connected: state.sync.connected(),
+        sync_error: state.sync.last_error(),
+        clock_skew_seconds: state.sync.clock_skew(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     }))
 }

@@ -12,20 +12,22 @@ pub mod http;
 pub mod ingest;
 pub mod log;
 pub mod metrics;
+pub mod sync;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{CentralLink, Config};
 use crate::http::{AppState, TokenSet};
 use crate::log::writer::{self, GroupLimits};
 use crate::log::{Log, LogWriter};
 use crate::metrics::Metrics;
+use crate::sync::session::SessionLimits;
+use crate::sync::{SyncConfig, SyncStatus};
 
 /// How long in-flight requests may take to finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -35,6 +37,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Agent {
     state: AppState,
     writer_thread: std::thread::JoinHandle<()>,
+    central: Option<CentralLink>,
+    /// How long acknowledged events, and client ids, are kept.
+    retention: (Duration, Duration),
 }
 
 impl Agent {
@@ -65,11 +70,13 @@ impl Agent {
             warehouse: config.warehouse.as_str().into(),
             max_log_bytes: config.max_log_bytes,
             max_body_bytes: config.max_body_bytes,
-            connected: Arc::new(AtomicBool::new(false)),
+            sync: Arc::new(SyncStatus::default()),
         };
         Ok(Agent {
             state,
             writer_thread,
+            central: config.central.clone(),
+            retention: (config.retention, config.id_retention),
         })
     }
 
@@ -87,7 +94,32 @@ impl Agent {
         let Agent {
             state,
             writer_thread,
+            central,
+            retention,
         } = self;
+        let tasks = tokio_util::task::TaskTracker::new();
+        if let Some(central) = central {
+            let config = SyncConfig {
+                endpoint: central.endpoint,
+                agent_id: state.agent_id.to_string(),
+                warehouse: state.warehouse.to_string(),
+                token: central.token,
+                limits: SessionLimits::default(),
+                backoff_min: Duration::from_millis(200),
+                backoff_max: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(15),
+            };
+            tasks.spawn(sync::run(
+                state.log.clone(),
+                config,
+                Arc::clone(&state.sync),
+                shutdown.clone(),
+            ));
+        } else {
+            tracing::warn!("no central_url configured: capturing events without syncing them");
+        }
+        tasks.spawn(maintain(state.log.clone(), retention, shutdown.clone()));
+        tasks.close();
         let app = http::router(state);
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -98,6 +130,8 @@ impl Agent {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period; closing them");
             }
         }
+        // The sync client stops at the same signal (it persists its last ack first).
+        tasks.wait().await;
         // The router (and with it every writer handle) is dropped: the writer drains its queue,
         // commits, and stops.
         tokio::task::spawn_blocking(move || writer_thread.join())
@@ -106,5 +140,42 @@ impl Agent {
             .map_err(|_| anyhow::anyhow!("the log writer thread panicked"))?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often acknowledged events and expired client ids are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Prunes the log now and then: events central has acknowledged once they are older than the
+/// retention, client ids once older than the id retention.
+async fn maintain(
+    log: Log,
+    (retention, id_retention): (Duration, Duration),
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = tally_protocol::Timestamp::now().as_micros();
+        let before = |age: Duration| {
+            tally_protocol::Timestamp::from_micros(
+                now.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX)),
+            )
+        };
+        let (events_before, ids_before) = (before(retention), before(id_retention));
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.prune(events_before, ids_before)).await {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((events, ids))) => tracing::info!(
+                events,
+                ids,
+                "pruned acknowledged events and expired client ids"
+            ),
+            Ok(Err(error)) => tracing::warn!(%error, "pruning the log failed"),
+            Err(error) => tracing::warn!(%error, "pruning the log failed"),
+        }
     }
 }

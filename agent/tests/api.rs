@@ -27,6 +27,9 @@ fn config(dir: &std::path::Path) -> Config {
         max_log_bytes: 1 << 30,
         scanner_tokens: vec![Secret::new(TOKEN)],
         max_body_bytes: 1 << 20,
+        central: None,
+        retention: std::time::Duration::from_secs(3600),
+        id_retention: std::time::Duration::from_secs(3600),
     }
 }
 

@@ -176,6 +176,12 @@ async fn signal_shutdown(shutdown: CancellationToken) {
 /// Agent management: through the admin API when central runs (it holds the database), or
 /// directly on the database when it does not.
 fn agent(config: Config, action: AgentAction) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     match Store::open(&config.data_dir) {
         Ok(store) => agent_offline(&store, &config, action),
         Err(StoreError::InUse { .. }) => runtime()?.block_on(agent_online(&config, action)),

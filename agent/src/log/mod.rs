@@ -41,8 +41,9 @@ const CACHE_BYTES: usize = 8 << 20;
 pub enum LogError {
     #[error("the event log {} is open in another process (is tally-agent already running?)", path.display())]
     InUse { path: PathBuf },
-    #[error("storage error on {}: {source}", path.display())]
-    Storage { path: PathBuf, source: redb::Error },
+    // `error`, not `source`: the message carries it, and error chains would print it twice.
+    #[error("storage error on {}: {error}", path.display())]
+    Storage { path: PathBuf, error: redb::Error },
     #[error("the event log {} is being reopened after a storage error", path.display())]
     Reopening { path: PathBuf },
     #[error("record {seq} in {} cannot be decoded: {reason}", path.display())]
@@ -57,7 +58,7 @@ impl LogError {
     /// Whether the underlying cause is a full disk (answered with 507, not 500).
     pub fn is_storage_full(&self) -> bool {
         match self {
-            LogError::Storage { source, .. } => {
+            LogError::Storage { error: source, .. } => {
                 let text = source.to_string();
                 matches!(source, redb::Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull)
                     || text.contains("No space left on device")
@@ -161,9 +162,9 @@ impl Log {
 
     fn open_with(path: PathBuf, opener: Opener) -> Result<Log, LogError> {
         let db = opener().map_err(|e| open_error(&path, e))?;
-        let (log_id, head) = init(&db).map_err(|source| LogError::Storage {
+        let (log_id, head) = init(&db).map_err(|error| LogError::Storage {
             path: path.clone(),
-            source,
+            error,
         })?;
         Ok(Log {
             shared: Arc::new(Shared {
@@ -264,7 +265,7 @@ impl Log {
     fn storage_error(&self, source: impl Into<redb::Error>) -> LogError {
         LogError::Storage {
             path: self.shared.path.clone(),
-            source: source.into(),
+            error: source.into(),
         }
     }
 
@@ -347,7 +348,7 @@ fn open_error(path: &Path, error: DatabaseError) -> LogError {
         },
         other => LogError::Storage {
             path: path.to_owned(),
-            source: other.into(),
+            error: other.into(),
         },
     }
 }

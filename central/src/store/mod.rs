@@ -29,8 +29,10 @@ pub const STORE_FILE: &str = "central.redb";
 pub enum StoreError {
     #[error("the database {} is open in another process (is tally-central running? then use its admin API)", path.display())]
     InUse { path: PathBuf },
+    // Not marked as the source: the message already carries it, and error chains would
+    // print it twice.
     #[error("storage error: {0}")]
-    Storage(#[from] redb::Error),
+    Storage(redb::Error),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
 }
