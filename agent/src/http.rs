@@ -5,6 +5,7 @@
 //! internal error text never reaches the client.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -28,6 +29,10 @@ use crate::sync::SyncStatus;
 
 /// Most events `GET /v1/events` returns at once.
 pub const MAX_READ_LIMIT: usize = 1000;
+
+/// A request (body included) must complete within this, so a stalled client cannot hold a
+/// connection, or shutdown, forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything the handlers share.
 #[derive(Debug, Clone)]
@@ -91,6 +96,10 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }
 

@@ -43,8 +43,17 @@ const LISTENING_PREFIX: &str = "tally-agent listening on ";
 /// The environment variable that names the `tally-agent` binary to test.
 pub const AGENT_BIN_ENV: &str = "TALLY_AGENT_BIN";
 
-/// The `tally-agent` binary to run (see the crate documentation).
+/// The `tally-agent` binary to run (see the crate documentation). Found and checked once per
+/// test process, so that a source edited while a test runs does not fail it halfway.
 pub fn agent_binary() -> anyhow::Result<PathBuf> {
+    static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| find_agent_binary().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn find_agent_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os(AGENT_BIN_ENV) {
         let path = PathBuf::from(path);
         if !path.is_file() {

@@ -19,8 +19,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tally_tests::{
-    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, check_log,
-    event_for_id, export, stderr_log_path, tail,
+    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, agent_binary,
+    check_log, event_for_id, export, stderr_log_path, tail,
 };
 use tokio::sync::watch;
 
@@ -28,9 +28,10 @@ const CLIENTS: usize = 16;
 /// SIGKILL rounds: a number from this range.
 const MIN_ROUNDS: usize = 5;
 const MAX_ROUNDS: usize = 8;
-/// Each kill comes after this many more acknowledged events (a number from the range).
-const MIN_KILL_AFTER: u64 = 100;
-const MAX_KILL_AFTER: u64 = 3000;
+/// Each kill comes after this many more acknowledged events: one kill in four early (while
+/// the clients are still resending what the last kill left unanswered), the others later.
+const EARLY_KILL_AFTER: std::ops::RangeInclusive<u64> = 0..=40;
+const KILL_AFTER: std::ops::RangeInclusive<u64> = 100..=3000;
 /// Acknowledged events after the last restart, before the clients stop.
 const FINAL_EVENTS: u64 = 1000;
 /// The longest any one wait may take before the test fails instead of hanging.
@@ -70,6 +71,10 @@ struct ClientReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_repeated_sigkill() {
+    // A missing or stale binary fails here, before a data directory is made and kept.
+    if let Err(error) = agent_binary() {
+        panic!("{error:#}");
+    }
     let base = tempfile::Builder::new()
         .prefix("tally-agent-crash-")
         .tempdir()
@@ -131,7 +136,11 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let mut kills = 0;
     let mut outcome: anyhow::Result<()> = Ok(());
     for round in 1..=rounds {
-        let more = rng.random_range(MIN_KILL_AFTER..=MAX_KILL_AFTER);
+        let more = if rng.random_bool(0.25) {
+            rng.random_range(EARLY_KILL_AFTER)
+        } else {
+            rng.random_range(KILL_AFTER)
+        };
         if let Err(error) = wait_for_acks(&mut acked_rx, &shared, more).await {
             outcome = Err(error.context(format!("before kill {round}")));
             break;

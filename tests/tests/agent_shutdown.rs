@@ -16,8 +16,8 @@ use anyhow::{Context, bail, ensure};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tally_tests::{
-    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, check_log,
-    event_for_id, export, stderr_log_path, tail,
+    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, agent_binary,
+    check_log, event_for_id, export, stderr_log_path, tail,
 };
 use tokio::sync::watch;
 
@@ -48,6 +48,10 @@ struct ClientReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_posting_exits_cleanly_and_keeps_acknowledged_events() {
+    // A missing or stale binary fails here, before a data directory is made and kept.
+    if let Err(error) = agent_binary() {
+        panic!("{error:#}");
+    }
     let base = tempfile::Builder::new()
         .prefix("tally-agent-sigterm-")
         .tempdir()
