@@ -33,66 +33,64 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        let accepted = Counter::default();
+        let duplicates = Counter::default();
+        let rejected = Family::<Reason, Counter>::default();
+        // 50 µs .. ~3 s
+        let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
+        let commit_requests = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let commit_events = Histogram::new(exponential_buckets(1.0, 2.0, 16));
+        let request_events = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        let log_bytes = Gauge::default();
+        let last_seq = Gauge::default();
+
         let mut registry = Registry::with_prefix("tally_agent");
-        let m = Metrics {
-            accepted: Counter::default(),
-            duplicates: Counter::default(),
-            rejected: Family::default(),
-            // 50 µs .. ~3 s
-            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
-            commit_requests: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            commit_events: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
-            request_events: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
-            log_bytes: Gauge::default(),
-            last_seq: Gauge::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "events_accepted",
-            "Events stored durably",
-            m.accepted.clone(),
-        );
+        registry.register("events_accepted", "Events stored durably", accepted.clone());
         registry.register(
             "events_duplicate",
             "Events recognised as retries of stored events (same client id and content)",
-            m.duplicates.clone(),
+            duplicates.clone(),
         );
         registry.register(
             "requests_rejected",
             "Requests refused, by reason",
-            m.rejected.clone(),
+            rejected.clone(),
         );
         registry.register(
             "commit_seconds",
             "Time to commit and fsync one group of requests",
-            m.commit_seconds.clone(),
+            commit_seconds.clone(),
         );
         registry.register(
             "commit_requests",
             "Requests sharing one durable commit",
-            m.commit_requests.clone(),
+            commit_requests.clone(),
         );
         registry.register(
             "commit_events",
             "Events in one durable commit",
-            m.commit_events.clone(),
+            commit_events.clone(),
         );
         registry.register(
             "request_events",
             "Events per accepted request (batch size)",
-            m.request_events.clone(),
+            request_events.clone(),
         );
-        registry.register(
-            "log_bytes",
-            "Size of the event log file",
-            m.log_bytes.clone(),
-        );
-        registry.register(
-            "last_seq",
-            "Highest seq in the event log",
-            m.last_seq.clone(),
-        );
-        Metrics { registry, ..m }
+        registry.register("log_bytes", "Size of the event log file", log_bytes.clone());
+        registry.register("last_seq", "Highest seq in the event log", last_seq.clone());
+
+        Metrics {
+            registry,
+            accepted,
+            duplicates,
+            rejected,
+            commit_seconds,
+            commit_requests,
+            commit_events,
+            request_events,
+            log_bytes,
+            last_seq,
+        }
     }
 
     pub fn observe_commit(&self, elapsed: Duration, requests: usize, events: usize) {
