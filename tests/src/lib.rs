@@ -12,6 +12,28 @@
 //! does not: run `cargo build -p tally-agent` first. A binary older than any source file that
 //! Cargo's dep-info file (`target/<profile>/tally-agent.d`) lists for it is refused rather
 //! than tested. `TALLY_AGENT_BIN` overrides the path (then no freshness check is made).
+//!
+//! `tally-central` is found the same way ([`central_binary`], `TALLY_CENTRAL_BIN`): the
+//! `tally-central` package has integration tests too, so `cargo test --workspace` builds it.
+//!
+//! # Modules
+//!
+//! - [`central`]: [`CentralProcess`] (a real `tally-central run`), its [`AdminClient`], TLS
+//!   material ([`gen_cert`]) and [`check_journal`] (central's journal against an agent's log).
+//! - [`proxy`]: [`Proxy`], a TCP proxy for fault injection between agents and central.
+//! - [`wait`]: [`wait_until`], polling an observable condition with a deadline, and
+//!   [`wait_synced`], until an agent reports its whole log acknowledged by central.
+
+pub mod central;
+pub mod proxy;
+pub mod wait;
+
+pub use central::{
+    ADMIN_TOKEN, AdminClient, CENTRAL_BIN_ENV, CentralBuilder, CentralProcess, TlsFiles,
+    add_agent_offline, central_binary, central_stderr_path, check_journal, gen_cert,
+};
+pub use proxy::{Proxy, ProxyStats};
+pub use wait::{wait_synced, wait_until};
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -48,31 +70,34 @@ pub const AGENT_BIN_ENV: &str = "TALLY_AGENT_BIN";
 pub fn agent_binary() -> anyhow::Result<PathBuf> {
     static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     BINARY
-        .get_or_init(|| find_agent_binary().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| find_binary("tally-agent", AGENT_BIN_ENV).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn find_agent_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os(AGENT_BIN_ENV) {
+/// Finds the binary `name` of the package of the same name: the path in the environment
+/// variable `env` if set, else `target/<profile>/<name>` next to the test executable, refused
+/// when older than a source it was built from.
+pub(crate) fn find_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            bail!("{AGENT_BIN_ENV}={} is not a file", path.display());
+            bail!("{env}={} is not a file", path.display());
         }
         return Ok(path);
     }
     let exe = std::env::current_exe().context("cannot find the test executable's path")?;
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/tally-agent
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .context("the test executable is not inside a Cargo target directory")?;
-    let binary = profile_dir.join(format!("tally-agent{}", std::env::consts::EXE_SUFFIX));
+    let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let built = match std::fs::metadata(&binary).and_then(|m| m.modified()) {
         Ok(built) => built,
         Err(_) => bail!(
-            "the tally-agent binary is not at {}: build it first with `cargo build -p tally-agent` \
-             (`cargo test --workspace` builds it too), or point {AGENT_BIN_ENV} at one",
+            "the {name} binary is not at {}: build it first with `cargo build -p {name}` \
+             (`cargo test --workspace` builds it too), or point {env} at one",
             binary.display()
         ),
     };
@@ -81,8 +106,8 @@ fn find_agent_binary() -> anyhow::Result<PathBuf> {
     let dep_info = binary.with_extension("d");
     if let Some(source) = newer_source(&dep_info, built) {
         bail!(
-            "the tally-agent binary at {} is older than {}: rebuild it with \
-             `cargo build -p tally-agent` (or run `cargo test --workspace`)",
+            "the {name} binary at {} is older than {}: rebuild it with \
+             `cargo build -p {name}` (or run `cargo test --workspace`)",
             binary.display(),
             source.display()
         );
@@ -142,6 +167,53 @@ pub fn tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// Set (to anything) to keep the temporary directory of a [`with_temp_dir`] test that passed.
+pub const KEEP_ENV: &str = "TALLY_TEST_KEEP";
+
+/// Runs `test` in a fresh temporary directory named after `name`, after checking that both
+/// binaries are there and fresh. On failure, keeps the directory and panics with the error and
+/// the last lines of every `*-stderr.log` file in it (where the harness sends the stderr of
+/// agents and central whose data directories are directly inside it). With [`KEEP_ENV`] set,
+/// a passing test's directory is kept too (and named on stdout).
+pub async fn with_temp_dir<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for binary in [agent_binary(), central_binary()] {
+        if let Err(error) = binary {
+            panic!("{error:#}");
+        }
+    }
+    let base = tempfile::Builder::new()
+        .prefix(&format!("tally-{name}-"))
+        .tempdir()
+        .expect("a temporary directory");
+    let result = test(base.path().to_owned()).await;
+    if result.is_ok() && std::env::var_os(KEEP_ENV).is_some() {
+        println!("{name}: data kept in {}", base.keep().display());
+        return;
+    }
+    if let Err(error) = result {
+        let kept = base.keep();
+        let mut logs = String::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&kept)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.sort();
+        for path in paths {
+            if path.to_string_lossy().ends_with("-stderr.log") {
+                logs.push_str(&format!(
+                    "\n--- last lines of {}:\n{}\n",
+                    path.display(),
+                    tail(&path, 30)
+                ));
+            }
+        }
+        panic!("{error:#}\n\n(data kept in {}){logs}", kept.display());
+    }
+}
+
 /// How to start `tally-agent run`.
 #[derive(Debug, Clone)]
 pub struct AgentBuilder {
@@ -192,6 +264,25 @@ impl AgentBuilder {
     pub fn log_filter(mut self, filter: impl Into<String>) -> AgentBuilder {
         self.log_filter = Some(filter.into());
         self
+    }
+
+    /// Syncs to central: `--central-url url --central-token token`, plus `--ca-file ca_file`
+    /// when given (for a `wss://` URL to a certificate from [`gen_cert`]).
+    pub fn central(self, url: &str, token: &str, ca_file: Option<&Path>) -> AgentBuilder {
+        let builder = self
+            .arg("--central-url")
+            .arg(url)
+            .arg("--central-token")
+            .arg(token);
+        match ca_file {
+            Some(path) => builder.arg("--ca-file").arg(path),
+            None => builder,
+        }
+    }
+
+    /// `--server-name`: the name to check in central's certificate instead of the URL's host.
+    pub fn server_name(self, name: &str) -> AgentBuilder {
+        self.arg("--server-name").arg(name)
     }
 
     pub fn startup_timeout(mut self, timeout: Duration) -> AgentBuilder {

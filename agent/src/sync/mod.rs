@@ -83,7 +83,7 @@ impl SyncStatus {
     }
 }
 
-/// A session that lasted this long resets the backoff.
+/// A session that lasted this long resets the backoff even if it was never welcomed.
 const STABLE_SESSION: Duration = Duration::from_secs(30);
 
 /// Runs until `shutdown`: connect, run a session, back off, again.
@@ -122,8 +122,11 @@ pub async fn run(
                 message.clone()
             }
         };
+        // A session central welcomed proves the link and the credentials work: the next
+        // attempt starts from the shortest delay again.
+        let welcomed = status.connected();
         status.on_disconnected(Some(error));
-        if started.elapsed() >= STABLE_SESSION {
+        if welcomed || started.elapsed() >= STABLE_SESSION {
             attempt = 0;
         }
         // A refusal that retrying cannot fix is retried slowly, so that fixing the registry or
