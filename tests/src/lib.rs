@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -78,7 +78,21 @@ pub fn agent_binary() -> anyhow::Result<PathBuf> {
 /// Finds the binary `name` of the package of the same name: the path in the environment
 /// variable `env` if set, else `target/<profile>/<name>` next to the test executable, refused
 /// when older than a source it was built from.
+/// A directory to take the binaries from, set by a program (the demo) that built them itself.
+static BINARY_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Takes `tally-agent` and `tally-central` from `dir` from now on (for programs outside
+/// `cargo test` that build the binaries themselves). Only the first call counts.
+pub fn use_binaries_from(dir: &Path) {
+    let _ = BINARY_DIR.set(dir.to_owned());
+}
+
 pub(crate) fn find_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = BINARY_DIR.get() {
+        let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        ensure!(path.is_file(), "{} does not exist", path.display());
+        return Ok(path);
+    }
     if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         if !path.is_file() {
