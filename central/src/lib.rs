@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod merge;
 pub mod odoo;
 pub mod store;
 pub mod sync;

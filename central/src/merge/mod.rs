@@ -1,0 +1,4 @@
+//! The merge engine: applying each warehouse's journaled events to Odoo exactly once, in log
+//! order. [`plan`] holds the pure part (cutting and coalescing runs of events into pickings).
+
+pub mod plan;

@@ -1,0 +1,353 @@
+//! Turning a run of journaled events into the Odoo pickings that apply them: pure functions
+//! over plain data, no I/O.
+//!
+//! Events are coalesced per (kind, product, location, lot): Odoo sees one move per group, not
+//! one per scan. A count is never coalesced across: [`cut`] ends a run at a count, so a count
+//! is applied at its position in the log.
+
+use std::collections::BTreeMap;
+
+use tally_protocol::{EventKind, LoggedEvent, Qty};
+
+/// Lines per picking at most: a few seconds per Odoo call (CONTRACT §4.2 recommends 100–200).
+pub const MAX_LINES_PER_PICKING: usize = 200;
+
+/// Where a warehouse's stock lives and which picking types move it (resolved from Odoo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warehouse {
+    pub code: String,
+    pub stock_location: i64,
+    pub receipt_type: i64,
+    pub delivery_type: i64,
+    pub internal_type: i64,
+    /// Odoo's virtual locations that stock comes from or goes to.
+    pub vendors: i64,
+    pub customers: i64,
+    pub inventory_adjustment: i64,
+}
+
+/// A product as the plan needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: i64,
+    pub uom_id: i64,
+    pub lot_tracked: bool,
+}
+
+/// Which kind of Odoo picking a line goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PickingKind {
+    /// Vendors → location.
+    Receipt,
+    /// Location → Customers.
+    Delivery,
+    /// Inventory adjustment ⇄ location, mixed signs in one internal picking.
+    Adjustment,
+    /// Location → location, internal picking.
+    Transfer,
+}
+
+impl PickingKind {
+    /// The letter in a picking's key.
+    pub fn code(self) -> char {
+        match self {
+            PickingKind::Receipt => 'R',
+            PickingKind::Delivery => 'D',
+            PickingKind::Adjustment => 'A',
+            PickingKind::Transfer => 'T',
+        }
+    }
+}
+
+/// One move of a planned picking: a positive quantity of a product from one location to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub product: i64,
+    pub uom: i64,
+    pub qty: Qty,
+    pub from: i64,
+    pub to: i64,
+    pub lot: Option<String>,
+    /// The journal seqs whose events this line carries (for parking them if Odoo refuses it).
+    pub seqs: Vec<u64>,
+}
+
+/// A picking to create and validate, under a deterministic name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPicking {
+    /// The picking's `name` in Odoo: unique per company, so creating it twice is impossible.
+    pub key: String,
+    pub kind: PickingKind,
+    pub picking_type: i64,
+    pub from: i64,
+    pub to: i64,
+    pub lines: Vec<Line>,
+}
+
+/// The events of a run resolved against Odoo: the product and locations of each event.
+#[derive(Debug, Clone)]
+pub struct ResolvedEvent<'a> {
+    pub event: &'a LoggedEvent,
+    pub product: Product,
+    /// The event's location (the warehouse's stock location when the event named none).
+    pub location: i64,
+    /// A transfer's destination.
+    pub to_location: Option<i64>,
+}
+
+/// The length of the prefix of `events` that can be merged as one run: up to the first count
+/// (exclusive), or a run of consecutive counts.
+pub fn cut(events: &[LoggedEvent]) -> usize {
+    let is_count = |e: &LoggedEvent| e.event.kind == EventKind::Count;
+    match events.first() {
+        None => 0,
+        Some(first) if is_count(first) => events.iter().take_while(|e| is_count(e)).count(),
+        Some(_) => events.iter().take_while(|e| !is_count(e)).count(),
+    }
+}
+
+/// Coalesces a run of non-count events into pickings named `{batch_key}-{kind}{chunk}`.
+/// Adjustments that net to zero for a group produce no line.
+pub fn plan(
+    batch_key: &str,
+    warehouse: &Warehouse,
+    events: &[ResolvedEvent<'_>],
+) -> Vec<PlannedPicking> {
+    // (kind, product, from, to, lot) → (signed total, uom, seqs); BTreeMap for a stable order.
+    type Group = (PickingKind, i64, i64, i64, Option<String>);
+    let mut groups: BTreeMap<Group, (i64, i64, Vec<u64>)> = BTreeMap::new();
+    for r in events {
+        let e = &r.event.event;
+        let (kind, from, to, signed) = match e.kind {
+            EventKind::Receipt => (
+                PickingKind::Receipt,
+                warehouse.vendors,
+                r.location,
+                e.qty.micros(),
+            ),
+            EventKind::Pick => (
+                PickingKind::Delivery,
+                r.location,
+                warehouse.customers,
+                e.qty.micros(),
+            ),
+            // Adjustments share one group per product/location whatever the sign; the sign of
+            // the total decides the direction below.
+            EventKind::Adjustment => (
+                PickingKind::Adjustment,
+                warehouse.inventory_adjustment,
+                r.location,
+                e.qty.micros(),
+            ),
+            EventKind::Transfer => (
+                PickingKind::Transfer,
+                r.location,
+                r.to_location.unwrap_or(r.location),
+                e.qty.micros(),
+            ),
+            EventKind::Count => continue,
+        };
+        let entry = groups
+            .entry((kind, r.product.id, from, to, e.lot.clone()))
+            .or_insert((0, r.product.uom_id, Vec::new()));
+        entry.0 += signed;
+        entry.2.push(r.event.seq);
+    }
+    let mut by_kind: BTreeMap<PickingKind, Vec<Line>> = BTreeMap::new();
+    for ((kind, product, from, to, lot), (total, uom, seqs)) in groups {
+        if total == 0 {
+            continue;
+        }
+        let (from, to) = if total < 0 { (to, from) } else { (from, to) };
+        by_kind.entry(kind).or_default().push(Line {
+            product,
+            uom,
+            qty: Qty::from_micros(total.abs()),
+            from,
+            to,
+            lot,
+            seqs,
+        });
+    }
+    let mut out = Vec::new();
+    for (kind, lines) in by_kind {
+        let (picking_type, from, to) = match kind {
+            PickingKind::Receipt => (
+                warehouse.receipt_type,
+                warehouse.vendors,
+                warehouse.stock_location,
+            ),
+            PickingKind::Delivery => (
+                warehouse.delivery_type,
+                warehouse.stock_location,
+                warehouse.customers,
+            ),
+            PickingKind::Adjustment => (
+                warehouse.internal_type,
+                warehouse.inventory_adjustment,
+                warehouse.stock_location,
+            ),
+            PickingKind::Transfer => (
+                warehouse.internal_type,
+                warehouse.stock_location,
+                warehouse.stock_location,
+            ),
+        };
+        for (chunk, lines) in lines.chunks(MAX_LINES_PER_PICKING).enumerate() {
+            out.push(PlannedPicking {
+                key: format!("{batch_key}-{}{}", kind.code(), chunk + 1),
+                kind,
+                picking_type,
+                from,
+                to,
+                lines: lines.to_vec(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_protocol::{Event, Timestamp};
+
+    use super::*;
+
+    const WH: Warehouse = Warehouse {
+        code: String::new(),
+        stock_location: 8,
+        receipt_type: 1,
+        delivery_type: 2,
+        internal_type: 5,
+        vendors: 4,
+        customers: 5,
+        inventory_adjustment: 14,
+    };
+
+    fn event(seq: u64, kind: EventKind, sku_id: i64, qty: i64) -> (LoggedEvent, Product) {
+        (
+            LoggedEvent {
+                seq,
+                received_at: Timestamp::from_micros(0),
+                event: Event {
+                    id: None,
+                    kind,
+                    sku: format!("SKU-{sku_id}"),
+                    qty: Qty::from_units(qty),
+                    location: None,
+                    to_location: None,
+                    lot: None,
+                    reference: None,
+                    reason: None,
+                    occurred_at: None,
+                    device: None,
+                    user: None,
+                },
+            },
+            Product {
+                id: sku_id,
+                uom_id: 1,
+                lot_tracked: false,
+            },
+        )
+    }
+
+    fn resolve(events: &[(LoggedEvent, Product)]) -> Vec<ResolvedEvent<'_>> {
+        events
+            .iter()
+            .map(|(event, product)| ResolvedEvent {
+                event,
+                product: product.clone(),
+                location: WH.stock_location,
+                to_location: Some(20),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_ends_at_a_count_and_counts_run_together() {
+        let kinds = [
+            EventKind::Pick,
+            EventKind::Receipt,
+            EventKind::Count,
+            EventKind::Count,
+            EventKind::Pick,
+        ];
+        let events: Vec<LoggedEvent> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| event(i as u64 + 1, *k, 1, 1).0)
+            .collect();
+        assert_eq!(cut(&events), 2);
+        assert_eq!(cut(&events[2..]), 2);
+        assert_eq!(cut(&events[4..]), 1);
+        assert_eq!(cut(&[]), 0);
+    }
+
+    #[test]
+    fn events_coalesce_into_one_line_per_product_and_kind() {
+        let events = vec![
+            event(1, EventKind::Pick, 1, 2),
+            event(2, EventKind::Pick, 1, 3),
+            event(3, EventKind::Receipt, 1, 10),
+            event(4, EventKind::Pick, 2, 1),
+            event(5, EventKind::Adjustment, 3, 5),
+            event(6, EventKind::Adjustment, 3, -2),
+            event(7, EventKind::Adjustment, 4, -4),
+            event(8, EventKind::Adjustment, 5, 1),
+            event(9, EventKind::Adjustment, 5, -1),
+            event(10, EventKind::Transfer, 1, 6),
+        ];
+        let pickings = plan("K", &WH, &resolve(&events));
+        let summary: Vec<(String, Vec<(i64, i64, i64, i64, Vec<u64>)>)> = pickings
+            .iter()
+            .map(|p| {
+                (
+                    p.key.clone(),
+                    p.lines
+                        .iter()
+                        .map(|l| {
+                            (
+                                l.product,
+                                l.qty.micros() / 1_000_000,
+                                l.from,
+                                l.to,
+                                l.seqs.clone(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("K-R1".into(), vec![(1, 10, 4, 8, vec![3])]),
+                (
+                    "K-D1".into(),
+                    vec![(1, 5, 8, 5, vec![1, 2]), (2, 1, 8, 5, vec![4])]
+                ),
+                // +5 −2 nets to +3 in; −4 goes out; +1 −1 nets to nothing.
+                (
+                    "K-A1".into(),
+                    vec![(3, 3, 14, 8, vec![5, 6]), (4, 4, 8, 14, vec![7])]
+                ),
+                ("K-T1".into(), vec![(1, 6, 8, 20, vec![10])]),
+            ]
+        );
+        assert_eq!(pickings[1].picking_type, WH.delivery_type);
+    }
+
+    #[test]
+    fn large_runs_are_chunked_under_distinct_keys() {
+        let events: Vec<(LoggedEvent, Product)> = (0..(MAX_LINES_PER_PICKING as i64 * 2 + 1))
+            .map(|i| event(i as u64 + 1, EventKind::Receipt, i + 1, 1))
+            .collect();
+        let pickings = plan("K", &WH, &resolve(&events));
+        let keys: Vec<&str> = pickings.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["K-R1", "K-R2", "K-R3"]);
+        assert_eq!(pickings[2].lines.len(), 1);
+        let total: usize = pickings.iter().map(|p| p.lines.len()).sum();
+        assert_eq!(total, events.len());
+    }
+}
