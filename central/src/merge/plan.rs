@@ -299,7 +299,9 @@ mod tests {
             event(10, EventKind::Transfer, 1, 6),
         ];
         let pickings = plan("K", &WH, &resolve(&events));
-        let summary: Vec<(String, Vec<(i64, i64, i64, i64, Vec<u64>)>)> = pickings
+        // (key, [(product, units, from, to, seqs)])
+        type Summary = Vec<(String, Vec<(i64, i64, i64, i64, Vec<u64>)>)>;
+        let summary: Summary = pickings
             .iter()
             .map(|p| {
                 (
