@@ -15,6 +15,13 @@
 //! 3. the idle resident memory of the real `tally-agent` binary after one event;
 //! 4. the size of that binary.
 //!
+//! To explain the figures it also prints, per phase, the CPU used by this process, by every
+//! other process, and by the thread that drains the writer queue (on a CPU, or runnable and
+//! waiting for one), and the log writer's own ceiling: [`LogWriter::append_group`] timed alone
+//! for a few group shapes. A phase during which other processes took more than
+//! [`DISTURBED_PERCENT`] of the CPUs is measured again on a fresh server (three attempts at
+//! most), so that a build running next to the benchmark does not pass for the agent's cost.
+//!
 //! `TALLY_BENCH_SECONDS` sets the measured seconds per load phase (default 5; a fifth of it,
 //! at most one second, is an unmeasured warm-up before it). `TALLY_BENCH_CLIENTS` changes the
 //! number of single-event clients (default 64, which the targets assume). `TALLY_BENCH_IDS`
@@ -57,7 +64,7 @@ const FSYNC_ROUNDS: usize = 2000;
 /// default limits (`max_requests * 4`).
 const STUB_QUEUE: usize = 1024 * 4;
 /// Above this share of the cpus used by other processes (and the kernel's own threads) during
-/// a phase, the report warns that the phase was disturbed.
+/// a phase, the phase is measured again and, if it stays disturbed, the report says so.
 const DISTURBED_PERCENT: f64 = 20.0;
 /// No single request may take longer than this; the benchmark fails instead of hanging.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
