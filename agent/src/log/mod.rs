@@ -10,6 +10,7 @@
 
 pub mod writer;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -29,6 +30,14 @@ const META_ACKED_SEQ: &str = "acked_seq";
 /// The highest seq ever assigned. Kept apart from the `events` table because pruning may
 /// empty that table, and seqs must never be reused.
 const META_HEAD_SEQ: &str = "head_seq";
+/// Every event up to this seq has its client id in the `ids` table. Ids of later events live
+/// in the writer's memory (rebuilt from `events` on open) and reach `ids` in sorted batches:
+/// one random B-tree insert per event per commit would rewrite a page per id and cost more than
+/// the event itself.
+const META_IDS_INDEXED: &str = "ids_indexed_seq";
+
+/// Pending client ids written to the `ids` table at once, at the latest.
+const ID_FLUSH_THRESHOLD: usize = 8192;
 
 /// The file name of the log inside the data directory.
 pub const LOG_FILE: &str = "events.redb";
@@ -219,9 +228,30 @@ impl Log {
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
         let mut removed = (0, 0);
         {
-            let meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
             let acked = read_u64(&meta, META_ACKED_SEQ).map_err(err)?;
+            let indexed = read_u64(&meta, META_IDS_INDEXED).map_err(err)?;
             let mut events = txn.open_table(EVENTS).map_err(|e| err(e.into()))?;
+            let mut ids = txn.open_table(IDS).map_err(|e| err(e.into()))?;
+            // An event's client id must be in `ids` before the event may go: the writer's
+            // memory of recent ids does not survive a restart, the `events` table does.
+            if acked > indexed {
+                for entry in events
+                    .range(indexed + 1..=acked)
+                    .map_err(|e| err(e.into()))?
+                {
+                    let (seq, bytes) = entry.map_err(|e| err(e.into()))?;
+                    let record = self.decode(seq.value(), bytes.value())?;
+                    if let Some(id) = &record.event.id {
+                        let entry =
+                            id_entry(record.seq, &fingerprint(&record.event), record.received_at);
+                        ids.insert(id.as_str(), entry.as_slice())
+                            .map_err(|e| err(e.into()))?;
+                    }
+                }
+                meta.insert(META_IDS_INDEXED, acked.to_be_bytes().as_slice())
+                    .map_err(|e| err(e.into()))?;
+            }
             let mut doomed = Vec::new();
             for entry in events.range(..=acked).map_err(|e| err(e.into()))? {
                 let (seq, bytes) = entry.map_err(|e| err(e.into()))?;
@@ -236,7 +266,6 @@ impl Log {
                 events.remove(seq).map_err(|e| err(e.into()))?;
             }
             removed.0 = doomed.len() as u64;
-            let mut ids = txn.open_table(IDS).map_err(|e| err(e.into()))?;
             let old: Vec<String> = ids
                 .iter()
                 .map_err(|e| err(e.into()))?
@@ -274,6 +303,32 @@ impl Log {
         std::fs::metadata(&self.shared.path)
             .map(|m| m.len())
             .unwrap_or(0)
+    }
+
+    /// The client ids of events after `ids_indexed_seq` (not yet in the `ids` table).
+    fn unindexed_ids(&self) -> Result<HashMap<String, IdEntry>, LogError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.storage_error(e))?;
+        let meta = txn.open_table(META).map_err(|e| self.storage_error(e))?;
+        let indexed = read_u64(&meta, META_IDS_INDEXED).map_err(|e| self.storage_error(e))?;
+        let events = txn.open_table(EVENTS).map_err(|e| self.storage_error(e))?;
+        let mut out = HashMap::new();
+        for entry in events
+            .range(indexed + 1..)
+            .map_err(|e| self.storage_error(e))?
+        {
+            let (seq, bytes) = entry.map_err(|e| self.storage_error(e))?;
+            let record = self.decode(seq.value(), bytes.value())?;
+            if let Some(id) = record.event.id.clone() {
+                let entry = IdEntry {
+                    seq: record.seq,
+                    fingerprint: fingerprint(&record.event),
+                    at: record.received_at,
+                };
+                out.entry(id).or_insert(entry);
+            }
+        }
+        Ok(out)
     }
 
     /// Up to `limit` events with seq > `after`, in seq order.
@@ -421,6 +476,42 @@ pub struct LogWriter {
     max_log_bytes: u64,
     /// Set after a failed commit: redb refuses further writes on that handle until reopened.
     needs_reopen: bool,
+    /// Client ids of events after `ids_indexed_seq`, not yet in the `ids` table.
+    pending_ids: HashMap<String, IdEntry>,
+    id_flush_threshold: usize,
+}
+
+/// What the log remembers of a client id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IdEntry {
+    seq: u64,
+    fingerprint: [u8; 32],
+    at: Timestamp,
+}
+
+/// Where [`plan_request`] looks up client ids: this group's new ones, then the writer's
+/// pending ones, then the `ids` table.
+struct IdLookup<'a, T> {
+    group: &'a HashMap<String, IdEntry>,
+    pending: &'a HashMap<String, IdEntry>,
+    table: &'a T,
+}
+
+impl<T: ReadableTable<&'static str, &'static [u8]>> IdLookup<'_, T> {
+    fn get(&self, id: &str) -> Result<Option<IdEntry>, redb::Error> {
+        if let Some(entry) = self.group.get(id).or_else(|| self.pending.get(id)) {
+            return Ok(Some(*entry));
+        }
+        Ok(self
+            .table
+            .get(id)?
+            .and_then(|v| parse_id_entry(v.value()))
+            .map(|(seq, fingerprint, at)| IdEntry {
+                seq,
+                fingerprint,
+                at,
+            }))
+    }
 }
 
 /// On-disk bytes an event costs, as measured on redb 4 (≈285 bytes for a 150-byte event):
@@ -432,12 +523,22 @@ fn estimated_disk_bytes(encoded_len: usize) -> u64 {
 impl LogWriter {
     pub fn new(log: Log, max_log_bytes: u64) -> Result<LogWriter, LogError> {
         let head = log.status()?.last_seq;
+        let pending_ids = log.unindexed_ids()?;
         Ok(LogWriter {
             log,
             next_seq: head + 1,
             max_log_bytes,
             needs_reopen: false,
+            pending_ids,
+            id_flush_threshold: ID_FLUSH_THRESHOLD,
         })
+    }
+
+    /// Writes pending client ids to the `ids` table once this many have gathered (tests use a
+    /// small number to exercise the flush).
+    pub fn with_id_flush_threshold(mut self, threshold: usize) -> LogWriter {
+        self.id_flush_threshold = threshold.max(1);
+        self
     }
 
     pub fn log(&self) -> &Log {
@@ -474,6 +575,7 @@ impl LogWriter {
         *slot = Some(Arc::new(db));
         drop(slot);
         self.next_seq = self.log.status()?.last_seq + 1;
+        self.pending_ids = self.log.unindexed_ids()?;
         // A failed fsync may still have stored the group: publish what is actually there.
         self.log.shared.head.send_replace(self.next_seq - 1);
         self.needs_reopen = false;
@@ -494,11 +596,37 @@ impl LogWriter {
         let mut next_seq = self.next_seq;
         let mut budget_used = self.log.file_bytes();
         let mut outcomes = Vec::with_capacity(group.len());
+        // Client ids this group stores; they join `pending_ids` once the commit succeeds.
+        let mut group_ids: HashMap<String, IdEntry> = HashMap::new();
+        let flush = self.pending_ids.len() >= self.id_flush_threshold;
         {
             let mut events = txn.open_table(EVENTS).map_err(|e| err(e.into()))?;
             let mut ids = txn.open_table(IDS).map_err(|e| err(e.into()))?;
+            if flush {
+                // Sorted, so that neighbouring ids share the pages they rewrite.
+                let mut sorted: Vec<(&String, &IdEntry)> = self.pending_ids.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (id, e) in sorted {
+                    ids.insert(
+                        id.as_str(),
+                        id_entry(e.seq, &e.fingerprint, e.at).as_slice(),
+                    )
+                    .map_err(|e| err(e.into()))?;
+                }
+                let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
+                meta.insert(
+                    META_IDS_INDEXED,
+                    (self.next_seq - 1).to_be_bytes().as_slice(),
+                )
+                .map_err(|e| err(e.into()))?;
+            }
             for request in group {
-                let plan = match plan_request(request, &ids, next_seq).map_err(err)? {
+                let lookup = IdLookup {
+                    group: &group_ids,
+                    pending: &self.pending_ids,
+                    table: &ids,
+                };
+                let plan = match plan_request(request, &lookup, next_seq).map_err(err)? {
                     Plan::Conflict {
                         index,
                         original_seq,
@@ -540,8 +668,14 @@ impl LogWriter {
                 }
                 for ((event, a), fp) in request.iter().zip(&plan.accepted).zip(&plan.fingerprints) {
                     if let (Some(id), false, Some(fp)) = (&event.id, a.duplicate, fp) {
-                        ids.insert(id.as_str(), id_entry(a.seq, fp, now).as_slice())
-                            .map_err(|e| err(e.into()))?;
+                        group_ids.insert(
+                            id.clone(),
+                            IdEntry {
+                                seq: a.seq,
+                                fingerprint: *fp,
+                                at: now,
+                            },
+                        );
                     }
                 }
                 next_seq += new_records.len() as u64;
@@ -554,6 +688,10 @@ impl LogWriter {
                 .map_err(|e| err(e.into()))?;
         }
         txn.commit().map_err(|e| err(e.into()))?;
+        if flush {
+            self.pending_ids.clear();
+        }
+        self.pending_ids.extend(group_ids);
         if next_seq != self.next_seq {
             self.log.shared.head.send_replace(next_seq - 1);
         }
@@ -575,16 +713,15 @@ enum Plan {
 
 /// Decides, without writing, what each event of a request becomes: a duplicate of a stored
 /// event (same client id, same content), a new event with the next seq, or a conflict.
-fn plan_request(
+fn plan_request<T: ReadableTable<&'static str, &'static [u8]>>(
     request: &[Event],
-    ids: &impl ReadableTable<&'static str, &'static [u8]>,
+    ids: &IdLookup<'_, T>,
     mut next_seq: u64,
 ) -> Result<Plan, redb::Error> {
     let mut accepted = Vec::with_capacity(request.len());
     let mut fingerprints = Vec::with_capacity(request.len());
     // Client ids first seen earlier in this same request.
-    let mut local: std::collections::HashMap<&str, (u64, [u8; 32])> =
-        std::collections::HashMap::new();
+    let mut local: HashMap<&str, (u64, [u8; 32])> = HashMap::new();
     for (index, event) in request.iter().enumerate() {
         let Some(id) = event.id.as_deref() else {
             accepted.push(Accepted {
@@ -598,10 +735,7 @@ fn plan_request(
         let fp = fingerprint(event);
         let seen = match local.get(id) {
             Some(&entry) => Some(entry),
-            None => ids
-                .get(id)?
-                .and_then(|v| parse_id_entry(v.value()))
-                .map(|(seq, fp, _)| (seq, fp)),
+            None => ids.get(id)?.map(|e| (e.seq, e.fingerprint)),
         };
         match seen {
             Some((seq, original)) if original == fp => {
