@@ -21,16 +21,23 @@
 //! - [`central`]: [`CentralProcess`] (a real `tally-central run`), its [`AdminClient`], TLS
 //!   material ([`gen_cert`]) and [`check_journal`] (central's journal against an agent's log).
 //! - [`proxy`]: [`Proxy`], a TCP proxy for fault injection between agents and central.
+//! - [`odoo_sim`]: [`OdooSim`], an in-memory simulator of Odoo 17/18's JSON-RPC API (the
+//!   models and behaviours recorded in `shared/odoo/CONTRACT.md`), with a fault switch, a
+//!   latency model and an inspection API; also served by the `tally-odoo-sim` binary.
 //! - [`wait`]: [`wait_until`], polling an observable condition with a deadline, and
 //!   [`wait_synced`], until an agent reports its whole log acknowledged by central.
 
 pub mod central;
+pub mod odoo_sim;
 pub mod proxy;
 pub mod wait;
 
 pub use central::{
     ADMIN_TOKEN, AdminClient, CENTRAL_BIN_ENV, CentralBuilder, CentralProcess, TlsFiles,
     add_agent_offline, central_binary, central_stderr_path, check_journal, gen_cert,
+};
+pub use odoo_sim::{
+    Fault, FaultKind, Latency, OdooSim, SimConfig, Tracking, Version as OdooVersion,
 };
 pub use proxy::{Proxy, ProxyStats};
 pub use wait::{wait_synced, wait_until};

@@ -1,0 +1,223 @@
+//! The HTTP side: `POST /jsonrpc` with Odoo's envelope, the fault switch and the latency
+//! model around each call, and a small admin API under `/sim/` (loopback only, like the
+//! simulator itself) for driving faults from outside a Rust test.
+//!
+//! Calls serialise on one gate, as concurrent validations on the same products serialise
+//! in PostgreSQL: the per-call latency is slept before taking the gate (network and Python
+//! overhead run in parallel), the per-line latency while holding it (database work).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::api::{self, ServerInfo};
+use super::clock::Clock;
+use super::faults::{Fault, FaultKind, Faults};
+use super::rpc::{self, Call, OdooError};
+use super::store::Db;
+use super::{Latency, Version};
+
+/// State shared by the HTTP handlers and the [`super::OdooSim`] handle.
+#[derive(Debug)]
+pub struct Shared {
+    pub info: Mutex<ServerInfo>,
+    pub db: Mutex<Db>,
+    /// Serialises calls (see the module documentation).
+    pub gate: tokio::sync::Mutex<()>,
+    pub faults: Mutex<Faults>,
+    pub calls: Mutex<BTreeMap<(String, String), u64>>,
+    pub clock: Clock,
+    pub latency: Mutex<Latency>,
+    /// Flips to `true` when the simulator stops, releasing hung handlers.
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn version(&self) -> Version {
+        self.info.lock().expect("info lock").version
+    }
+}
+
+/// The router: `/jsonrpc` and the `/sim/` admin routes.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/jsonrpc", post(jsonrpc))
+        .route(
+            "/sim/faults",
+            post(arm_fault).get(list_faults).delete(clear_faults),
+        )
+        .route("/sim/calls", get(list_calls))
+        .route("/web/webclient/version_info", post(version_info))
+        .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+        .with_state(shared)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// What werkzeug sends when the request dies before the JSON-RPC layer (CONTRACT §8: "HTTP
+/// 500 with a non-JSON body").
+fn html_500() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was unable to complete your request. Either the server is overloaded or there is an error in the application.</p>\n",
+    )
+        .into_response()
+}
+
+/// A response whose body fails at once: the client gets no usable answer and the
+/// connection is closed.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::iter([Err::<Bytes, std::io::Error>(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "simulated lost response",
+    ))]);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(failing))
+        .unwrap_or_else(|_| html_500())
+}
+
+/// Waits until the simulator stops (a "hang": the client's timeout fires first).
+async fn hang(shared: &Shared) -> Response {
+    let mut stopping = shared.stopping.clone();
+    let _ = stopping.wait_for(|stop| *stop).await;
+    html_500()
+}
+
+async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let call = match Call::parse(&body) {
+        Ok(call) => call,
+        Err((id, error)) => return json_response(StatusCode::OK, &rpc::failure(&id, &error)),
+    };
+    let (model, method) = call.target();
+    *shared
+        .calls
+        .lock()
+        .expect("calls lock")
+        .entry((model.clone(), method.clone()))
+        .or_insert(0) += 1;
+    let fault = shared
+        .faults
+        .lock()
+        .expect("faults lock")
+        .take(&call.service, &model, &method);
+    let latency = *shared.latency.lock().expect("latency lock");
+    if !latency.per_call.is_zero() {
+        tokio::time::sleep(latency.per_call).await;
+    }
+    if let Some(kind) = fault
+        && !kind.applies()
+    {
+        return match kind {
+            FaultKind::SerializationFailure => json_response(
+                StatusCode::OK,
+                &rpc::failure(&call.id, &OdooError::SerializationFailure),
+            ),
+            FaultKind::OperationalError => json_response(
+                StatusCode::OK,
+                &rpc::failure(&call.id, &OdooError::too_many_clients()),
+            ),
+            FaultKind::PoolError => json_response(
+                StatusCode::OK,
+                &rpc::failure(&call.id, &OdooError::PoolError),
+            ),
+            FaultKind::Http500 => html_500(),
+            _ => hang(&shared).await,
+        };
+    }
+    let outcome = {
+        let _gate = shared.gate.lock().await;
+        let outcome = {
+            let info = shared.info.lock().expect("info lock").clone();
+            let now = shared.clock.now();
+            let mut db = shared.db.lock().expect("db lock");
+            api::handle(&mut db, &info, now, &call)
+        };
+        let lines = outcome.as_ref().map_or(0, |o| o.lines);
+        if lines > 0 && !latency.per_line.is_zero() {
+            tokio::time::sleep(latency.per_line * lines as u32).await;
+        }
+        outcome
+    };
+    match fault {
+        Some(FaultKind::AppliedThenHttp500) => return html_500(),
+        Some(FaultKind::AppliedThenDrop) => return dropped_connection(),
+        Some(FaultKind::AppliedThenHang) => return hang(&shared).await,
+        _ => {}
+    }
+    let body = match outcome {
+        Ok(outcome) => rpc::success(&call.id, outcome.result),
+        Err(error) => rpc::failure(&call.id, &error),
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// The web client's version route (some clients probe it).
+async fn version_info(State(shared): State<Arc<Shared>>) -> Response {
+    let major = shared.version().major();
+    json_response(
+        StatusCode::OK,
+        &json!({"jsonrpc": "2.0", "id": null, "result": {
+            "server_version": format!("{major}.0"),
+            "server_version_info": [major, 0, 0, "final", 0, ""],
+            "server_serie": format!("{major}.0"),
+            "protocol_version": 1,
+        }}),
+    )
+}
+
+async fn arm_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Fault>(&body) {
+        Ok(fault) => {
+            shared
+                .faults
+                .lock()
+                .expect("faults lock")
+                .arm(fault.clone());
+            json_response(StatusCode::OK, &json!({"armed": fault}))
+        }
+        Err(error) => json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": format!("not a fault: {error}"),
+                    "kinds": FaultKind::ALL}),
+        ),
+    }
+}
+
+async fn list_faults(State(shared): State<Arc<Shared>>) -> Response {
+    let pending = shared.faults.lock().expect("faults lock").pending();
+    json_response(StatusCode::OK, &json!({"pending": pending}))
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> Response {
+    shared.faults.lock().expect("faults lock").clear();
+    json_response(StatusCode::OK, &json!({"pending": []}))
+}
+
+async fn list_calls(State(shared): State<Arc<Shared>>) -> Response {
+    let calls: BTreeMap<String, u64> = shared
+        .calls
+        .lock()
+        .expect("calls lock")
+        .iter()
+        .map(|((model, method), n)| (format!("{model}.{method}"), *n))
+        .collect();
+    json_response(StatusCode::OK, &json!(calls))
+}
