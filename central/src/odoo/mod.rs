@@ -1,8 +1,9 @@
 //! Everything that knows Odoo's JSON-RPC: the transport ([`client`]), the error classification
-//! ([`error`]).
+//! ([`error`]), and typed calls for what the merge needs ([`api`]).
 //!
 //! Architecture invariant: only `central::odoo` builds or parses Odoo's JSON.
 
+pub mod api;
 pub mod client;
 pub mod error;
 

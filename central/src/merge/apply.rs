@@ -1,0 +1,164 @@
+//! Applying one planned picking to Odoo exactly once, whatever fails on the way.
+//!
+//! The picking's `name` is its deterministic key, and Odoo refuses a second picking of the same
+//! name (`unique(name, company_id)`), so creating is safe to repeat. After any failure whose
+//! outcome is unknown (a timeout, a lost answer, a 5xx, a serialisation failure), the key is
+//! looked up: `done` means applied, an open state means validate again, absent means create
+//! again (CONTRACT §4.3). Nothing is ever created twice and nothing is validated blindly.
+
+use std::time::Duration;
+
+use crate::merge::plan::PlannedPicking;
+use crate::odoo::{ErrorKind, OdooClient, OdooError};
+
+/// How hard to try before handing a retryable failure back to the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 8,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Capped exponential backoff with jitter in the upper half.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let exponential = self
+            .min_delay
+            .saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX));
+        exponential
+            .min(self.max_delay)
+            .mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+    }
+}
+
+/// What applying found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// This call created (or finished) and validated the picking.
+    Done,
+    /// The picking was already done: an earlier attempt applied it.
+    AlreadyDone,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    Create,
+    Lookup,
+    Validate(i64),
+}
+
+/// Applies `picking` exactly once. A permanent or auth error comes back as is; so does a
+/// retryable one once `policy` is exhausted (the caller tries again later, from a lookup).
+pub async fn apply_once(
+    client: &OdooClient,
+    picking: &PlannedPicking,
+    policy: RetryPolicy,
+) -> Result<Applied, OdooError> {
+    apply_from(client, picking, policy, Next::Create).await
+}
+
+/// Like [`apply_once`] for a picking that may have been attempted before (after a restart):
+/// starts with a lookup instead of a create.
+pub async fn resume(
+    client: &OdooClient,
+    picking: &PlannedPicking,
+    policy: RetryPolicy,
+) -> Result<Applied, OdooError> {
+    apply_from(client, picking, policy, Next::Lookup).await
+}
+
+async fn apply_from(
+    client: &OdooClient,
+    picking: &PlannedPicking,
+    policy: RetryPolicy,
+    mut next: Next,
+) -> Result<Applied, OdooError> {
+    let mut failures = 0;
+    loop {
+        let error = match next {
+            Next::Create => match client.create_picking(picking).await {
+                Ok(id) => {
+                    next = Next::Validate(id);
+                    continue;
+                }
+                Err(e) if e.is_duplicate_name() => {
+                    next = Next::Lookup;
+                    continue;
+                }
+                Err(e) => e,
+            },
+            Next::Lookup => match client.find_picking(&picking.key).await {
+                Ok(None) => {
+                    next = Next::Create;
+                    continue;
+                }
+                Ok(Some(found)) if found.state == "done" => return Ok(Applied::AlreadyDone),
+                Ok(Some(found)) if found.state == "cancel" => {
+                    return Err(OdooError::new(
+                        ErrorKind::Permanent,
+                        "cancelled",
+                        format!(
+                            "picking {} was cancelled in Odoo; its events need a new attempt under a new key",
+                            picking.key
+                        ),
+                    ));
+                }
+                Ok(Some(found)) => {
+                    next = Next::Validate(found.id);
+                    continue;
+                }
+                Err(e) => e,
+            },
+            Next::Validate(id) => match client.validate_picking(id).await {
+                Ok(true) => return Ok(Applied::Done),
+                Ok(false) => {
+                    return Err(OdooError::new(
+                        ErrorKind::Permanent,
+                        "not-validated",
+                        format!(
+                            "Odoo answered the validation of {} with a wizard instead of applying it",
+                            picking.key
+                        ),
+                    ));
+                }
+                Err(e) => e,
+            },
+        };
+        if !error.is_retryable() || failures + 1 >= policy.attempts {
+            return Err(error);
+        }
+        tracing::warn!(key = %picking.key, error = %error, attempt = failures + 1, "Odoo call failed; looking the picking up again");
+        tokio::time::sleep(policy.delay(failures, rand::random())).await;
+        failures += 1;
+        // Whatever the last call did, the key tells what is there now.
+        next = Next::Lookup;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_cap() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        assert_eq!(policy.delay(0, 1.0), Duration::from_millis(100));
+        assert_eq!(policy.delay(2, 1.0), Duration::from_millis(400));
+        assert_eq!(policy.delay(10, 1.0), Duration::from_secs(1));
+        assert_eq!(policy.delay(2, 0.0), Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,345 @@
+//! Typed calls for what the merge needs, each one JSON-RPC request (CONTRACT §3, §4, §11).
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use tally_protocol::Qty;
+
+use super::client::OdooClient;
+use super::error::{ErrorKind, OdooError};
+use crate::merge::plan::{Line, PlannedPicking};
+
+/// A warehouse as Odoo describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarehouseRow {
+    pub id: i64,
+    pub code: String,
+    pub company_id: i64,
+    pub stock_location: i64,
+    pub view_location: i64,
+    pub receipt_type: i64,
+    pub delivery_type: i64,
+    pub internal_type: i64,
+}
+
+/// The virtual locations stock comes from and goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VirtualLocations {
+    pub vendors: i64,
+    pub customers: i64,
+    pub inventory_adjustment: i64,
+}
+
+/// A product found by its SKU (`default_code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRow {
+    pub id: i64,
+    pub sku: String,
+    pub uom_id: i64,
+    /// `none`, `lot` or `serial`.
+    pub tracking: String,
+    /// Whether Odoo keeps stock of it (17: `detailed_type == 'product'`; 18: `is_storable`).
+    pub storable: bool,
+}
+
+/// A picking's id and state (`draft`, `waiting`, `confirmed`, `assigned`, `done`, `cancel`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PickingState {
+    pub id: i64,
+    pub state: String,
+}
+
+fn malformed(what: &str) -> OdooError {
+    OdooError::new(
+        ErrorKind::Permanent,
+        "malformed-answer",
+        format!("Odoo's answer to {what} has an unexpected shape"),
+    )
+}
+
+/// A many2one value: `[id, "display name"]`, or `false`.
+fn many2one(value: &Value) -> Option<i64> {
+    value.get(0).and_then(Value::as_i64)
+}
+
+fn int(value: &Value) -> Option<i64> {
+    value.as_i64()
+}
+
+/// A quantity as Odoo's float fields take it. Odoo stores quantities as floats rounded to the
+/// unit's precision; the exact decimal text goes through `f64` only here, at the edge.
+pub fn qty_value(qty: Qty) -> Value {
+    let text = qty.to_string();
+    json!(text.parse::<f64>().unwrap_or(0.0))
+}
+
+impl OdooClient {
+    /// `model.search_read(domain, fields)`.
+    pub async fn search_read(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+        context: Option<Value>,
+    ) -> Result<Vec<Value>, OdooError> {
+        let mut kwargs = json!({ "fields": fields });
+        if let Some(context) = context {
+            kwargs["context"] = context;
+        }
+        match self
+            .execute_kw(model, "search_read", json!([domain]), kwargs)
+            .await?
+        {
+            Some(Value::Array(rows)) => Ok(rows),
+            _ => Err(malformed(&format!("{model}.search_read"))),
+        }
+    }
+
+    pub async fn warehouses(&self, codes: &[String]) -> Result<Vec<WarehouseRow>, OdooError> {
+        let fields = [
+            "id",
+            "code",
+            "company_id",
+            "lot_stock_id",
+            "view_location_id",
+            "in_type_id",
+            "out_type_id",
+            "int_type_id",
+        ];
+        let rows = self
+            .search_read(
+                "stock.warehouse",
+                json!([["code", "in", codes]]),
+                &fields,
+                None,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Some(WarehouseRow {
+                    id: int(&r["id"])?,
+                    code: r["code"].as_str()?.to_owned(),
+                    company_id: many2one(&r["company_id"])?,
+                    stock_location: many2one(&r["lot_stock_id"])?,
+                    view_location: many2one(&r["view_location_id"])?,
+                    receipt_type: many2one(&r["in_type_id"])?,
+                    delivery_type: many2one(&r["out_type_id"])?,
+                    internal_type: many2one(&r["int_type_id"])?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("stock.warehouse.search_read"))
+    }
+
+    /// Vendors, Customers and Inventory adjustment, by usage (and by name for inventory, which
+    /// Scrap shares).
+    pub async fn virtual_locations(&self) -> Result<VirtualLocations, OdooError> {
+        let rows = self
+            .search_read(
+                "stock.location",
+                json!([["usage", "in", ["supplier", "customer", "inventory"]]]),
+                &["id", "complete_name", "usage"],
+                None,
+            )
+            .await?;
+        let find = |usage: &str, name: Option<&str>| {
+            rows.iter()
+                .filter(|r| r["usage"] == usage)
+                .find(|r| {
+                    name.is_none_or(|n| r["complete_name"].as_str().is_some_and(|c| c.contains(n)))
+                })
+                .and_then(|r| int(&r["id"]))
+        };
+        let missing = |what: &str| {
+            OdooError::new(
+                ErrorKind::Auth,
+                "configuration",
+                format!("Odoo has no {what} location"),
+            )
+        };
+        Ok(VirtualLocations {
+            vendors: find("supplier", None).ok_or_else(|| missing("vendor (supplier)"))?,
+            customers: find("customer", None).ok_or_else(|| missing("customer"))?,
+            inventory_adjustment: find("inventory", Some("Inventory adjustment"))
+                .ok_or_else(|| missing("Inventory adjustment"))?,
+        })
+    }
+
+    /// Products by SKU. Archived products are not found; a SKU may come back more than once
+    /// (Odoo does not make `default_code` unique), which the caller must refuse.
+    pub async fn products(&self, skus: &[String]) -> Result<Vec<ProductRow>, OdooError> {
+        let v17 = self.major_version() <= 17;
+        let fields: &[&str] = if v17 {
+            &[
+                "id",
+                "default_code",
+                "uom_id",
+                "tracking",
+                "type",
+                "detailed_type",
+            ]
+        } else {
+            &[
+                "id",
+                "default_code",
+                "uom_id",
+                "tracking",
+                "type",
+                "is_storable",
+            ]
+        };
+        let rows = self
+            .search_read(
+                "product.product",
+                json!([["default_code", "in", skus]]),
+                fields,
+                None,
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let storable = if v17 {
+                    r["detailed_type"] == "product" || r["type"] == "product"
+                } else {
+                    r["is_storable"] == true
+                };
+                Some(ProductRow {
+                    id: int(&r["id"])?,
+                    sku: r["default_code"].as_str()?.to_owned(),
+                    uom_id: many2one(&r["uom_id"])?,
+                    tracking: r["tracking"].as_str().unwrap_or("none").to_owned(),
+                    storable,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("product.product.search_read"))
+    }
+
+    /// Internal locations by full name (`WH/Stock/Shelf 2`).
+    pub async fn locations_by_name(
+        &self,
+        names: &[String],
+    ) -> Result<HashMap<String, i64>, OdooError> {
+        let rows = self
+            .search_read(
+                "stock.location",
+                json!([["complete_name", "in", names]]),
+                &["id", "complete_name"],
+                None,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r["complete_name"].as_str()?.to_owned(), int(&r["id"])?)))
+            .collect())
+    }
+
+    /// The picking named `name` (unique per company), if any.
+    pub async fn find_picking(&self, name: &str) -> Result<Option<PickingState>, OdooError> {
+        let rows = self
+            .search_read(
+                "stock.picking",
+                json!([["name", "=", name]]),
+                &["id", "state"],
+                None,
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| {
+            Some(PickingState {
+                id: int(&r["id"])?,
+                state: r["state"].as_str()?.to_owned(),
+            })
+        }))
+    }
+
+    /// Creates the picking with every move's quantity preset and picked (CONTRACT §4.1), so
+    /// validation moves exactly these quantities. Lots go in picking-level move lines (§5).
+    pub async fn create_picking(&self, picking: &PlannedPicking) -> Result<i64, OdooError> {
+        let moves: Vec<Value> = picking
+            .lines
+            .iter()
+            .map(|line| {
+                let mut values = json!({
+                    "name": picking.key,
+                    "product_id": line.product,
+                    "product_uom": line.uom,
+                    "product_uom_qty": qty_value(line.qty),
+                    "location_id": line.from,
+                    "location_dest_id": line.to,
+                });
+                if line.lot.is_none() {
+                    values["quantity"] = qty_value(line.qty);
+                    values["picked"] = json!(true);
+                }
+                json!([0, 0, values])
+            })
+            .collect();
+        let mut values = json!({
+            "name": picking.key,
+            "origin": picking.key,
+            "picking_type_id": picking.picking_type,
+            "location_id": picking.from,
+            "location_dest_id": picking.to,
+            "move_ids": moves,
+        });
+        let lot_lines: Vec<Value> = picking
+            .lines
+            .iter()
+            .filter(|l| l.lot.is_some())
+            .map(|l| lot_line(picking, l))
+            .collect();
+        if !lot_lines.is_empty() {
+            values["move_line_ids"] = json!(lot_lines);
+        }
+        match self
+            .execute_kw("stock.picking", "create", json!([values]), json!({}))
+            .await?
+        {
+            Some(Value::Number(id)) => id.as_i64().ok_or_else(|| malformed("stock.picking.create")),
+            Some(Value::Array(ids)) => ids
+                .first()
+                .and_then(Value::as_i64)
+                .ok_or_else(|| malformed("stock.picking.create")),
+            _ => Err(malformed("stock.picking.create")),
+        }
+    }
+
+    /// Validates without any wizard. `Ok(true)` only when Odoo says it is done; `Ok(false)`
+    /// when it answered with a wizard (nothing was applied).
+    pub async fn validate_picking(&self, id: i64) -> Result<bool, OdooError> {
+        let context =
+            json!({"skip_backorder": true, "picking_ids_not_to_backorder": [id], "skip_sms": true});
+        let result = self
+            .execute_kw(
+                "stock.picking",
+                "button_validate",
+                json!([[id]]),
+                json!({ "context": context }),
+            )
+            .await?;
+        Ok(result == Some(Value::Bool(true)))
+    }
+
+    /// Cancels a picking so it leaves no reservation behind.
+    pub async fn cancel_picking(&self, id: i64) -> Result<(), OdooError> {
+        self.execute_kw("stock.picking", "action_cancel", json!([[id]]), json!({}))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A picking-level move line carrying a lot: `lot_name` on receipts (Odoo creates the lot),
+/// `lot_name` too elsewhere until lots are looked up (refused by Odoo for deliveries, which then
+/// park the events with Odoo's reason).
+fn lot_line(picking: &PlannedPicking, line: &Line) -> Value {
+    json!([0, 0, {
+        "product_id": line.product,
+        "product_uom_id": line.uom,
+        "quantity": qty_value(line.qty),
+        "lot_name": line.lot,
+        "location_id": line.from,
+        "location_dest_id": line.to,
+        "picked": true,
+        "reference": picking.key,
+    }])
+}
