@@ -24,7 +24,7 @@ use tally_protocol::{Secret, Timestamp};
 use crate::ingest::{self, EventJson};
 use crate::log::writer::{AppendError, WriterHandle};
 use crate::log::{Log, RequestOutcome};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::sync::SyncStatus;
 
 /// Most events `GET /v1/events` returns at once.
@@ -400,11 +400,19 @@ async fn get_status(State(state): State<AppState>) -> Result<axum::Json<StatusJs
 
 async fn get_metrics(State(state): State<AppState>) -> Response {
     let log = state.log.clone();
-    let last_seq =
-        tokio::task::spawn_blocking(move || log.status().map(|s| s.last_seq).unwrap_or(0))
-            .await
-            .unwrap_or(0);
-    let text = state.metrics.render(state.log.file_bytes(), last_seq);
+    let (last_seq, acked_seq) = tokio::task::spawn_blocking(move || {
+        log.status()
+            .map(|s| (s.last_seq, s.acked_seq))
+            .unwrap_or((0, 0))
+    })
+    .await
+    .unwrap_or((0, 0));
+    let text = state.metrics.render(Snapshot {
+        log_bytes: state.log.file_bytes(),
+        last_seq,
+        acked_seq: acked_seq.max(state.sync.acked_seq()),
+        central_connected: state.sync.connected(),
+    });
     (
         [(
             header::CONTENT_TYPE,

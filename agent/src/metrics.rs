@@ -23,6 +23,17 @@ pub struct Metrics {
     request_events: Histogram,
     log_bytes: Gauge,
     last_seq: Gauge,
+    acked_seq: Gauge,
+    central_connected: Gauge,
+}
+
+/// Figures read at scrape time rather than counted as they happen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snapshot {
+    pub log_bytes: u64,
+    pub last_seq: u64,
+    pub acked_seq: u64,
+    pub central_connected: bool,
 }
 
 impl Default for Metrics {
@@ -43,6 +54,8 @@ impl Metrics {
         let request_events = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let log_bytes = Gauge::default();
         let last_seq = Gauge::default();
+        let acked_seq = Gauge::default();
+        let central_connected = Gauge::default();
 
         let mut registry = Registry::with_prefix("tally_agent");
         registry.register("events_accepted", "Events stored durably", accepted.clone());
@@ -78,6 +91,16 @@ impl Metrics {
         );
         registry.register("log_bytes", "Size of the event log file", log_bytes.clone());
         registry.register("last_seq", "Highest seq in the event log", last_seq.clone());
+        registry.register(
+            "acked_seq",
+            "Highest seq central has acknowledged (pending = last_seq - acked_seq)",
+            acked_seq.clone(),
+        );
+        registry.register(
+            "central_connected",
+            "1 while the sync link to central is up",
+            central_connected.clone(),
+        );
 
         Metrics {
             registry,
@@ -90,6 +113,8 @@ impl Metrics {
             request_events,
             log_bytes,
             last_seq,
+            acked_seq,
+            central_connected,
         }
     }
 
@@ -109,12 +134,13 @@ impl Metrics {
         self.rejected.get_or_create(&[("reason", reason)]).inc();
     }
 
-    /// The Prometheus text exposition, with the log's current size and head.
-    pub fn render(&self, log_bytes: u64, last_seq: u64) -> String {
-        self.log_bytes
-            .set(i64::try_from(log_bytes).unwrap_or(i64::MAX));
-        self.last_seq
-            .set(i64::try_from(last_seq).unwrap_or(i64::MAX));
+    /// The Prometheus text exposition, with the figures read at scrape time.
+    pub fn render(&self, now: Snapshot) -> String {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.log_bytes.set(gauge(now.log_bytes));
+        self.last_seq.set(gauge(now.last_seq));
+        self.acked_seq.set(gauge(now.acked_seq));
+        self.central_connected.set(i64::from(now.central_connected));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

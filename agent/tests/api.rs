@@ -367,6 +367,8 @@ async fn metrics_count_accepted_and_rejected() {
     );
     assert!(text.contains("tally_agent_commit_seconds_bucket"), "{text}");
     assert!(text.contains("tally_agent_last_seq 1"), "{text}");
+    assert!(text.contains("tally_agent_acked_seq 0"), "{text}");
+    assert!(text.contains("tally_agent_central_connected 0"), "{text}");
     let (status, _) = agent
         .send(Request::get("/healthz").body(Body::empty()).unwrap())
         .await;

@@ -46,6 +46,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/journal", get(read_journal))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -284,4 +285,62 @@ async fn read_journal(
         })
         .collect();
     Json(json!({ "events": out })).into_response()
+}
+
+/// Prometheus metrics, computed at scrape time from the live sessions (the admin listener is
+/// loopback only, so they need no token).
+async fn metrics(State(state): State<AdminState>) -> Response {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    type Agent = [(&'static str, String); 1];
+    let live = state.hub.snapshot();
+    let mut registry = Registry::with_prefix("tally_central");
+    let connected = Gauge::<i64>::default();
+    let agent_connected = Family::<Agent, Gauge>::default();
+    let stored = Family::<Agent, Gauge>::default();
+    let lag = Family::<Agent, Gauge>::default();
+    let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for (agent, view) in &live {
+        let labels = [("agent", agent.clone())];
+        agent_connected
+            .get_or_create(&labels)
+            .set(i64::from(view.connected));
+        stored.get_or_create(&labels).set(gauge(view.stored_seq));
+        lag.get_or_create(&labels)
+            .set(gauge(view.head_seq.saturating_sub(view.stored_seq)));
+    }
+    connected.set(live.values().filter(|v| v.connected).count() as i64);
+    registry.register(
+        "agents_connected",
+        "Agents with a live sync session",
+        connected,
+    );
+    registry.register(
+        "agent_connected",
+        "1 while the agent's sync session is live",
+        agent_connected,
+    );
+    registry.register(
+        "agent_stored_seq",
+        "Highest seq journaled for the agent's current log",
+        stored,
+    );
+    registry.register(
+        "agent_lag_events",
+        "Events the agent holds that central has not journaled yet",
+        lag,
+    );
+    let mut text = String::new();
+    let _ = encode(&mut text, &registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

@@ -340,6 +340,21 @@ async fn a_new_log_id_is_a_new_sequence_space() {
     let a1 = &agents["agents"][0];
     assert_eq!(a1["log_replaced"], true, "{agents}");
     assert_eq!(a1["logs"].as_array().unwrap().len(), 2);
+
+    let metrics = reqwest::get(format!("http://{}/metrics", central.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tally_central_agents_connected 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tally_central_agent_stored_seq{agent=\"a1\"} 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
