@@ -3,4 +3,6 @@
 //! [`apply`] applies one planned picking exactly once.
 
 pub mod apply;
+pub mod engine;
 pub mod plan;
+pub mod state;

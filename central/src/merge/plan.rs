@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use tally_protocol::{EventKind, LoggedEvent, Qty};
 
 /// Lines per picking at most: a few seconds per Odoo call (CONTRACT §4.2 recommends 100–200).
@@ -35,7 +36,7 @@ pub struct Product {
 }
 
 /// Which kind of Odoo picking a line goes into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PickingKind {
     /// Vendors → location.
     Receipt,
@@ -60,7 +61,8 @@ impl PickingKind {
 }
 
 /// One move of a planned picking: a positive quantity of a product from one location to another.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (Plans are persisted in `merge_plan` while they are applied: a field change needs care.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub product: i64,
     pub uom: i64,
@@ -73,7 +75,7 @@ pub struct Line {
 }
 
 /// A picking to create and validate, under a deterministic name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedPicking {
     /// The picking's `name` in Odoo: unique per company, so creating it twice is impossible.
     pub key: String,

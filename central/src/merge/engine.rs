@@ -1,0 +1,440 @@
+//! The merge engine: per stream (an agent's log), strictly in seq order, cut the journal into
+//! runs, resolve them against Odoo, record the plan durably, apply its pickings exactly once,
+//! park what Odoo refuses, and move the stream's cursor.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use tally_protocol::{EventKind, LogId, LoggedEvent};
+
+use super::apply::{RetryPolicy, apply_once, resume};
+use super::plan::{PlannedPicking, Product, ResolvedEvent, Warehouse, cut, plan};
+use super::state::{DeadLetter, now_micros};
+use crate::odoo::{ErrorKind, OdooClient, OdooError};
+use crate::store::{Store, StoreError};
+
+/// Events read from the journal per run at most.
+pub const MAX_RUN_EVENTS: usize = 5000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Status {
+    Pending,
+    Done,
+    /// Refused by Odoo as a whole: replaced by one picking per line.
+    Split,
+    /// Refused by Odoo for its only line: the line's events are parked.
+    Parked,
+}
+
+/// A run's plan as recorded in `merge_plan` before Odoo is called.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredPlan {
+    warehouse: String,
+    /// The last seq of the run: the cursor moves here when the plan is finished.
+    through: u64,
+    pickings: Vec<(PlannedPicking, Status)>,
+    parked: Vec<(u64, DeadLetter)>,
+    /// The SKU of each event of the run, for parking by line.
+    skus: BTreeMap<u64, String>,
+}
+
+/// What went wrong in a merge pass.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(transparent)]
+    Odoo(#[from] OdooError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl MergeError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MergeError::Odoo(e) => e.kind,
+            MergeError::Store(_) => ErrorKind::Retryable,
+        }
+    }
+}
+
+/// A product lookup's outcome, cached per SKU.
+#[derive(Debug, Clone)]
+enum Found {
+    Product(Product),
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Applies journaled events to one Odoo database.
+#[derive(Debug)]
+pub struct Engine {
+    store: Store,
+    odoo: OdooClient,
+    policy: RetryPolicy,
+    warehouses: HashMap<String, Warehouse>,
+    products: HashMap<String, Found>,
+    locations: HashMap<String, Option<i64>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, odoo: OdooClient, policy: RetryPolicy) -> Engine {
+        Engine {
+            store,
+            odoo,
+            policy,
+            warehouses: HashMap::new(),
+            products: HashMap::new(),
+            locations: HashMap::new(),
+        }
+    }
+
+    /// Merges everything journaled so far; returns how many events were resolved.
+    pub async fn merge_all(&mut self) -> Result<u64, MergeError> {
+        let warehouse_of: HashMap<String, String> = self
+            .store
+            .list_agents()?
+            .into_iter()
+            .map(|a| (a.agent_id, a.warehouse))
+            .collect();
+        let mut total = 0;
+        for stream in self.store.streams()? {
+            let Some(warehouse) = warehouse_of.get(&stream.agent_id) else {
+                continue;
+            };
+            total += self
+                .merge_stream(&stream.agent_id, stream.log_id, warehouse)
+                .await?;
+        }
+        Ok(total)
+    }
+
+    async fn merge_stream(
+        &mut self,
+        agent: &str,
+        log_id: LogId,
+        warehouse: &str,
+    ) -> Result<u64, MergeError> {
+        let mut total = 0;
+        loop {
+            if let Some(bytes) = self.store.merge_plan(agent, log_id)? {
+                let plan: StoredPlan = serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("merge plan of {agent}: {e}")))?;
+                // Recorded by an earlier pass that did not finish: apply it as recorded.
+                self.execute(agent, log_id, plan, true).await?;
+                continue;
+            }
+            let cursor = self.store.merge_cursor(agent, log_id)?;
+            let events = self
+                .store
+                .read_journal(agent, log_id, cursor, MAX_RUN_EVENTS)?;
+            if events.is_empty() {
+                return Ok(total);
+            }
+            let run = &events[..cut(&events)];
+            let plan = self.plan_run(agent, log_id, warehouse, run).await?;
+            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+            total += run.len() as u64;
+            self.execute(agent, log_id, plan, false).await?;
+        }
+    }
+
+    async fn warehouse(&mut self, code: &str) -> Result<Warehouse, MergeError> {
+        if let Some(found) = self.warehouses.get(code) {
+            return Ok(found.clone());
+        }
+        let row = self
+            .odoo
+            .warehouses(&[code.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                OdooError::new(
+                    ErrorKind::Auth,
+                    "configuration",
+                    format!("Odoo has no warehouse with code {code:?}"),
+                )
+            })?;
+        let virtuals = self.odoo.virtual_locations().await?;
+        let warehouse = Warehouse {
+            code: code.to_owned(),
+            stock_location: row.stock_location,
+            receipt_type: row.receipt_type,
+            delivery_type: row.delivery_type,
+            internal_type: row.internal_type,
+            vendors: virtuals.vendors,
+            customers: virtuals.customers,
+            inventory_adjustment: virtuals.inventory_adjustment,
+        };
+        self.warehouses.insert(code.to_owned(), warehouse.clone());
+        Ok(warehouse)
+    }
+
+    /// Looks up, in one call each, the SKUs and location names not cached yet.
+    async fn resolve(&mut self, run: &[LoggedEvent]) -> Result<(), MergeError> {
+        let skus: Vec<String> = run
+            .iter()
+            .map(|e| e.event.sku.clone())
+            .filter(|s| !self.products.contains_key(s))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if !skus.is_empty() {
+            let rows = self.odoo.products(&skus).await?;
+            for sku in skus {
+                let matching: Vec<_> = rows.iter().filter(|r| r.sku == sku).collect();
+                let found = match matching.as_slice() {
+                    [] => Found::Refused {
+                        reason: "unknown-sku",
+                        message: format!(
+                            "no active product in Odoo has the internal reference {sku:?}"
+                        ),
+                    },
+                    [one] if !one.storable => Found::Refused {
+                        reason: "not-storable",
+                        message: format!("product {sku:?} is not a storable product in Odoo"),
+                    },
+                    [one] => Found::Product(Product {
+                        id: one.id,
+                        uom_id: one.uom_id,
+                        lot_tracked: one.tracking != "none",
+                    }),
+                    many => Found::Refused {
+                        reason: "duplicate-sku",
+                        message: format!(
+                            "{} products in Odoo share the internal reference {sku:?}",
+                            many.len()
+                        ),
+                    },
+                };
+                self.products.insert(sku, found);
+            }
+        }
+        let names: Vec<String> = run
+            .iter()
+            .flat_map(|e| [e.event.location.clone(), e.event.to_location.clone()])
+            .flatten()
+            .filter(|n| !self.locations.contains_key(n))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if !names.is_empty() {
+            let found = self.odoo.locations_by_name(&names).await?;
+            for name in names {
+                let id = found.get(&name).copied();
+                self.locations.insert(name, id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn plan_run(
+        &mut self,
+        agent: &str,
+        log_id: LogId,
+        code: &str,
+        run: &[LoggedEvent],
+    ) -> Result<StoredPlan, MergeError> {
+        let (first, through) = (run[0].seq, run[run.len() - 1].seq);
+        let skus: BTreeMap<u64, String> =
+            run.iter().map(|e| (e.seq, e.event.sku.clone())).collect();
+        let mut parked = Vec::new();
+        let park = |parked: &mut Vec<(u64, DeadLetter)>,
+                    e: &LoggedEvent,
+                    reason: &str,
+                    message: String| {
+            parked.push((
+                e.seq,
+                DeadLetter {
+                    warehouse: code.to_owned(),
+                    sku: e.event.sku.clone(),
+                    reason: reason.to_owned(),
+                    message,
+                    parked_at: now_micros(),
+                },
+            ));
+        };
+        if run[0].event.kind == EventKind::Count {
+            for e in run {
+                park(&mut parked, e, "count-unsupported", "counts are not applied to Odoo by this version of tally-central; retry after upgrading".into());
+            }
+            return Ok(StoredPlan {
+                warehouse: code.to_owned(),
+                through,
+                pickings: Vec::new(),
+                parked,
+                skus,
+            });
+        }
+        let warehouse = self.warehouse(code).await?;
+        self.resolve(run).await?;
+        let mut blocked: HashSet<String> = self
+            .store
+            .parked_keys()?
+            .into_iter()
+            .filter(|(wh, _)| wh == code)
+            .map(|(_, sku)| sku)
+            .collect();
+        let mut resolved = Vec::with_capacity(run.len());
+        for e in run {
+            let ev = &e.event;
+            if blocked.contains(&ev.sku) {
+                park(
+                    &mut parked,
+                    e,
+                    "parked-behind",
+                    format!(
+                        "an earlier event of {:?} in {code} is parked; this one waits behind it",
+                        ev.sku
+                    ),
+                );
+                continue;
+            }
+            let location = |name: &Option<String>| match name {
+                None => Ok(warehouse.stock_location),
+                Some(n) => self.locations.get(n).copied().flatten().ok_or(n.clone()),
+            };
+            let refusal = match self.products.get(&ev.sku) {
+                Some(Found::Refused { reason, message }) => Some((*reason, message.clone())),
+                Some(Found::Product(p)) if p.lot_tracked && ev.lot.is_none() => Some((
+                    "missing-lot",
+                    format!(
+                        "product {:?} is tracked by lot in Odoo and the event has no lot",
+                        ev.sku
+                    ),
+                )),
+                _ => None,
+            };
+            let from = location(&ev.location);
+            let to = if ev.kind == EventKind::Transfer {
+                location(&ev.to_location).map(Some)
+            } else {
+                Ok(None)
+            };
+            match (refusal, from, to, self.products.get(&ev.sku)) {
+                (Some((reason, message)), ..) => {
+                    park(&mut parked, e, reason, message);
+                    blocked.insert(ev.sku.clone());
+                }
+                (None, Err(name), _, _) | (None, _, Err(name), _) => {
+                    park(
+                        &mut parked,
+                        e,
+                        "unknown-location",
+                        format!("Odoo has no location named {name:?}"),
+                    );
+                    blocked.insert(ev.sku.clone());
+                }
+                (None, Ok(location), Ok(to_location), Some(Found::Product(product))) => {
+                    resolved.push(ResolvedEvent {
+                        event: e,
+                        product: product.clone(),
+                        location,
+                        to_location,
+                    });
+                }
+                _ => unreachable!("every SKU of the run was resolved"),
+            }
+        }
+        let batch_key = format!(
+            "tally-{agent}-{}-{first}-{through}",
+            &log_id.to_string()[..8]
+        );
+        let pickings = plan(&batch_key, &warehouse, &resolved)
+            .into_iter()
+            .map(|p| (p, Status::Pending))
+            .collect();
+        Ok(StoredPlan {
+            warehouse: code.to_owned(),
+            through,
+            pickings,
+            parked,
+            skus,
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        agent: &str,
+        log_id: LogId,
+        mut plan: StoredPlan,
+        resumed: bool,
+    ) -> Result<(), MergeError> {
+        let mut i = 0;
+        while i < plan.pickings.len() {
+            let (picking, status) = &plan.pickings[i];
+            if *status != Status::Pending {
+                i += 1;
+                continue;
+            }
+            let result = if resumed || picking.key.contains('.') {
+                resume(&self.odoo, picking, self.policy).await
+            } else {
+                apply_once(&self.odoo, picking, self.policy).await
+            };
+            match result {
+                Ok(_) => plan.pickings[i].1 = Status::Done,
+                Err(e) if e.kind == ErrorKind::Permanent => {
+                    let picking = picking.clone();
+                    self.abandon(&picking).await?;
+                    tracing::warn!(key = %picking.key, error = %e, lines = picking.lines.len(), "Odoo refused a picking");
+                    if picking.lines.len() > 1 {
+                        // Find the refused line(s): one picking per line, each under its own key.
+                        plan.pickings[i].1 = Status::Split;
+                        let singles = picking.lines.iter().enumerate().map(|(j, line)| {
+                            (
+                                PlannedPicking {
+                                    key: format!("{}.{}", picking.key, j + 1),
+                                    lines: vec![line.clone()],
+                                    ..picking.clone()
+                                },
+                                Status::Pending,
+                            )
+                        });
+                        plan.pickings.splice(i + 1..i + 1, singles);
+                    } else {
+                        plan.pickings[i].1 = Status::Parked;
+                        for &seq in &picking.lines[0].seqs {
+                            let sku = plan.skus.get(&seq).cloned().unwrap_or_default();
+                            plan.parked.push((
+                                seq,
+                                DeadLetter {
+                                    warehouse: plan.warehouse.clone(),
+                                    sku,
+                                    reason: e.name.clone(),
+                                    message: e.message.clone(),
+                                    parked_at: now_micros(),
+                                },
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+                    return Err(e.into());
+                }
+            }
+            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+            i += 1;
+        }
+        self.store
+            .finish_merge(agent, log_id, plan.through, &plan.parked)?;
+        Ok(())
+    }
+
+    /// Cancels a refused picking if Odoo holds it open, so it leaves no reservation behind.
+    async fn abandon(&self, picking: &PlannedPicking) -> Result<(), MergeError> {
+        if let Some(found) = self.odoo.find_picking(&picking.key).await?
+            && found.state != "done"
+            && found.state != "cancel"
+        {
+            self.odoo.cancel_picking(found.id).await?;
+        }
+        Ok(())
+    }
+}
+
+fn encode(plan: &StoredPlan) -> Vec<u8> {
+    serde_json::to_vec(plan).expect("serialising a plain struct")
+}

@@ -1,0 +1,137 @@
+//! The merge engine's durable state, in central's store:
+//!
+//! - `merge_cursor`: (agent, log) → the highest seq whose event is resolved (applied to Odoo,
+//!   or parked);
+//! - `merge_plan`: (agent, log) → the plan being applied, recorded before the first call to
+//!   Odoo so that a restart applies the same pickings under the same keys;
+//! - `dead_letters`: (agent, log, seq) → why that event is parked.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tally_protocol::{LogId, Timestamp};
+
+use crate::store::{ResultExt, Store, StoreError};
+
+const CURSORS: TableDefinition<(&str, u128), u64> = TableDefinition::new("merge_cursor");
+const PLANS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("merge_plan");
+const DEAD_LETTERS: TableDefinition<(&str, u128, u64), &[u8]> =
+    TableDefinition::new("dead_letters");
+
+/// A parked event and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub warehouse: String,
+    pub sku: String,
+    /// Odoo's exception name, or Tally's own reason (`unknown-sku`, `parked-behind`, ...).
+    pub reason: String,
+    pub message: String,
+    pub parked_at: i64,
+}
+
+fn key(log_id: LogId) -> u128 {
+    u128::from_be_bytes(log_id.0)
+}
+
+impl Store {
+    pub fn merge_cursor(&self, agent: &str, log_id: LogId) -> Result<u64, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        match txn.open_table(CURSORS) {
+            Ok(table) => Ok(table
+                .get((agent, key(log_id)))
+                .storage()?
+                .map_or(0, |v| v.value())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(StoreError::Storage(e.into())),
+        }
+    }
+
+    /// The recorded plan of a stream, if one is being applied.
+    pub fn merge_plan(&self, agent: &str, log_id: LogId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        match txn.open_table(PLANS) {
+            Ok(table) => Ok(table
+                .get((agent, key(log_id)))
+                .storage()?
+                .map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(StoreError::Storage(e.into())),
+        }
+    }
+
+    /// Records (or updates) a stream's plan durably.
+    pub fn save_merge_plan(
+        &self,
+        agent: &str,
+        log_id: LogId,
+        plan: &[u8],
+    ) -> Result<(), StoreError> {
+        let txn = self.db().begin_write().storage()?;
+        txn.open_table(PLANS)
+            .storage()?
+            .insert((agent, key(log_id)), plan)
+            .storage()?;
+        txn.commit().storage()
+    }
+
+    /// Ends a plan: the cursor moves to `through`, the parked events are recorded, and the
+    /// plan is removed, in one durable transaction.
+    pub fn finish_merge(
+        &self,
+        agent: &str,
+        log_id: LogId,
+        through: u64,
+        parked: &[(u64, DeadLetter)],
+    ) -> Result<(), StoreError> {
+        let txn = self.db().begin_write().storage()?;
+        {
+            let mut cursors = txn.open_table(CURSORS).storage()?;
+            cursors.insert((agent, key(log_id)), through).storage()?;
+            let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
+            for (seq, letter) in parked {
+                let bytes = serde_json::to_vec(letter).expect("serialising a plain struct");
+                letters
+                    .insert((agent, key(log_id), *seq), bytes.as_slice())
+                    .storage()?;
+            }
+            txn.open_table(PLANS)
+                .storage()?
+                .remove((agent, key(log_id)))
+                .storage()?;
+        }
+        txn.commit().storage()
+    }
+
+    /// Every parked event: (agent, log, seq, letter).
+    pub fn dead_letters(&self) -> Result<Vec<(String, LogId, u64, DeadLetter)>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let table = match txn.open_table(DEAD_LETTERS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Storage(e.into())),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().storage()? {
+            let (k, v) = entry.storage()?;
+            let (agent, log, seq) = k.value();
+            let letter: DeadLetter = serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))?;
+            out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, letter));
+        }
+        Ok(out)
+    }
+
+    /// Whether (warehouse, sku) has parked events: later events of that key park behind them,
+    /// so that a key's events reach Odoo in order or not at all.
+    pub fn parked_keys(&self) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+        Ok(self
+            .dead_letters()?
+            .into_iter()
+            .map(|(_, _, _, l)| (l.warehouse, l.sku))
+            .collect())
+    }
+}
+
+/// The current time for `parked_at`.
+pub fn now_micros() -> i64 {
+    Timestamp::now().as_micros()
+}

@@ -1,0 +1,292 @@
+//! The merge engine against the Odoo simulator: journaled events land in Odoo's stock exactly,
+//! what Odoo cannot take is parked with its key, and a pass interrupted mid-plan resumes under
+//! the same keys without applying anything twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_central::merge::apply::RetryPolicy;
+use tally_central::merge::engine::Engine;
+use tally_central::odoo::{ErrorKind, OdooClient, OdooConfig};
+use tally_central::store::Store;
+use tally_central::store::journal::{self, JournalHandle};
+use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Secret, Timestamp};
+use tally_tests::odoo_sim::{ADMIN_UID, Fault, FaultKind, OdooSim, SimConfig, Version};
+
+const LOG: LogId = LogId([0xab; 16]);
+
+struct Setup {
+    sim: OdooSim,
+    store: Store,
+    journal: JournalHandle,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(version: Version) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.add_agent("wh-agent", "WH").unwrap();
+    let (journal, _thread) = journal::spawn(store.clone()).unwrap();
+    let sim = OdooSim::start(SimConfig::new(version)).await.unwrap();
+    Setup {
+        sim,
+        store,
+        journal,
+        _dir: dir,
+    }
+}
+
+impl Setup {
+    async fn engine(&self, attempts: u32) -> Engine {
+        let client = OdooClient::connect(&OdooConfig {
+            url: self.sim.url(),
+            db: self.sim.db().to_owned(),
+            login: self.sim.login().to_owned(),
+            api_key: Secret::new(self.sim.api_key()),
+            call_timeout: Duration::from_millis(500),
+        })
+        .await
+        .unwrap();
+        let policy = RetryPolicy {
+            attempts,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        };
+        Engine::new(self.store.clone(), client, policy)
+    }
+
+    /// Journals `events` (kind, sku, qty, location) as seqs after `first - 1`.
+    async fn journal(&self, first: u64, events: &[(EventKind, &str, i64, Option<&str>)]) {
+        let records = events
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, sku, qty, location))| LoggedEvent {
+                seq: first + i as u64,
+                received_at: Timestamp::now(),
+                event: Event {
+                    id: None,
+                    kind: *kind,
+                    sku: (*sku).into(),
+                    qty: Qty::from_units(*qty),
+                    location: location.map(Into::into),
+                    to_location: None,
+                    lot: None,
+                    reference: None,
+                    reason: (*kind == EventKind::Adjustment).then(|| "test".into()),
+                    occurred_at: None,
+                    device: None,
+                    user: None,
+                },
+            })
+            .collect();
+        self.journal
+            .append(Arc::from("wh-agent"), LOG, records)
+            .await
+            .unwrap();
+    }
+}
+
+use EventKind::*;
+
+#[tokio::test]
+async fn journaled_events_land_in_odoo_exactly_and_coalesced() {
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        let before = |sku: &str| s.sim.on_hand(sku, "WH/Stock");
+        let (a0, b0, c0) = (before("SKU-001"), before("SKU-002"), before("SKU-003"));
+        s.journal(
+            1,
+            &[
+                (Receipt, "SKU-001", 10, None),
+                (Pick, "SKU-001", 3, None),
+                (Pick, "SKU-001", 2, Some("WH/Stock")),
+                (Receipt, "SKU-002", 5, None),
+                (Adjustment, "SKU-003", -4, None),
+                (Adjustment, "SKU-003", 1, None),
+            ],
+        )
+        .await;
+        let mut engine = s.engine(3).await;
+        assert_eq!(engine.merge_all().await.unwrap(), 6);
+        assert_eq!(before("SKU-001"), a0 + 5.0, "{version:?}");
+        assert_eq!(before("SKU-002"), b0 + 5.0);
+        assert_eq!(before("SKU-003"), c0 - 3.0);
+        // Six events, three pickings (receipts, deliveries, adjustments): two calls each.
+        assert_eq!(s.sim.call_count("stock.picking", "create"), 3);
+        assert_eq!(s.sim.call_count("stock.picking", "button_validate"), 3);
+        assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 6);
+        // Nothing new: nothing happens.
+        assert_eq!(engine.merge_all().await.unwrap(), 0);
+        assert_eq!(before("SKU-001"), a0 + 5.0);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_sku_parks_only_its_own_key() {
+    let s = setup(Version::V18).await;
+    let a0 = s.sim.on_hand("SKU-001", "WH/Stock");
+    s.journal(
+        1,
+        &[
+            (Receipt, "NO-SUCH-SKU", 4, None),
+            (Receipt, "SKU-001", 2, None),
+        ],
+    )
+    .await;
+    let mut engine = s.engine(3).await;
+    engine.merge_all().await.unwrap();
+    s.journal(
+        3,
+        &[(Pick, "NO-SUCH-SKU", 1, None), (Pick, "SKU-001", 1, None)],
+    )
+    .await;
+    engine.merge_all().await.unwrap();
+    assert_eq!(
+        s.sim.on_hand("SKU-001", "WH/Stock"),
+        a0 + 1.0,
+        "the other key kept flowing"
+    );
+    let parked: Vec<(u64, String)> = s
+        .store
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, seq, l)| (seq, l.reason))
+        .collect();
+    assert_eq!(
+        parked,
+        vec![
+            (1, "unknown-sku".to_owned()),
+            (3, "parked-behind".to_owned())
+        ]
+    );
+    assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 4);
+}
+
+#[tokio::test]
+async fn what_odoo_cannot_take_at_planning_is_parked_while_the_rest_applies() {
+    let s = setup(Version::V17).await;
+    let a0 = s.sim.on_hand("SKU-001", "WH/Stock");
+    // SKU-005 is lot-tracked (and the event has no lot); WH/Nowhere does not exist.
+    s.journal(
+        1,
+        &[
+            (Receipt, "SKU-005", 1, None),
+            (Receipt, "SKU-001", 3, None),
+            (Receipt, "SKU-002", 1, Some("WH/Nowhere")),
+        ],
+    )
+    .await;
+    let mut engine = s.engine(3).await;
+    engine.merge_all().await.unwrap();
+    assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), a0 + 3.0);
+    let reasons: Vec<String> = s
+        .store
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, _, l)| l.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["missing-lot".to_owned(), "unknown-location".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn a_picking_odoo_refuses_is_split_per_line_under_new_keys() {
+    let s = setup(Version::V18).await;
+    let (a0, b0) = (
+        s.sim.on_hand("SKU-001", "WH/Stock"),
+        s.sim.on_hand("SKU-002", "WH/Stock"),
+    );
+    // Someone cancelled a picking that holds the batch's key: Odoo will never take that name
+    // again, so the batch's receipts must go through under other keys.
+    let key = format!("tally-wh-agent-{}-1-2-R1", &LOG.to_string()[..8]);
+    let wh = s.sim.warehouse_id("WH").unwrap();
+    let picking_type = s
+        .sim
+        .execute(
+            ADMIN_UID,
+            "stock.warehouse",
+            "read",
+            serde_json::json!([[wh], ["in_type_id"]]),
+            serde_json::json!({}),
+        )
+        .unwrap()
+        .unwrap()[0]["in_type_id"][0]
+        .clone();
+    let id = s
+        .sim
+        .execute(
+            ADMIN_UID,
+            "stock.picking",
+            "create",
+            serde_json::json!([{"name": key, "picking_type_id": picking_type}]),
+            serde_json::json!({}),
+        )
+        .unwrap()
+        .unwrap();
+    s.sim
+        .execute(
+            ADMIN_UID,
+            "stock.picking",
+            "action_cancel",
+            serde_json::json!([[id]]),
+            serde_json::json!({}),
+        )
+        .unwrap();
+    s.journal(
+        1,
+        &[(Receipt, "SKU-001", 2, None), (Receipt, "SKU-002", 5, None)],
+    )
+    .await;
+    let mut engine = s.engine(3).await;
+    engine.merge_all().await.unwrap();
+    assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), a0 + 2.0);
+    assert_eq!(s.sim.on_hand("SKU-002", "WH/Stock"), b0 + 5.0);
+    assert!(s.sim.picking(&format!("{key}.1")).is_some());
+    assert!(s.sim.picking(&format!("{key}.2")).is_some());
+    assert!(s.store.dead_letters().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_pass_cut_short_resumes_its_recorded_plan_without_applying_twice() {
+    for kind in [
+        FaultKind::AppliedThenDrop,
+        FaultKind::AppliedThenHttp500,
+        FaultKind::SerializationFailure,
+    ] {
+        for method in ["create", "button_validate"] {
+            let s = setup(Version::V17).await;
+            let a0 = s.sim.on_hand("SKU-001", "WH/Stock");
+            let b0 = s.sim.on_hand("SKU-002", "WH/Stock");
+            s.journal(
+                1,
+                &[(Receipt, "SKU-001", 4, None), (Pick, "SKU-002", 1, None)],
+            )
+            .await;
+            // The first pass gives up at once (one attempt) on the first failure, like a
+            // central that dies there.
+            s.sim
+                .inject(Fault::new(kind).times(1).on("stock.picking", method));
+            let mut first = s.engine(1).await;
+            let error = first.merge_all().await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Retryable, "{kind:?} {method}");
+            drop(first);
+            let mut second = s.engine(3).await;
+            second.merge_all().await.unwrap();
+            assert_eq!(
+                s.sim.on_hand("SKU-001", "WH/Stock"),
+                a0 + 4.0,
+                "{kind:?} {method}"
+            );
+            assert_eq!(
+                s.sim.on_hand("SKU-002", "WH/Stock"),
+                b0 - 1.0,
+                "{kind:?} {method}"
+            );
+            assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 2);
+        }
+    }
+}
