@@ -73,6 +73,7 @@ fn central_config(dir: &Path, tls: &tally_central::tls::GeneratedCert) -> Config
         admin_token: Secret::new(ADMIN_TOKEN),
         token_grace: Duration::from_secs(60),
         max_connections: 20_000,
+        odoo: None,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct AdminState {
     pub hub: Hub,
     pub admin_token_sha256: [u8; 32],
     pub token_grace: Duration,
+    /// The merge into Odoo, when one is configured.
+    pub merge: Option<std::sync::Arc<crate::merge::MergeStatus>>,
 }
 
 impl AdminState {
@@ -34,6 +36,7 @@ impl AdminState {
             hub,
             admin_token_sha256: Sha256::digest(admin_token.expose().as_bytes()).into(),
             token_grace,
+            merge: None,
         }
     }
 }
@@ -44,6 +47,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/agents/{id}/rotate", post(rotate_agent))
         .route("/v1/agents/{id}/revoke", post(revoke_agent))
         .route("/v1/journal", get(read_journal))
+        .route("/v1/merge", get(merge_status))
+        .route("/v1/dead-letters", get(dead_letters))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -343,4 +348,36 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// The merge into Odoo: connected, Odoo's version, events merged, and any alert.
+async fn merge_status(State(state): State<AdminState>) -> Response {
+    match &state.merge {
+        None => Json(json!({"enabled": false})).into_response(),
+        Some(status) => {
+            let mut body = serde_json::to_value(status.snapshot()).unwrap_or_default();
+            body["enabled"] = true.into();
+            Json(body).into_response()
+        }
+    }
+}
+
+/// Events parked because Odoo could not take them, with the reason.
+async fn dead_letters(State(state): State<AdminState>) -> Response {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.dead_letters()).await {
+        Ok(Ok(letters)) => {
+            let out: Vec<Value> = letters
+                .into_iter()
+                .map(|(agent, log, seq, l)| {
+                    json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq, "warehouse": l.warehouse,
+                           "sku": l.sku, "reason": l.reason, "message": l.message,
+                           "parked_at": time(Timestamp::from_micros(l.parked_at))})
+                })
+                .collect();
+            Json(json!({ "dead_letters": out })).into_response()
+        }
+        Ok(Err(e)) => blocking_error(e),
+        Err(e) => blocking_error(e),
+    }
 }

@@ -9,6 +9,12 @@ use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
 
+use crate::odoo::OdooConfig;
+
+/// Timeout of one Odoo call: validating a 200-line picking takes seconds (CONTRACT §4.2), and a
+/// loaded server retries serialisation failures for up to ~30 s before answering.
+const ODOO_CALL_TIMEOUT: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
     /// TOML configuration file.
@@ -48,6 +54,25 @@ pub struct ConfigArgs {
     /// Most agent connections at once [default: 10000].
     #[arg(long, env = "TALLY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Odoo's base URL, such as https://erp.example.com (https unless on loopback). Without
+    /// it central journals events but merges nothing.
+    #[arg(long, env = "TALLY_ODOO_URL", value_name = "URL")]
+    pub odoo_url: Option<String>,
+    /// Odoo database name.
+    #[arg(long, env = "TALLY_ODOO_DB", value_name = "NAME")]
+    pub odoo_db: Option<String>,
+    /// Login of Odoo's integration user (groups: Internal User + Inventory Administrator, with
+    /// an e-mail address).
+    #[arg(long, env = "TALLY_ODOO_USER", value_name = "LOGIN")]
+    pub odoo_user: Option<String>,
+    /// That user's API key.
+    #[arg(
+        long,
+        env = "TALLY_ODOO_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub odoo_api_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +88,10 @@ struct FileConfig {
     admin_token: Option<String>,
     token_grace: Option<String>,
     max_connections: Option<usize>,
+    odoo_url: Option<String>,
+    odoo_db: Option<String>,
+    odoo_user: Option<String>,
+    odoo_api_key: Option<String>,
 }
 
 /// How the sync listener speaks.
@@ -85,6 +114,8 @@ pub struct Config {
     pub admin_token: Secret,
     pub token_grace: Duration,
     pub max_connections: usize,
+    /// Where to merge; `None` journals only.
+    pub odoo: Option<OdooConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +211,12 @@ impl ConfigArgs {
         if max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1"));
         }
+        let odoo = odoo_config(
+            self.odoo_url.clone().or(file.odoo_url),
+            self.odoo_db.clone().or(file.odoo_db),
+            self.odoo_user.clone().or(file.odoo_user),
+            self.odoo_api_key.clone().or(file.odoo_api_key),
+        )?;
         Ok(Config {
             data_dir,
             listen,
@@ -188,8 +225,54 @@ impl ConfigArgs {
             admin_token: Secret::new(admin_token),
             token_grace,
             max_connections,
+            odoo,
         })
     }
+}
+
+fn odoo_config(
+    url: Option<String>,
+    db: Option<String>,
+    user: Option<String>,
+    key: Option<String>,
+) -> Result<Option<OdooConfig>, ConfigError> {
+    let Some(url) = url else {
+        if db.is_some() || key.is_some() {
+            return Err(invalid(
+                "odoo_url",
+                "is required with odoo_db and odoo_api_key",
+            ));
+        }
+        return Ok(None);
+    };
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|_| invalid("odoo_url", format!("{url:?} is not a URL")))?;
+    let host = uri.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if loopback => {}
+        _ => {
+            return Err(invalid(
+                "odoo_url",
+                format!("{url:?} must be https:// (plain http only on loopback)"),
+            ));
+        }
+    }
+    Ok(Some(OdooConfig {
+        url,
+        db: db.ok_or_else(|| invalid("odoo_db", "is required with odoo_url"))?,
+        login: user.unwrap_or_else(|| "edge-sync".to_owned()),
+        api_key: Secret::new(
+            key.ok_or_else(|| invalid("odoo_api_key", "is required with odoo_url"))?,
+        ),
+        call_timeout: ODOO_CALL_TIMEOUT,
+    }))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -285,6 +368,40 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn odoo_needs_tls_off_loopback_and_all_its_keys() {
+        let with = |url: &str| ConfigArgs {
+            odoo_url: Some(url.into()),
+            odoo_db: Some("prod".into()),
+            odoo_api_key: Some("k".into()),
+            ..args()
+        };
+        assert!(args().load().unwrap().odoo.is_none());
+        assert!(
+            with("https://erp.example.com")
+                .load()
+                .unwrap()
+                .odoo
+                .is_some()
+        );
+        assert!(with("http://127.0.0.1:8069").load().unwrap().odoo.is_some());
+        let err = with("http://erp.example.com").load().unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                key: "odoo_url",
+                ..
+            }
+        ));
+        let err = ConfigArgs {
+            odoo_db: None,
+            ..with("https://erp.example.com")
+        }
+        .load()
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { key: "odoo_db", .. }));
     }
 
     #[test]

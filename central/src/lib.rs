@@ -75,12 +75,29 @@ impl Central {
             shutdown: shutdown.clone(),
         });
         let tracker = TaskTracker::new();
-        let admin_app = admin::router(admin::AdminState::new(
+        let merge_status = Arc::new(merge::MergeStatus::default());
+        match &self.config.odoo {
+            Some(odoo) => {
+                tracker.spawn(merge::run(
+                    self.store.clone(),
+                    odoo.clone(),
+                    ctx.journal.commits(),
+                    Arc::clone(&merge_status),
+                    shutdown.clone(),
+                ));
+            }
+            None => {
+                tracing::warn!("no odoo_url configured: journaling events without merging them")
+            }
+        }
+        let mut admin_state = admin::AdminState::new(
             self.store.clone(),
             hub,
             &self.config.admin_token,
             self.config.token_grace,
-        ));
+        );
+        admin_state.merge = self.config.odoo.is_some().then_some(merge_status);
+        let admin_app = admin::router(admin_state);
         let admin_server = axum::serve(admin, admin_app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();

@@ -36,6 +36,7 @@ impl TestCentral {
             admin_token: Secret::new(ADMIN_TOKEN),
             token_grace: Duration::from_secs(60),
             max_connections: 100,
+            odoo: None,
         };
         let central = Central::open(config).unwrap();
         let store = central.store().clone();

@@ -6,3 +6,132 @@ pub mod apply;
 pub mod engine;
 pub mod plan;
 pub mod state;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::odoo::{ErrorKind, OdooClient, OdooConfig};
+use crate::store::Store;
+use apply::RetryPolicy;
+use engine::Engine;
+
+/// How often the engine looks at the journal even when nothing new was committed (it also
+/// retries parked work that failed for a retryable reason).
+const IDLE_PASS: Duration = Duration::from_secs(10);
+/// How long to wait after an error that needs a person (bad key, missing rights) before trying
+/// again.
+const AUTH_PAUSE: Duration = Duration::from_secs(60);
+
+/// The merge's state, for the admin API.
+#[derive(Debug, Default)]
+pub struct MergeStatus {
+    inner: Mutex<MergeState>,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct MergeState {
+    pub connected: bool,
+    pub odoo_version: Option<u32>,
+    pub merged_events: u64,
+    /// Set while merging is paused on an error only a person can fix.
+    pub alert: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl MergeStatus {
+    pub fn snapshot(&self) -> MergeState {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut MergeState)) {
+        change(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Merges journaled events into Odoo until `shutdown`: after every journal commit, and every
+/// [`IDLE_PASS`] otherwise. Retryable failures back off; auth failures pause and raise an alert.
+pub async fn run(
+    store: Store,
+    config: OdooConfig,
+    mut commits: watch::Receiver<u64>,
+    status: Arc<MergeStatus>,
+    shutdown: CancellationToken,
+) {
+    let policy = RetryPolicy::default();
+    let mut failures = 0u32;
+    loop {
+        let client = tokio::select! {
+            () = shutdown.cancelled() => return,
+            client = OdooClient::connect(&config) => client,
+        };
+        let client = match client {
+            Ok(client) => client,
+            Err(error) => {
+                let auth = error.kind == ErrorKind::Auth;
+                tracing::error!(%error, url = %config.url, "cannot connect to Odoo");
+                status.update(|s| {
+                    s.connected = false;
+                    s.last_error = Some(error.to_string());
+                    s.alert = auth.then(|| error.to_string());
+                });
+                let pause = if auth {
+                    AUTH_PAUSE
+                } else {
+                    policy.delay(failures, rand::random())
+                };
+                failures = failures.saturating_add(1);
+                tokio::select! { () = shutdown.cancelled() => return, () = tokio::time::sleep(pause) => continue }
+            }
+        };
+        tracing::info!(url = %config.url, version = client.major_version(), "connected to Odoo");
+        status.update(|s| {
+            s.connected = true;
+            s.odoo_version = Some(client.major_version());
+            s.alert = None;
+        });
+        let mut engine = Engine::new(store.clone(), client, policy);
+        loop {
+            let pass = tokio::select! {
+                () = shutdown.cancelled() => return,
+                pass = engine.merge_all() => pass,
+            };
+            match pass {
+                Ok(merged) => {
+                    failures = 0;
+                    status.update(|s| {
+                        s.merged_events += merged;
+                        s.last_error = None;
+                    });
+                }
+                Err(error) => {
+                    let auth = error.kind() == ErrorKind::Auth;
+                    tracing::warn!(%error, "merge pass stopped");
+                    status.update(|s| {
+                        s.last_error = Some(error.to_string());
+                        s.alert = auth.then(|| error.to_string());
+                    });
+                    let pause = if auth {
+                        AUTH_PAUSE
+                    } else {
+                        policy.delay(failures, rand::random())
+                    };
+                    failures = failures.saturating_add(1);
+                    tokio::select! { () = shutdown.cancelled() => return, () = tokio::time::sleep(pause) => {} }
+                    if auth {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = commits.changed() => {}
+                () = tokio::time::sleep(IDLE_PASS) => {}
+            }
+        }
+        status.update(|s| s.connected = false);
+    }
+}

@@ -54,9 +54,15 @@ struct Append {
 #[derive(Debug, Clone)]
 pub struct JournalHandle {
     tx: mpsc::Sender<Append>,
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 impl JournalHandle {
+    /// A counter that moves after every commit (the merge engine waits on it).
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.clone()
+    }
+
     /// Journals a batch of contiguous events; returns the stream's stored seq once durable.
     /// Events at or below the stored seq are dropped as duplicates.
     pub async fn append(
@@ -110,6 +116,7 @@ impl std::future::Future for Pending {
 /// Starts the journal writer; it stops when every handle is dropped and its queue is drained.
 pub fn spawn(store: Store) -> std::io::Result<(JournalHandle, thread::JoinHandle<()>)> {
     let (tx, mut rx) = mpsc::channel::<Append>(MAX_GROUP_BATCHES * 4);
+    let (committed, commits) = tokio::sync::watch::channel(0u64);
     let thread = thread::Builder::new()
         .name("tally-journal".into())
         .spawn(move || {
@@ -131,6 +138,7 @@ pub fn spawn(store: Store) -> std::io::Result<(JournalHandle, thread::JoinHandle
                         for (append, result) in group.drain(..).zip(results) {
                             let _ = append.reply.send(result);
                         }
+                        committed.send_modify(|n| *n += 1);
                     }
                     Err(error) => {
                         tracing::error!(%error, batches = group.len(), "journal commit failed; nothing in it was acknowledged");
@@ -144,7 +152,7 @@ pub fn spawn(store: Store) -> std::io::Result<(JournalHandle, thread::JoinHandle
                 }
             }
         })?;
-    Ok((JournalHandle { tx }, thread))
+    Ok((JournalHandle { tx, commits }, thread))
 }
 
 fn stream_value(stored_seq: u64, created_at: i64) -> [u8; 16] {
