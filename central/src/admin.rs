@@ -108,10 +108,21 @@ fn time(at: Timestamp) -> String {
 async fn list_agents(State(state): State<AdminState>) -> Response {
     let store = state.store.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.list_agents()?, store.streams()?))
+        let agents = store.list_agents()?;
+        let streams = store.streams()?;
+        let merged = streams
+            .iter()
+            .map(|s| {
+                Ok((
+                    (s.agent_id.clone(), s.log_id),
+                    store.merge_cursor(&s.agent_id, s.log_id)?,
+                ))
+            })
+            .collect::<Result<std::collections::HashMap<_, _>, crate::store::StoreError>>()?;
+        Ok::<_, crate::store::StoreError>((agents, streams, merged))
     })
     .await;
-    let (agents, streams) = match loaded {
+    let (agents, streams, merged) = match loaded {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return blocking_error(e),
         Err(e) => return blocking_error(e),
@@ -124,7 +135,10 @@ async fn list_agents(State(state): State<AdminState>) -> Response {
             let logs: Vec<Value> = streams
                 .iter()
                 .filter(|s| s.agent_id == agent.agent_id)
-                .map(|s| json!({"log_id": s.log_id.to_string(), "stored_seq": s.stored_seq, "first_seen": time(s.created_at)}))
+                .map(|s| {
+                    let merged = merged.get(&(s.agent_id.clone(), s.log_id)).copied().unwrap_or(0);
+                    json!({"log_id": s.log_id.to_string(), "stored_seq": s.stored_seq, "merged_seq": merged, "first_seen": time(s.created_at)})
+                })
                 .collect();
             let mut entry = json!({
                 "agent_id": agent.agent_id,

@@ -1,8 +1,10 @@
 //! `tally-demo`: Tally's main job end to end on one machine, with real processes.
 //!
-//! Builds the binaries, makes a test CA, starts `tally-central` (TLS) and a warehouse's
-//! `tally-agent` linked to it, posts a scanner feed, cuts central off with `kill -9` while the
-//! warehouse keeps scanning, brings it back, and shows every event journaled exactly once.
+//! Builds the binaries, makes a test CA, starts the Odoo simulator (or uses the real Odoo given
+//! with `--odoo-url`), `tally-central` (TLS) merging into it and a warehouse's `tally-agent`
+//! linked to central, posts a scanner feed, cuts central off with `kill -9` while the warehouse
+//! keeps scanning, brings it back, and shows every event journaled exactly once and Odoo's
+//! stock moved by exactly the feed.
 //!
 //! Run with `cargo run -p tally-tests --bin tally-demo`. Everything it writes stays in
 //! `target/tally-demo/` for a look afterwards.
@@ -11,8 +13,31 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use clap::Parser;
 use serde_json::{Value, json};
-use tally_tests::{AgentProcess, CentralProcess, Proxy, add_agent_offline, gen_cert, wait_synced};
+use tally_central::odoo::{OdooClient, OdooConfig};
+use tally_protocol::Secret;
+use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
+use tally_tests::{
+    AgentProcess, CentralProcess, Proxy, add_agent_offline, gen_cert, wait_synced, wait_until,
+};
+
+/// Tally end to end on one machine: Odoo (simulated unless given), central, a warehouse agent.
+#[derive(Debug, Parser)]
+struct Args {
+    /// A real Odoo 17/18 to merge into instead of the simulator (its warehouse WH must have a
+    /// location WH/Stock/Shelf 2 and storable products CHAIR-OAK, LAMP-BRASS, DESK-PINE).
+    #[arg(long, env = "TALLY_ODOO_URL", requires_all = ["odoo_db", "odoo_api_key"])]
+    odoo_url: Option<String>,
+    #[arg(long, env = "TALLY_ODOO_DB")]
+    odoo_db: Option<String>,
+    #[arg(long, env = "TALLY_ODOO_USER", default_value = "edge-sync")]
+    odoo_user: String,
+    #[arg(long, env = "TALLY_ODOO_API_KEY", hide_env_values = true)]
+    odoo_api_key: Option<String>,
+}
+
+const SKUS: [&str; 3] = ["CHAIR-OAK", "LAMP-BRASS", "DESK-PINE"];
 
 const WAREHOUSE: &str = "WH";
 const AGENT_ID: &str = "wh1-agent";
@@ -21,7 +46,8 @@ const ADMIN_TOKEN: &str = "demo-admin-token-0123456789";
 
 #[tokio::main]
 async fn main() {
-    if let Err(error) = run().await {
+    let args = Args::parse();
+    if let Err(error) = run(args).await {
         eprintln!("\ntally-demo failed: {error:#}");
         std::process::exit(1);
     }
@@ -89,11 +115,89 @@ fn feed() -> Vec<Value> {
     events
 }
 
-async fn run() -> anyhow::Result<()> {
+/// Odoo's on-hand quantity of each demo SKU in warehouse WH.
+async fn odoo_stock(odoo: &OdooClient) -> anyhow::Result<Vec<(String, f64)>> {
+    let wh = odoo
+        .warehouses(&["WH".into()])
+        .await?
+        .into_iter()
+        .next()
+        .context("Odoo has no warehouse WH")?;
+    let rows = odoo
+        .search_read(
+            "product.product",
+            json!([["default_code", "in", SKUS]]),
+            &["default_code", "qty_available"],
+            Some(json!({"warehouse": wh.id})),
+        )
+        .await?;
+    Ok(SKUS
+        .iter()
+        .map(|sku| {
+            let qty = rows
+                .iter()
+                .find(|r| r["default_code"] == *sku)
+                .and_then(|r| r["qty_available"].as_f64())
+                .unwrap_or(0.0);
+            ((*sku).to_owned(), qty + 0.0)
+        })
+        .collect())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     step("Building tally-agent and tally-central");
     build_binaries()?;
     let dir = workspace_dir()?;
     println!("  working directory: {}", dir.display());
+
+    // Keeps the simulator alive for the whole demo.
+    let mut _simulator = None;
+    let odoo_config = match &args.odoo_url {
+        Some(url) => {
+            step(&format!("Using the real Odoo at {url}"));
+            OdooConfig {
+                url: url.clone(),
+                db: args.odoo_db.clone().context("--odoo-db")?,
+                login: args.odoo_user.clone(),
+                api_key: Secret::new(args.odoo_api_key.clone().context("--odoo-api-key")?),
+                call_timeout: Duration::from_secs(300),
+            }
+        }
+        None => {
+            step(
+                "Starting the Odoo simulator (an in-memory Odoo 17 speaking JSON-RPC — not a real Odoo)",
+            );
+            let sim = OdooSim::start(SimConfig::new(Version::V17)).await?;
+            for sku in SKUS {
+                sim.add_product(sku, Tracking::None)?;
+            }
+            sim.add_location("WH/Stock", "Shelf 2")?;
+            println!(
+                "  {} (database {}, user {})",
+                sim.url(),
+                sim.db(),
+                sim.login()
+            );
+            let config = OdooConfig {
+                url: sim.url(),
+                db: sim.db().to_owned(),
+                login: sim.login().to_owned(),
+                api_key: Secret::new(sim.api_key()),
+                call_timeout: Duration::from_secs(60),
+            };
+            _simulator = Some(sim);
+            config
+        }
+    };
+    let odoo = OdooClient::connect(&odoo_config)
+        .await
+        .context("cannot reach Odoo")?;
+    let stock_before = odoo_stock(&odoo).await?;
+    println!(
+        "  Odoo {} — on hand in WH before: {}",
+        odoo.major_version(),
+        show(&stock_before)
+    );
 
     step("Making a test CA and central's certificate (tally-central gen-cert)");
     let tls = gen_cert(&dir.join("tls")).await?;
@@ -107,10 +211,8 @@ async fn run() -> anyhow::Result<()> {
         &token[..12]
     );
 
-    step("Starting tally-central (agents connect over TLS)");
-    let central = CentralProcess::builder(&central_dir)
-        .admin_token(ADMIN_TOKEN)
-        .tls(&tls)
+    step("Starting tally-central (agents connect over TLS; it merges into Odoo)");
+    let central = central_with_odoo(&central_dir, &tls, &odoo_config)
         .spawn()
         .await?;
     // The warehouse reaches central through a relay the demo can cut, like a WAN link.
@@ -193,9 +295,7 @@ async fn run() -> anyhow::Result<()> {
     );
 
     step("Central comes back; the agent resumes from what central has stored");
-    let central = CentralProcess::builder(&central_dir)
-        .admin_token(ADMIN_TOKEN)
-        .tls(&tls)
+    let central = central_with_odoo(&central_dir, &tls, &odoo_config)
         .spawn()
         .await?;
     link.retarget(central.sync_addr());
@@ -243,6 +343,52 @@ async fn run() -> anyhow::Result<()> {
         );
     }
 
+    step("What Odoo holds: the events merged as a few coalesced pickings, applied exactly once");
+    let merged = wait_until(
+        "central to merge every journaled event into Odoo",
+        Duration::from_secs(120),
+        || async {
+            let view = admin.agent(AGENT_ID).await?;
+            let log = view["logs"]
+                .as_array()
+                .and_then(|l| l.first())
+                .cloned()
+                .unwrap_or_default();
+            Ok(
+                if log["merged_seq"] == log["stored_seq"] && log["stored_seq"].as_u64().is_some() {
+                    std::ops::ControlFlow::Break(log)
+                } else {
+                    std::ops::ControlFlow::Continue(log.to_string())
+                },
+            )
+        },
+    )
+    .await?;
+    println!("  merged through seq {}", merged["merged_seq"]);
+    let stock_after = odoo_stock(&odoo).await?;
+    println!("  on hand in WH after:  {}", show(&stock_after));
+    for ((sku, before), (_, after)) in stock_before.iter().zip(&stock_after) {
+        println!(
+            "    {sku:<11} {before:>6} → {after:>6}  ({:+})",
+            after - before
+        );
+    }
+    let parked: Value = reqwest::Client::new()
+        .get(format!("{}/v1/dead-letters", central.admin_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    for letter in parked["dead_letters"].as_array().into_iter().flatten() {
+        println!(
+            "  parked: seq {} {} — {}",
+            letter["seq"],
+            letter["sku"].as_str().unwrap_or(""),
+            letter["message"].as_str().unwrap_or("")
+        );
+    }
+
     step("Stopping both (SIGTERM: in-flight work finishes, exit 0)");
     let agent_exit = agent.terminate().await?;
     let central_exit = central.terminate().await?;
@@ -250,6 +396,31 @@ async fn run() -> anyhow::Result<()> {
         bail!("unclean exit: agent {agent_exit}, central {central_exit}");
     }
     println!("  done. Logs and data are in {}", dir.display());
-    println!("\nNext milestone: central merges these events into Odoo (see README.md).");
     Ok(())
+}
+
+fn show(stock: &[(String, f64)]) -> String {
+    stock
+        .iter()
+        .map(|(sku, qty)| format!("{sku} {qty}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn central_with_odoo(
+    dir: &Path,
+    tls: &tally_tests::TlsFiles,
+    odoo: &OdooConfig,
+) -> tally_tests::CentralBuilder {
+    CentralProcess::builder(dir)
+        .admin_token(ADMIN_TOKEN)
+        .tls(tls)
+        .arg("--odoo-url")
+        .arg(&odoo.url)
+        .arg("--odoo-db")
+        .arg(&odoo.db)
+        .arg("--odoo-user")
+        .arg(&odoo.login)
+        .arg("--odoo-api-key")
+        .arg(odoo.api_key.expose())
 }
