@@ -196,12 +196,23 @@ pub fn plan(
             ),
         };
         for (chunk, lines) in lines.chunks(MAX_LINES_PER_PICKING).enumerate() {
+            // The header shows where the moves actually go when they all agree (an adjustment
+            // that only removes stock reads Stock → Inventory adjustment in Odoo's UI); each
+            // move carries its own locations either way.
+            let common = |end: fn(&Line) -> i64, default: i64| {
+                let first = end(&lines[0]);
+                if lines.iter().all(|l| end(l) == first) {
+                    first
+                } else {
+                    default
+                }
+            };
             out.push(PlannedPicking {
                 key: format!("{batch_key}-{}{}", kind.code(), chunk + 1),
                 kind,
                 picking_type,
-                from,
-                to,
+                from: common(|l| l.from, from),
+                to: common(|l| l.to, to),
                 lines: lines.to_vec(),
             });
         }
@@ -340,6 +351,30 @@ mod tests {
             ]
         );
         assert_eq!(pickings[1].picking_type, WH.delivery_type);
+    }
+
+    #[test]
+    fn picking_headers_follow_their_moves_when_they_agree() {
+        let events = vec![
+            event(1, EventKind::Adjustment, 3, -2),
+            event(2, EventKind::Transfer, 1, 6),
+        ];
+        let pickings = plan("K", &WH, &resolve(&events));
+        // An adjustment that only removes stock, a transfer to one place.
+        assert_eq!(
+            (pickings[0].from, pickings[0].to),
+            (WH.stock_location, WH.inventory_adjustment)
+        );
+        assert_eq!((pickings[1].from, pickings[1].to), (WH.stock_location, 20));
+        let mixed = vec![
+            event(1, EventKind::Adjustment, 3, -2),
+            event(2, EventKind::Adjustment, 4, 5),
+        ];
+        let pickings = plan("K", &WH, &resolve(&mixed));
+        assert_eq!(
+            (pickings[0].from, pickings[0].to),
+            (WH.inventory_adjustment, WH.stock_location)
+        );
     }
 
     #[test]
