@@ -4,19 +4,16 @@
 //! holds exactly an agent's log ([`check_journal`]).
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-use crate::{REQUEST_TIMEOUT, SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT, find_binary, tail};
+use crate::process::{self, Names, Process, command};
+use crate::{STARTUP_TIMEOUT, cached_binary, http_client};
 
 /// The environment variable that names the `tally-central` binary to test.
 pub const CENTRAL_BIN_ENV: &str = "TALLY_CENTRAL_BIN";
@@ -28,6 +25,15 @@ pub const ADMIN_TOKEN: &str = "tally-test-admin-token-0123456789";
 /// `tally-central listening on 127.0.0.1:PORT admin http://127.0.0.1:PORT2`.
 const LISTENING_PREFIX: &str = "tally-central listening on ";
 
+/// How error messages name central.
+const CENTRAL_NAMES: Names = Names {
+    program: "tally-central",
+    process: "central",
+};
+
+/// How long a short command (`gen-cert`, `agent add`) may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Largest page of `GET /v1/journal`.
 const JOURNAL_PAGE: usize = 10_000;
 
@@ -35,39 +41,7 @@ const JOURNAL_PAGE: usize = 10_000;
 /// documentation). Found and checked once per test process.
 pub fn central_binary() -> anyhow::Result<PathBuf> {
     static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BINARY
-        .get_or_init(|| find_binary("tally-central", CENTRAL_BIN_ENV).map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-/// A `tally-central` command with no `TALLY_*` configuration leaking in from the environment
-/// the tests run in (only `TALLY_LOG`).
-fn command(binary: &Path) -> Command {
-    let mut command = Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TALLY_") && name != "TALLY_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command.stdin(Stdio::null()).kill_on_drop(true);
-    command
-}
-
-/// Runs a short `tally-central` command to its end and returns its stdout.
-async fn run_to_end(mut command: Command, what: &str) -> anyhow::Result<String> {
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .with_context(|| format!("{what} did not finish within 60 s"))?
-        .with_context(|| format!("cannot run {what}"))?;
-    if !output.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    String::from_utf8(output.stdout).with_context(|| format!("{what} printed non-UTF-8"))
+    cached_binary(&BINARY, "tally-central", CENTRAL_BIN_ENV)
 }
 
 /// The files `tally-central gen-cert` writes: a test CA and a server certificate it signed.
@@ -90,7 +64,7 @@ pub async fn gen_cert(dir: &Path) -> anyhow::Result<TlsFiles> {
         "--host",
         "127.0.0.1",
     ]);
-    run_to_end(gen_cert, "tally-central gen-cert").await?;
+    process::run_to_end(gen_cert, "tally-central gen-cert", COMMAND_TIMEOUT).await?;
     let files = TlsFiles {
         ca: dir.join("ca.pem"),
         cert: dir.join("cert.pem"),
@@ -120,7 +94,7 @@ pub async fn add_agent_offline(
         .args(["--admin-token", admin_token, "--insecure-plaintext"])
         .args(["--listen", "127.0.0.1:1", "--admin-listen", "127.0.0.1:1"])
         .args(["add", agent_id, "--warehouse", warehouse]);
-    let stdout = run_to_end(add, "tally-central agent add").await?;
+    let stdout = process::run_to_end(add, "tally-central agent add", COMMAND_TIMEOUT).await?;
     let token = stdout.trim();
     ensure!(
         !token.is_empty() && !token.contains(char::is_whitespace),
@@ -132,13 +106,7 @@ pub async fn add_agent_offline(
 /// Where central on `data_dir` writes its stderr: next to the data directory, appended to by
 /// every run.
 pub fn central_stderr_path(data_dir: &Path) -> PathBuf {
-    let name = data_dir
-        .file_name()
-        .map_or_else(|| "central".into(), |n| n.to_string_lossy().into_owned());
-    data_dir
-        .parent()
-        .unwrap_or(data_dir)
-        .join(format!("{name}.central-stderr.log"))
+    process::stderr_path_next_to(data_dir, "central")
 }
 
 /// How central's sync listener speaks.
@@ -213,18 +181,6 @@ impl CentralBuilder {
     /// picks, and waits for its listening line on stdout.
     pub async fn spawn(&self) -> anyhow::Result<CentralProcess> {
         let binary = central_binary()?;
-        let stderr_path = central_stderr_path(&self.data_dir);
-        let mut stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr_path)
-            .with_context(|| format!("cannot open {}", stderr_path.display()))?;
-        writeln!(
-            stderr,
-            "=== harness: starting {} on {}",
-            binary.display(),
-            self.data_dir.display()
-        )?;
         let mut run = command(&binary);
         run.arg("run")
             .arg("--data-dir")
@@ -239,52 +195,19 @@ impl CentralBuilder {
                 run.arg("--insecure-plaintext");
             }
         }
-        run.args(&self.args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
+        run.args(&self.args);
         if let Some(filter) = &self.log_filter {
             run.env("TALLY_LOG", filter);
         }
-        let mut child = run
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let pid = child.id().context("central exited at once")?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("central's stdout is not piped")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let waited = tokio::time::timeout(self.startup_timeout, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(rest) = line.strip_prefix(LISTENING_PREFIX) {
-                    return Ok(Some(rest.trim().to_owned()));
-                }
-            }
-            Ok::<_, std::io::Error>(None)
-        })
-        .await;
-        let rest = match waited {
-            Ok(Ok(Some(rest))) => rest,
-            Ok(Ok(None)) | Ok(Err(_)) => {
-                let status = tokio::time::timeout(SHUTDOWN_TIMEOUT, child.wait()).await;
-                bail!(
-                    "tally-central closed its stdout without a listening line (exit: {status:?}); \
-                     its stderr ({}):\n{}",
-                    stderr_path.display(),
-                    tail(&stderr_path, 40)
-                );
-            }
-            Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                bail!(
-                    "tally-central did not print its listening line within {:?}; its stderr ({}):\n{}",
-                    self.startup_timeout,
-                    stderr_path.display(),
-                    tail(&stderr_path, 40)
-                );
-            }
-        };
+        let (process, rest) = Process::spawn(
+            run,
+            CENTRAL_NAMES,
+            &self.data_dir,
+            central_stderr_path(&self.data_dir),
+            LISTENING_PREFIX,
+            self.startup_timeout,
+        )
+        .await?;
         let (sync, admin_url) = rest
             .split_once(" admin ")
             .with_context(|| format!("an unexpected listening line: {LISTENING_PREFIX}{rest}"))?;
@@ -295,16 +218,12 @@ impl CentralBuilder {
             sync_addr.ip().is_loopback() && admin_url.starts_with("http://127.0.0.1:"),
             "central listens on {sync_addr} and {admin_url}, not on loopback"
         );
-        // Keep draining stdout, so that a later line can never block or kill central.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(CentralProcess {
-            child,
-            pid,
+            process,
             sync_addr,
             tls: matches!(self.transport, Transport::Tls { .. }),
             admin: AdminClient::new(admin_url, &self.admin_token),
             data_dir: self.data_dir.clone(),
-            stderr_path,
         })
     }
 }
@@ -312,13 +231,11 @@ impl CentralBuilder {
 /// A running `tally-central run` process. Dropping it kills the process (SIGKILL).
 #[derive(Debug)]
 pub struct CentralProcess {
-    child: Child,
-    pid: u32,
+    process: Process,
     sync_addr: SocketAddr,
     tls: bool,
     admin: AdminClient,
     data_dir: PathBuf,
-    stderr_path: PathBuf,
 }
 
 impl CentralProcess {
@@ -353,7 +270,7 @@ impl CentralProcess {
     }
 
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -362,49 +279,27 @@ impl CentralProcess {
 
     /// The file that holds central's stderr (shared by every run on the same data dir).
     pub fn stderr_path(&self) -> &Path {
-        &self.stderr_path
+        self.process.stderr_path()
     }
 
     pub fn stderr_tail(&self, lines: usize) -> String {
-        tail(&self.stderr_path, lines)
+        self.process.stderr_tail(lines)
     }
 
     /// SIGKILL: central dies at once, wherever it is. Waits for it and returns its status.
-    pub async fn kill9(mut self) -> anyhow::Result<ExitStatus> {
-        self.child
-            .start_kill()
-            .context("cannot send SIGKILL to central")?;
-        tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait())
-            .await
-            .context("central did not die after SIGKILL")?
-            .context("cannot wait for central")
+    pub async fn kill9(self) -> anyhow::Result<ExitStatus> {
+        self.process.kill9().await
     }
 
-    /// SIGTERM, then waits (at most [`SHUTDOWN_TIMEOUT`]) for central to exit and returns its
+    /// SIGTERM, then waits (at most [`crate::SHUTDOWN_TIMEOUT`]) for central to exit and returns its
     /// status. A central that does not exit in time is killed and reported as an error.
-    pub async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
-        self.signal(rustix::process::Signal::TERM)?;
-        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await {
-            Ok(status) => status.context("cannot wait for central"),
-            Err(_) => {
-                let _ = self.child.start_kill();
-                let _ = self.child.wait().await;
-                bail!(
-                    "central did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM; its stderr:\n{}",
-                    self.stderr_tail(40)
-                )
-            }
-        }
+    pub async fn terminate(self) -> anyhow::Result<ExitStatus> {
+        self.process.terminate().await
     }
 
     /// Sends `signal` to central (it has not been waited for, so its pid is still its own).
     pub fn signal(&self, signal: rustix::process::Signal) -> anyhow::Result<()> {
-        let pid = i32::try_from(self.pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .context("central's pid is not a valid pid")?;
-        rustix::process::kill_process(pid, signal)
-            .with_context(|| format!("cannot send {signal:?} to central (pid {})", self.pid))
+        self.process.signal(signal)
     }
 }
 
@@ -417,15 +312,10 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client with its own connection pool and a [`REQUEST_TIMEOUT`] per request.
+    /// A client with its own connection pool and a [`crate::REQUEST_TIMEOUT`] per request.
     pub fn new(base_url: &str, token: &str) -> AdminClient {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .no_proxy()
-            .build()
-            .expect("a plain HTTP client builds");
         AdminClient {
-            http,
+            http: http_client(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         }

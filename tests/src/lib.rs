@@ -29,6 +29,7 @@
 
 pub mod central;
 pub mod odoo_sim;
+mod process;
 pub mod proxy;
 pub mod wait;
 
@@ -40,19 +41,17 @@ pub use odoo_sim::{
     Fault, FaultKind, Latency, OdooSim, SimConfig, Tracking, Version as OdooVersion,
 };
 pub use proxy::{Proxy, ProxyStats};
-pub use wait::{wait_synced, wait_until};
+pub use wait::{wait_for_acks, wait_synced, wait_until};
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+use crate::process::{Names, Process};
 
 /// A scanner token the harness starts agents with unless told otherwise.
 pub const TEST_TOKEN: &str = "tally-test-token-0123456789";
@@ -69,6 +68,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The one line `tally-agent run` prints on stdout once it accepts connections.
 const LISTENING_PREFIX: &str = "tally-agent listening on ";
 
+/// How error messages name an agent.
+const AGENT_NAMES: Names = Names {
+    program: "tally-agent",
+    process: "the agent",
+};
+
 /// The environment variable that names the `tally-agent` binary to test.
 pub const AGENT_BIN_ENV: &str = "TALLY_AGENT_BIN";
 
@@ -76,15 +81,20 @@ pub const AGENT_BIN_ENV: &str = "TALLY_AGENT_BIN";
 /// test process, so that a source edited while a test runs does not fail it halfway.
 pub fn agent_binary() -> anyhow::Result<PathBuf> {
     static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    BINARY
-        .get_or_init(|| find_binary("tally-agent", AGENT_BIN_ENV).map_err(|e| format!("{e:#}")))
+    cached_binary(&BINARY, "tally-agent", AGENT_BIN_ENV)
+}
+
+/// [`find_binary`] once per process: the first answer, kept in `cell`, is every answer.
+pub(crate) fn cached_binary(
+    cell: &std::sync::OnceLock<Result<PathBuf, String>>,
+    name: &str,
+    env: &str,
+) -> anyhow::Result<PathBuf> {
+    cell.get_or_init(|| find_binary(name, env).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-/// Finds the binary `name` of the package of the same name: the path in the environment
-/// variable `env` if set, else `target/<profile>/<name>` next to the test executable, refused
-/// when older than a source it was built from.
 /// A directory to take the binaries from, set by a program (the demo) that built them itself.
 static BINARY_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -94,7 +104,11 @@ pub fn use_binaries_from(dir: &Path) {
     let _ = BINARY_DIR.set(dir.to_owned());
 }
 
-pub(crate) fn find_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+/// Finds the binary `name` of the package of the same name: the one in the directory given to
+/// [`use_binaries_from`] if any, else the path in the environment variable `env` if set, else
+/// `target/<profile>/<name>` next to the test executable, refused when older than a source it
+/// was built from.
+fn find_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = BINARY_DIR.get() {
         let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
         ensure!(path.is_file(), "{} does not exist", path.display());
@@ -168,13 +182,7 @@ fn newer_source(dep_info: &Path, built: SystemTime) -> Option<PathBuf> {
 /// Where an agent on `data_dir` writes its stderr: next to the data directory, so that it
 /// survives restarts (every run appends) and is not mistaken for agent data.
 pub fn stderr_log_path(data_dir: &Path) -> PathBuf {
-    let name = data_dir
-        .file_name()
-        .map_or_else(|| "agent".into(), |n| n.to_string_lossy().into_owned());
-    data_dir
-        .parent()
-        .unwrap_or(data_dir)
-        .join(format!("{name}.agent-stderr.log"))
+    process::stderr_path_next_to(data_dir, "agent")
 }
 
 /// The last `lines` lines of a file, for failure messages.
@@ -232,6 +240,47 @@ where
             }
         }
         panic!("{error:#}\n\n(data kept in {}){logs}", kept.display());
+    }
+}
+
+/// Runs `test` on the path of a data directory `data` (not created) in a fresh temporary
+/// directory whose name starts with `prefix`, after checking that the `tally-agent` binary is
+/// there and fresh. On failure, keeps the directory and panics with the error and the last 60
+/// lines of the agent's stderr ([`stderr_log_path`]).
+pub async fn with_agent_data_dir<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    // A missing or stale binary fails here, before a data directory is made and kept.
+    if let Err(error) = agent_binary() {
+        panic!("{error:#}");
+    }
+    let base = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("a temporary directory");
+    let data_dir = base.path().join("data");
+    if let Err(error) = test(data_dir.clone()).await {
+        let stderr = stderr_log_path(&data_dir);
+        let kept = base.keep();
+        panic!(
+            "{error:#}\n\n(data kept in {}) last lines of the agent's stderr ({}):\n{}",
+            kept.display(),
+            stderr.display(),
+            tail(&stderr, 60)
+        );
+    }
+}
+
+/// The environment variable that fixes a randomized test's seed, to replay its schedule.
+pub const SEED_ENV: &str = "TALLY_TEST_SEED";
+
+/// The seed of a randomized test: [`SEED_ENV`] if set, else a random one.
+pub fn test_seed() -> anyhow::Result<u64> {
+    match std::env::var(SEED_ENV) {
+        Ok(text) => text.parse().context("TALLY_TEST_SEED must be a number"),
+        Err(_) => Ok(rand::random()),
     }
 }
 
@@ -315,19 +364,7 @@ impl AgentBuilder {
     /// line on stdout.
     pub async fn spawn(self) -> anyhow::Result<AgentProcess> {
         let binary = agent_binary()?;
-        let stderr_path = stderr_log_path(&self.data_dir);
-        let mut stderr = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr_path)
-            .with_context(|| format!("cannot open {}", stderr_path.display()))?;
-        writeln!(
-            stderr,
-            "=== harness: starting {} on {}",
-            binary.display(),
-            self.data_dir.display()
-        )?;
-        let mut command = Command::new(&binary);
+        let mut command = process::command(&binary);
         command
             .arg("run")
             .arg("--data-dir")
@@ -336,73 +373,27 @@ impl AgentBuilder {
             .args(["--agent-id", &self.agent_id])
             .args(["--scanner-token", &self.token])
             .args(["--listen", "127.0.0.1:0"])
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .kill_on_drop(true);
-        // The agent reads its configuration from TALLY_* variables too: none may leak in from
-        // the environment the tests run in.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("TALLY_") && name != "TALLY_LOG" {
-                command.env_remove(name);
-            }
-        }
+            .args(&self.args);
         if let Some(filter) = &self.log_filter {
             command.env("TALLY_LOG", filter);
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let pid = child.id().context("the agent exited at once")?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("the agent's stdout is not piped")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let waited = tokio::time::timeout(self.startup_timeout, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix(LISTENING_PREFIX) {
-                    return Ok(Some(url.trim().to_owned()));
-                }
-            }
-            Ok::<_, std::io::Error>(None)
-        })
-        .await;
-        let base_url = match waited {
-            Ok(Ok(Some(url))) => url,
-            Ok(Ok(None)) | Ok(Err(_)) => {
-                let status = tokio::time::timeout(SHUTDOWN_TIMEOUT, child.wait()).await;
-                bail!(
-                    "tally-agent closed its stdout without a listening line (exit: {status:?}); \
-                     its stderr ({}):\n{}",
-                    stderr_path.display(),
-                    tail(&stderr_path, 40)
-                );
-            }
-            Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                bail!(
-                    "tally-agent did not print its listening line within {:?}; its stderr ({}):\n{}",
-                    self.startup_timeout,
-                    stderr_path.display(),
-                    tail(&stderr_path, 40)
-                );
-            }
-        };
+        let (process, base_url) = Process::spawn(
+            command,
+            AGENT_NAMES,
+            &self.data_dir,
+            stderr_log_path(&self.data_dir),
+            LISTENING_PREFIX,
+            self.startup_timeout,
+        )
+        .await?;
         if !base_url.starts_with("http://127.0.0.1:") {
             bail!("tally-agent listens on {base_url}, not on loopback");
         }
-        // Keep draining stdout, so that a later line can never block or kill the agent.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(AgentProcess {
-            child,
-            pid,
+            process,
             base_url,
             data_dir: self.data_dir,
             token: self.token,
-            stderr_path,
         })
     }
 }
@@ -410,12 +401,10 @@ impl AgentBuilder {
 /// A running `tally-agent run` process. Dropping it kills the process (SIGKILL).
 #[derive(Debug)]
 pub struct AgentProcess {
-    child: Child,
-    pid: u32,
+    process: Process,
     base_url: String,
     data_dir: PathBuf,
     token: String,
-    stderr_path: PathBuf,
 }
 
 impl AgentProcess {
@@ -434,7 +423,7 @@ impl AgentProcess {
     }
 
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -443,12 +432,12 @@ impl AgentProcess {
 
     /// The file that holds the agent's stderr (shared by every run on the same data dir).
     pub fn stderr_path(&self) -> &Path {
-        &self.stderr_path
+        self.process.stderr_path()
     }
 
     /// The last `lines` lines of the agent's stderr.
     pub fn stderr_tail(&self, lines: usize) -> String {
-        tail(&self.stderr_path, lines)
+        self.process.stderr_tail(lines)
     }
 
     /// An HTTP client for this agent, with the token it was started with.
@@ -457,42 +446,19 @@ impl AgentProcess {
     }
 
     /// SIGKILL: the process dies at once, wherever it is. Waits for it and returns its status.
-    pub async fn kill9(mut self) -> anyhow::Result<ExitStatus> {
-        // On Unix, `start_kill` is kill(pid, SIGKILL).
-        self.child
-            .start_kill()
-            .context("cannot send SIGKILL to the agent")?;
-        tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait())
-            .await
-            .context("the agent did not die after SIGKILL")?
-            .context("cannot wait for the agent")
+    pub async fn kill9(self) -> anyhow::Result<ExitStatus> {
+        self.process.kill9().await
     }
 
     /// SIGTERM, then waits (at most [`SHUTDOWN_TIMEOUT`]) for the agent to exit and returns
     /// its status. An agent that does not exit in time is killed and reported as an error.
-    pub async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
-        self.signal(rustix::process::Signal::TERM)?;
-        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait()).await {
-            Ok(status) => status.context("cannot wait for the agent"),
-            Err(_) => {
-                let _ = self.child.start_kill();
-                let _ = self.child.wait().await;
-                bail!(
-                    "the agent did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM; its stderr:\n{}",
-                    self.stderr_tail(40)
-                )
-            }
-        }
+    pub async fn terminate(self) -> anyhow::Result<ExitStatus> {
+        self.process.terminate().await
     }
 
     /// Sends `signal` to the agent (it has not been waited for, so its pid is still its own).
     pub fn signal(&self, signal: rustix::process::Signal) -> anyhow::Result<()> {
-        let pid = i32::try_from(self.pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .context("the agent's pid is not a valid pid")?;
-        rustix::process::kill_process(pid, signal)
-            .with_context(|| format!("cannot send {signal:?} to the agent (pid {})", self.pid))
+        self.process.signal(signal)
     }
 }
 
@@ -500,30 +466,9 @@ impl AgentProcess {
 /// Only while no agent runs on `data_dir`.
 pub async fn export(data_dir: &Path) -> anyhow::Result<Vec<Value>> {
     let binary = agent_binary()?;
-    let mut command = Command::new(&binary);
-    command
-        .arg("export")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TALLY_") && name != "TALLY_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .context("tally-agent export did not finish within 120 s")?
-        .context("cannot run tally-agent export")?;
-    if !output.status.success() {
-        bail!(
-            "tally-agent export failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let text = String::from_utf8(output.stdout).context("export printed non-UTF-8")?;
+    let mut command = process::command(&binary);
+    command.arg("export").arg("--data-dir").arg(data_dir);
+    let text = process::run_to_end(command, "tally-agent export", Duration::from_secs(120)).await?;
     text.lines()
         .enumerate()
         .map(|(n, line)| {
@@ -549,16 +494,20 @@ pub struct AgentClient {
     token: String,
 }
 
+/// An HTTP client with its own connection pool, no proxy and a [`REQUEST_TIMEOUT`] per request.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .no_proxy()
+        .build()
+        .expect("a plain HTTP client builds")
+}
+
 impl AgentClient {
     /// A client with its own connection pool and a [`REQUEST_TIMEOUT`] per request.
     pub fn new(base_url: &str, token: &str) -> AgentClient {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .no_proxy()
-            .build()
-            .expect("a plain HTTP client builds");
         AgentClient {
-            http,
+            http: http_client(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         }

@@ -2,9 +2,11 @@
 
 use std::future::Future;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// How often [`wait_until`] looks again.
@@ -70,4 +72,28 @@ pub async fn wait_synced(
         },
     )
     .await
+}
+
+/// Waits (at most `deadline`) until the clients' count of acknowledged events in `acked` has
+/// grown by `more` from where it stands now, or a client has set `failed` (an error, pointing
+/// at the client's own error, which the test reports).
+pub async fn wait_for_acks(
+    acked: &mut watch::Receiver<u64>,
+    failed: &AtomicBool,
+    more: u64,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let target = *acked.borrow_and_update() + more;
+    tokio::time::timeout(
+        deadline,
+        acked.wait_for(|n| *n >= target || failed.load(Ordering::SeqCst)),
+    )
+    .await
+    .with_context(|| format!("fewer than {more} events were acknowledged within {deadline:?}"))?
+    .context("the clients' counter is gone")?;
+    ensure!(
+        !failed.load(Ordering::SeqCst),
+        "a client failed (see below)"
+    );
+    Ok(())
 }

@@ -19,8 +19,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tally_tests::{
-    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, agent_binary,
-    check_log, event_for_id, export, stderr_log_path, tail,
+    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, check_log,
+    event_for_id, export, test_seed, wait_for_acks, with_agent_data_dir,
 };
 use tokio::sync::watch;
 
@@ -71,33 +71,15 @@ struct ClientReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_repeated_sigkill() {
-    // A missing or stale binary fails here, before a data directory is made and kept.
-    if let Err(error) = agent_binary() {
-        panic!("{error:#}");
-    }
-    let base = tempfile::Builder::new()
-        .prefix("tally-agent-crash-")
-        .tempdir()
-        .expect("a temporary directory");
-    let data_dir = base.path().join("data");
-    if let Err(error) = run(&data_dir).await {
-        let stderr = stderr_log_path(&data_dir);
-        let kept = base.keep();
-        panic!(
-            "{error:#}\n\n(data kept in {}) last lines of the agent's stderr ({}):\n{}",
-            kept.display(),
-            stderr.display(),
-            tail(&stderr, 60)
-        );
-    }
+    with_agent_data_dir("tally-agent-crash-", |data_dir| async move {
+        run(&data_dir).await
+    })
+    .await;
 }
 
 async fn run(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    let seed: u64 = match std::env::var("TALLY_TEST_SEED") {
-        Ok(text) => text.parse().context("TALLY_TEST_SEED must be a number")?,
-        Err(_) => rand::random(),
-    };
+    let seed = test_seed()?;
     let mut rng = StdRng::seed_from_u64(seed);
     let rounds = rng.random_range(MIN_ROUNDS..=MAX_ROUNDS);
 
@@ -141,7 +123,7 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<()> {
         } else {
             rng.random_range(KILL_AFTER)
         };
-        if let Err(error) = wait_for_acks(&mut acked_rx, &shared, more).await {
+        if let Err(error) = wait_for_acks(&mut acked_rx, &shared.failed, more, WAIT).await {
             outcome = Err(error.context(format!("before kill {round}")));
             break;
         }
@@ -175,7 +157,7 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<()> {
         })));
     }
     if outcome.is_ok() {
-        outcome = wait_for_acks(&mut acked_rx, &shared, FINAL_EVENTS)
+        outcome = wait_for_acks(&mut acked_rx, &shared.failed, FINAL_EVENTS, WAIT)
             .await
             .context("after the last restart");
     }
@@ -259,27 +241,6 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<()> {
     ensure!(
         totals.unanswered > 0,
         "no request was in flight at any of the {kills} kills"
-    );
-    Ok(())
-}
-
-/// Waits until `more` events beyond those acknowledged now are acknowledged, or a client fails.
-async fn wait_for_acks(
-    acked: &mut watch::Receiver<u64>,
-    shared: &Shared,
-    more: u64,
-) -> anyhow::Result<()> {
-    let target = *acked.borrow_and_update() + more;
-    tokio::time::timeout(
-        WAIT,
-        acked.wait_for(|n| *n >= target || shared.failed.load(Ordering::SeqCst)),
-    )
-    .await
-    .with_context(|| format!("fewer than {more} events were acknowledged within {WAIT:?}"))?
-    .context("the clients' counter is gone")?;
-    ensure!(
-        !shared.failed.load(Ordering::SeqCst),
-        "a client failed (see below)"
     );
     Ok(())
 }

@@ -16,8 +16,8 @@ use anyhow::{Context, bail, ensure};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tally_tests::{
-    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, agent_binary,
-    check_log, event_for_id, export, stderr_log_path, tail,
+    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, check_log,
+    event_for_id, export, test_seed, with_agent_data_dir,
 };
 use tokio::sync::watch;
 
@@ -48,33 +48,15 @@ struct ClientReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_posting_exits_cleanly_and_keeps_acknowledged_events() {
-    // A missing or stale binary fails here, before a data directory is made and kept.
-    if let Err(error) = agent_binary() {
-        panic!("{error:#}");
-    }
-    let base = tempfile::Builder::new()
-        .prefix("tally-agent-sigterm-")
-        .tempdir()
-        .expect("a temporary directory");
-    let data_dir = base.path().join("data");
-    if let Err(error) = run(&data_dir).await {
-        let stderr = stderr_log_path(&data_dir);
-        let kept = base.keep();
-        panic!(
-            "{error:#}\n\n(data kept in {}) last lines of the agent's stderr ({}):\n{}",
-            kept.display(),
-            stderr.display(),
-            tail(&stderr, 60)
-        );
-    }
+    with_agent_data_dir("tally-agent-sigterm-", |data_dir| async move {
+        run(&data_dir).await
+    })
+    .await;
 }
 
 async fn run(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    let seed: u64 = match std::env::var("TALLY_TEST_SEED") {
-        Ok(text) => text.parse().context("TALLY_TEST_SEED must be a number")?,
-        Err(_) => rand::random(),
-    };
+    let seed = test_seed()?;
     let mut rng = StdRng::seed_from_u64(seed);
     let agent = AgentProcess::spawn(data_dir, TEST_TOKEN).await?;
     let (acked_tx, mut acked_rx) = watch::channel(0u64);

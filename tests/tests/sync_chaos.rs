@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use tally_tests::{
     Acceptance, AgentBuilder, AgentClient, AgentProcess, CentralBuilder, CentralProcess,
     EventRequest, Expectations, Proxy, TlsFiles, check_journal, check_log, event_for_id, gen_cert,
-    wait_synced, wait_until, with_temp_dir,
+    test_seed, wait_for_acks, wait_synced, wait_until, with_temp_dir,
 };
 use tokio::sync::watch;
 
@@ -122,10 +122,7 @@ async fn every_acknowledged_event_reaches_central_once_through_chaos() {
 
 async fn run(base: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    let seed: u64 = match std::env::var("TALLY_TEST_SEED") {
-        Ok(text) => text.parse().context("TALLY_TEST_SEED must be a number")?,
-        Err(_) => rand::random(),
-    };
+    let seed = test_seed()?;
     println!("sync_chaos: seed {seed} (set TALLY_TEST_SEED to replay the fault schedule)");
     let mut rng = StdRng::seed_from_u64(seed);
 
@@ -184,7 +181,7 @@ async fn run(base: &Path) -> anyhow::Result<()> {
     for (round, &fault) in faults.iter().enumerate() {
         let more = rng.random_range(FAULT_AFTER);
         let ready = async {
-            wait_for_acks(&mut acked_rx, &shared, more).await?;
+            wait_for_acks(&mut acked_rx, &shared.failed, more, WAIT).await?;
             wait_streaming(&slots, &hit).await
         };
         if let Err(error) = ready.await {
@@ -274,7 +271,7 @@ async fn run(base: &Path) -> anyhow::Result<()> {
     }
     if outcome.is_ok() {
         outcome = async {
-            wait_for_acks(&mut acked_rx, &shared, FINAL_EVENTS).await?;
+            wait_for_acks(&mut acked_rx, &shared.failed, FINAL_EVENTS, WAIT).await?;
             wait_streaming(&slots, &hit).await
         }
         .await
@@ -544,28 +541,6 @@ async fn wait_streaming(slots: &[Slot], hit: &[(usize, u64)]) -> anyhow::Result<
         )
         .await?;
     }
-    Ok(())
-}
-
-/// Waits until `more` events beyond those acknowledged now are acknowledged by the agents, or
-/// a client fails.
-async fn wait_for_acks(
-    acked: &mut watch::Receiver<u64>,
-    shared: &Shared,
-    more: u64,
-) -> anyhow::Result<()> {
-    let target = *acked.borrow_and_update() + more;
-    tokio::time::timeout(
-        WAIT,
-        acked.wait_for(|n| *n >= target || shared.failed.load(Ordering::SeqCst)),
-    )
-    .await
-    .with_context(|| format!("fewer than {more} events were acknowledged within {WAIT:?}"))?
-    .context("the clients' counter is gone")?;
-    ensure!(
-        !shared.failed.load(Ordering::SeqCst),
-        "a client failed (see below)"
-    );
     Ok(())
 }
 
