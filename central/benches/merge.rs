@@ -1,0 +1,283 @@
+//! Merge benchmark: prints its figures; `docs/BENCHMARKS.md` records them.
+//!
+//! `cargo bench -p tally-central --bench merge`: 10,000 events over 200 SKUs in 2 warehouses,
+//! merged into the Odoo simulator by Tally's engine and, in the same run, by a naive
+//! integration that sends one picking (create + validate) per event. The simulator's latency
+//! model is CONTRACT §4.2's: 300 ms per call + 35 ms per move line (`TALLY_BENCH_LATENCY_SCALE`
+//! scales it). The naive side costs the same for every event, and all 10,000 would take about
+//! two hours, so it runs on the first `TALLY_BENCH_NAIVE_EVENTS` (default 300) and is
+//! extrapolated; the output says so. Both end states are checked against the expected stock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tally_central::merge::apply::{RetryPolicy, apply_once};
+use tally_central::merge::engine::Engine;
+use tally_central::merge::plan::{Line, PickingKind, PlannedPicking};
+use tally_central::odoo::{OdooClient, OdooConfig};
+use tally_central::store::Store;
+use tally_protocol::*;
+use tally_tests::odoo_sim::{Latency, OdooSim, SimConfig, Version};
+
+const EVENTS: usize = 10_000;
+const SKUS: usize = 200;
+const WAREHOUSES: [&str; 2] = ["WH", "WH2"];
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+fn latency(scale: f64) -> Latency {
+    let lab = Latency::lab();
+    Latency {
+        per_call: lab.per_call.mul_f64(scale),
+        per_line: lab.per_line.mul_f64(scale),
+    }
+}
+
+async fn sim(latency: Latency) -> anyhow::Result<(OdooSim, OdooClient)> {
+    let mut config = SimConfig::new(Version::V17);
+    config.extra_products = SKUS;
+    config.latency = latency;
+    let sim = OdooSim::start(config).await?;
+    let client = OdooClient::connect(&OdooConfig {
+        url: sim.url(),
+        db: sim.db().to_owned(),
+        login: sim.login().to_owned(),
+        api_key: Secret::new(sim.api_key()),
+        call_timeout: Duration::from_secs(600),
+    })
+    .await?;
+    Ok((sim, client))
+}
+
+/// The feed: (warehouse index, kind, sku, qty), deterministic.
+fn feed() -> Vec<(usize, EventKind, String, i64)> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..EVENTS)
+        .map(|_| {
+            let r = next();
+            let wh = (r % 2) as usize;
+            let kind = if (r >> 8) % 10 < 4 {
+                EventKind::Receipt
+            } else {
+                EventKind::Pick
+            };
+            let sku = format!("BULK-{:04}", (r >> 16) % SKUS as u64);
+            (wh, kind, sku, ((r >> 32) % 5 + 1) as i64)
+        })
+        .collect()
+}
+
+fn expected(feed: &[(usize, EventKind, String, i64)]) -> HashMap<(usize, String), i64> {
+    let mut out = HashMap::new();
+    for (wh, kind, sku, qty) in feed {
+        let signed = if *kind == EventKind::Receipt {
+            *qty
+        } else {
+            -qty
+        };
+        *out.entry((*wh, sku.clone())).or_insert(0) += signed;
+    }
+    out
+}
+
+fn check(sim: &OdooSim, expected: &HashMap<(usize, String), i64>) -> anyhow::Result<()> {
+    for ((wh, sku), qty) in expected {
+        let got = sim.on_hand_in_warehouse(sku, WAREHOUSES[*wh]);
+        anyhow::ensure!(
+            (got - *qty as f64).abs() < 1e-9,
+            "{sku} in {}: {got}, expected {qty}",
+            WAREHOUSES[*wh]
+        );
+    }
+    Ok(())
+}
+
+/// Tally: journal the feed for two agents (one per warehouse) and merge it.
+async fn tally(
+    latency: Latency,
+    feed: &[(usize, EventKind, String, i64)],
+) -> anyhow::Result<(Duration, u64, OdooSim)> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (journal, _thread) = tally_central::store::journal::spawn(store.clone())?;
+    for (i, wh) in WAREHOUSES.iter().enumerate() {
+        store.add_agent(&format!("agent-{i}"), wh)?;
+        let events: Vec<LoggedEvent> = feed
+            .iter()
+            .filter(|e| e.0 == i)
+            .enumerate()
+            .map(|(n, (_, kind, sku, qty))| LoggedEvent {
+                seq: n as u64 + 1,
+                received_at: Timestamp::now(),
+                event: Event {
+                    id: None,
+                    kind: *kind,
+                    sku: sku.clone(),
+                    qty: Qty::from_units(*qty),
+                    location: None,
+                    to_location: None,
+                    lot: None,
+                    reference: None,
+                    reason: None,
+                    occurred_at: None,
+                    device: None,
+                    user: None,
+                },
+            })
+            .collect();
+        for chunk in events.chunks(1000) {
+            journal
+                .append(
+                    Arc::from(format!("agent-{i}")),
+                    LogId([i as u8 + 1; 16]),
+                    chunk.to_vec(),
+                )
+                .await?;
+        }
+    }
+    let (sim, client) = sim(latency).await?;
+    let calls_before = sim.total_calls();
+    let mut engine = Engine::new(store, client, RetryPolicy::default());
+    let started = Instant::now();
+    let merged = engine.merge_all().await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        merged == feed.len() as u64,
+        "merged {merged} of {}",
+        feed.len()
+    );
+    Ok((elapsed, sim.total_calls() - calls_before, sim))
+}
+
+/// The naive integration: one picking per event, created and validated as the event comes.
+async fn naive(
+    latency: Latency,
+    feed: &[(usize, EventKind, String, i64)],
+) -> anyhow::Result<(Duration, u64, OdooSim)> {
+    let (sim, client) = sim(latency).await?;
+    let warehouses = client.warehouses(&WAREHOUSES.map(str::to_owned)).await?;
+    let virtuals = client.virtual_locations().await?;
+    let skus: Vec<String> = (0..SKUS).map(|i| format!("BULK-{i:04}")).collect();
+    let products: HashMap<String, (i64, i64)> = client
+        .products(&skus)
+        .await?
+        .into_iter()
+        .map(|p| (p.sku, (p.id, p.uom_id)))
+        .collect();
+    let calls_before = sim.total_calls();
+    let started = Instant::now();
+    for (n, (wh, kind, sku, qty)) in feed.iter().enumerate() {
+        let w = warehouses
+            .iter()
+            .find(|w| w.code == WAREHOUSES[*wh])
+            .expect("seeded warehouse");
+        let (product, uom) = products[sku];
+        let (picking_type, from, to) = match kind {
+            EventKind::Receipt => (w.receipt_type, virtuals.vendors, w.stock_location),
+            _ => (w.delivery_type, w.stock_location, virtuals.customers),
+        };
+        let picking = PlannedPicking {
+            key: format!("naive-{n}"),
+            kind: if *kind == EventKind::Receipt {
+                PickingKind::Receipt
+            } else {
+                PickingKind::Delivery
+            },
+            picking_type,
+            from,
+            to,
+            lines: vec![Line {
+                product,
+                uom,
+                qty: Qty::from_units(*qty),
+                from,
+                to,
+                lot: None,
+                seqs: vec![n as u64],
+            }],
+        };
+        apply_once(&client, &picking, RetryPolicy::default()).await?;
+    }
+    Ok((started.elapsed(), sim.total_calls() - calls_before, sim))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let scale: f64 = std::env::var("TALLY_BENCH_LATENCY_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let sample: usize = std::env::var("TALLY_BENCH_NAIVE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+        .clamp(1, EVENTS);
+    let model = latency(scale);
+    println!(
+        "tally merge benchmark: {EVENTS} events, {SKUS} SKUs, {} warehouses",
+        WAREHOUSES.len()
+    );
+    println!(
+        "latency model: {:?} per call + {:?} per line (CONTRACT §4.2 × {scale})",
+        model.per_call, model.per_line
+    );
+    let feed = feed();
+    let want = expected(&feed);
+
+    let (tally_time, tally_calls, tally_sim) = tally(model, &feed).await?;
+    check(&tally_sim, &want)?;
+    // The same merge against a simulator without latency: an upper bound of Tally's own time
+    // (it includes the simulator's work too).
+    let (own_time, _, _) = tally(Latency::default(), &feed).await?;
+    let (sample_time, sample_calls, naive_sim) = naive(model, &feed[..sample]).await?;
+    check(&naive_sim, &expected(&feed[..sample]))?;
+    let factor = EVENTS as f64 / sample as f64;
+    let naive_time = sample_time.mul_f64(factor);
+    let naive_calls = (sample_calls as f64 * factor).round() as u64;
+    println!(
+        "naive: {sample} events measured in {:.1} s ({sample_calls} calls), extrapolated ×{factor:.1} to {EVENTS}",
+        sample_time.as_secs_f64()
+    );
+
+    let waiting = tally_time.saturating_sub(own_time);
+    println!();
+    println!("| measure | Tally | naive (one picking per event) | ratio | target |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| Odoo calls | {tally_calls} | {naive_calls} | {:.0}× fewer | ≥ 100×: {} |",
+        naive_calls as f64 / tally_calls as f64,
+        pass(naive_calls >= 100 * tally_calls)
+    );
+    println!(
+        "| wall time | {:.2} s | {:.2} s | {:.0}× less | ≥ 20×: {} |",
+        tally_time.as_secs_f64(),
+        naive_time.as_secs_f64(),
+        naive_time.as_secs_f64() / tally_time.as_secs_f64(),
+        pass(naive_time.as_secs_f64() >= 20.0 * tally_time.as_secs_f64())
+    );
+    println!(
+        "| Tally's own time (same merge, no latency) | {:.3} s | | {:.1}% of the time waiting on Odoo | < 5%: {} |",
+        own_time.as_secs_f64(),
+        100.0 * own_time.as_secs_f64() / waiting.as_secs_f64().max(1e-9),
+        pass(own_time.as_secs_f64() < 0.05 * waiting.as_secs_f64())
+    );
+    println!(
+        "both end states equal the expected stock of every SKU in both warehouses (naive: of its sample)"
+    );
+    Ok(())
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
