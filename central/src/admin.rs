@@ -49,6 +49,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/journal", get(read_journal))
         .route("/v1/merge", get(merge_status))
         .route("/v1/dead-letters", get(dead_letters))
+        .route("/v1/dead-letters/discard", post(discard_dead_letters))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -390,6 +391,51 @@ async fn dead_letters(State(state): State<AdminState>) -> Response {
                 })
                 .collect();
             Json(json!({ "dead_letters": out })).into_response()
+        }
+        Ok(Err(e)) => blocking_error(e),
+        Err(e) => blocking_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Discard {
+    warehouse: String,
+    sku: String,
+    reason: String,
+}
+
+/// Gives up on every parked event of a (warehouse, SKU), with a reason kept for audit.
+async fn discard_dead_letters(
+    State(state): State<AdminState>,
+    body: Result<Json<Discard>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "expected {\"warehouse\", \"sku\", \"reason\"}",
+        );
+    };
+    if body.reason.trim().is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing_reason",
+            "a reason is required to discard events",
+        );
+    }
+    let store = state.store.clone();
+    let (warehouse, sku, reason) = (
+        body.warehouse.clone(),
+        body.sku.clone(),
+        body.reason.clone(),
+    );
+    match tokio::task::spawn_blocking(move || store.discard_dead_letters(&warehouse, &sku, &reason))
+        .await
+    {
+        Ok(Ok(discarded)) => {
+            tracing::warn!(warehouse = %body.warehouse, sku = %body.sku, discarded, reason = %body.reason, "parked events discarded");
+            Json(json!({"discarded": discarded})).into_response()
         }
         Ok(Err(e)) => blocking_error(e),
         Err(e) => blocking_error(e),

@@ -35,6 +35,14 @@ enum Command {
         #[command(subcommand)]
         action: AgentAction,
     },
+    /// Events parked because Odoo could not take them (through the admin API while central
+    /// runs, or on the database when it is stopped).
+    Dlq {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Write a test CA and a server certificate signed by it (ca.pem, cert.pem, key.pem).
     GenCert {
         /// Directory for the files.
@@ -60,6 +68,22 @@ enum AgentAction {
     Rotate { agent_id: String },
     /// Revoke an agent for good and close its connection.
     Revoke { agent_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// List the parked events with their reasons.
+    List,
+    /// Give up on every parked event of a SKU in a warehouse (they never reach Odoo; later
+    /// events of that SKU stop waiting behind them). The reason is kept for audit.
+    Discard {
+        #[arg(long)]
+        warehouse: String,
+        #[arg(long)]
+        sku: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,6 +114,10 @@ fn main() -> ExitCode {
         },
         Command::Agent { config, action } => match load(&config) {
             Ok(config) => agent(config, action),
+            Err(code) => return code,
+        },
+        Command::Dlq { config, action } => match load(&config) {
+            Ok(config) => dlq(config, action),
             Err(code) => return code,
         },
         Command::GenCert { out_dir, hosts } => {
@@ -281,4 +309,61 @@ async fn agent_online(config: &Config, action: AgentAction) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
+    match Store::open(&config.data_dir) {
+        Ok(store) => match action {
+            DlqAction::List => {
+                for (agent, log, seq, letter) in store.dead_letters()? {
+                    println!(
+                        "{agent}\t{log}\tseq {seq}\t{}\t{}\t{}: {}",
+                        letter.warehouse, letter.sku, letter.reason, letter.message
+                    );
+                }
+                Ok(())
+            }
+            DlqAction::Discard {
+                warehouse,
+                sku,
+                reason,
+            } => {
+                let n = store.discard_dead_letters(&warehouse, &sku, &reason)?;
+                eprintln!("discarded {n} parked events of {sku} in {warehouse}");
+                Ok(())
+            }
+        },
+        Err(StoreError::InUse { .. }) => runtime()?.block_on(async {
+            let base = format!("http://{}", config.admin_listen);
+            let client = reqwest::Client::new();
+            let request = match &action {
+                DlqAction::List => client.get(format!("{base}/v1/dead-letters")),
+                DlqAction::Discard {
+                    warehouse,
+                    sku,
+                    reason,
+                } => client.post(format!("{base}/v1/dead-letters/discard")).json(
+                    &serde_json::json!({"warehouse": warehouse, "sku": sku, "reason": reason}),
+                ),
+            };
+            let response = request
+                .bearer_auth(config.admin_token.expose())
+                .send()
+                .await
+                .with_context(|| {
+                    format!(
+                        "central holds its database but its admin API at {base} does not answer"
+                    )
+                })?;
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!("{base} answered {status}: {text}");
+            }
+            let body: Value = serde_json::from_str(&text)?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(())
+        }),
+        Err(e) => Err(e.into()),
+    }
 }

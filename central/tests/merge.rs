@@ -161,6 +161,21 @@ async fn an_unknown_sku_parks_only_its_own_key() {
         ]
     );
     assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 4);
+
+    // The product is created in Odoo and the parked events are given up on: the key flows again.
+    s.sim
+        .add_product("NO-SUCH-SKU", tally_tests::odoo_sim::Tracking::None)
+        .unwrap();
+    assert_eq!(
+        s.store
+            .discard_dead_letters("WH", "NO-SUCH-SKU", "booked by hand")
+            .unwrap(),
+        2
+    );
+    s.journal(5, &[(Receipt, "NO-SUCH-SKU", 6, None)]).await;
+    engine.merge_all().await.unwrap();
+    assert_eq!(s.sim.on_hand("NO-SUCH-SKU", "WH/Stock"), 6.0);
+    assert!(s.store.dead_letters().unwrap().is_empty());
 }
 
 #[tokio::test]

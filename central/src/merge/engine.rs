@@ -337,6 +337,11 @@ impl Engine {
                 _ => unreachable!("every SKU of the run was resolved"),
             }
         }
+        // Refusals are not remembered: the product or location may be created in Odoo before
+        // the next run (and parked events retried).
+        self.products
+            .retain(|_, found| matches!(found, Found::Product(_)));
+        self.locations.retain(|_, id| id.is_some());
         let batch_key = format!(
             "tally-{agent}-{}-{first}-{through}",
             &log_id.to_string()[..8]

@@ -16,6 +16,9 @@ const CURSORS: TableDefinition<(&str, u128), u64> = TableDefinition::new("merge_
 const PLANS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("merge_plan");
 const DEAD_LETTERS: TableDefinition<(&str, u128, u64), &[u8]> =
     TableDefinition::new("dead_letters");
+/// Dead letters an operator discarded, kept for audit with the reason given.
+const DISCARDED: TableDefinition<(&str, u128, u64), &[u8]> =
+    TableDefinition::new("discarded_letters");
 
 /// A parked event and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +131,57 @@ impl Store {
             .into_iter()
             .map(|(_, _, _, l)| (l.warehouse, l.sku))
             .collect())
+    }
+}
+
+/// A dead letter an operator gave up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discarded {
+    pub letter: DeadLetter,
+    pub reason: String,
+    pub discarded_at: i64,
+}
+
+impl Store {
+    /// Discards every parked event of (warehouse, sku) with `reason`: they will never reach
+    /// Odoo, and later events of that key stop parking behind them. Returns how many.
+    pub fn discard_dead_letters(
+        &self,
+        warehouse: &str,
+        sku: &str,
+        reason: &str,
+    ) -> Result<usize, StoreError> {
+        let txn = self.db().begin_write().storage()?;
+        let mut count = 0;
+        {
+            let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
+            let mut discarded = txn.open_table(DISCARDED).storage()?;
+            let mut doomed = Vec::new();
+            for entry in letters.iter().storage()? {
+                let (k, v) = entry.storage()?;
+                let letter: DeadLetter = serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))?;
+                if letter.warehouse == warehouse && letter.sku == sku {
+                    let (agent, log, seq) = k.value();
+                    doomed.push(((agent.to_owned(), log, seq), letter));
+                }
+            }
+            for ((agent, log, seq), letter) in doomed {
+                letters.remove((agent.as_str(), log, seq)).storage()?;
+                let record = Discarded {
+                    letter,
+                    reason: reason.to_owned(),
+                    discarded_at: now_micros(),
+                };
+                let bytes = serde_json::to_vec(&record).expect("serialising a plain struct");
+                discarded
+                    .insert((agent.as_str(), log, seq), bytes.as_slice())
+                    .storage()?;
+                count += 1;
+            }
+        }
+        txn.commit().storage()?;
+        Ok(count)
     }
 }
 
