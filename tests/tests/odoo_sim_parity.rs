@@ -905,14 +905,37 @@ fn check(version: Version, report: &Report) {
     );
 }
 
+/// The transcripts live in the workplace's `shared/` folder beside the repository, not in it.
+/// CI always has them (and fails without them); a clone without them says so and skips.
+fn transcripts_available() -> bool {
+    if transcripts_dir().is_dir() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs the recorded transcripts at {} (set TALLY_ODOO_TRANSCRIPTS)",
+        transcripts_dir().display()
+    );
+    eprintln!(
+        "SKIPPED: no recorded Odoo transcripts at {} (shared/ beside the repository, or \
+         TALLY_ODOO_TRANSCRIPTS); the parity check did not run",
+        transcripts_dir().display()
+    );
+    false
+}
+
 #[tokio::test]
 async fn odoo_17_transcripts_replay_with_the_recorded_shapes() {
-    let report = replay(Version::V17).await;
-    check(Version::V17, &report);
+    if transcripts_available() {
+        let report = replay(Version::V17).await;
+        check(Version::V17, &report);
+    }
 }
 
 #[tokio::test]
 async fn odoo_18_transcripts_replay_with_the_recorded_shapes() {
-    let report = replay(Version::V18).await;
-    check(Version::V18, &report);
+    if transcripts_available() {
+        let report = replay(Version::V18).await;
+        check(Version::V18, &report);
+    }
 }
