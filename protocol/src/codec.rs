@@ -4,7 +4,7 @@
 //! agent's log is `[version: u8][postcard(LoggedEvent)]`. The version comes first and fixed-width
 //! so that a peer can refuse an unknown version before it tries to decode the rest.
 
-use crate::event::{Event, LoggedEvent};
+use crate::event::{Event, LoggedEvent, Timestamp};
 use crate::message::Message;
 
 /// The version of [`Message`]'s encoding this build speaks.
@@ -49,6 +49,18 @@ pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
 pub fn encode_event(event: &Event) -> Vec<u8> {
     let mut out = vec![RECORD_VERSION];
     postcard::to_io(event, &mut out).expect("postcard encoding into a Vec");
+    out
+}
+
+/// The same bytes as [`encode_record`] of `LoggedEvent { seq, received_at, event }`, built from
+/// the event's [`encode_event`] bytes, so a writer that has them encodes the event only once.
+/// (Postcard encodes a struct as its fields one after the other.)
+pub fn encode_record_from_event(seq: u64, received_at: Timestamp, encoded_event: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded_event.len() + 20);
+    out.push(RECORD_VERSION);
+    postcard::to_io(&seq, &mut out).expect("postcard encoding into a Vec");
+    postcard::to_io(&received_at, &mut out).expect("postcard encoding into a Vec");
+    out.extend_from_slice(encoded_event.get(1..).unwrap_or_default());
     out
 }
 

@@ -19,7 +19,7 @@ mod message;
 
 pub use codec::{
     DecodeError, MESSAGE_VERSION, RECORD_VERSION, decode_message, decode_record, encode_event,
-    encode_message, encode_record,
+    encode_message, encode_record, encode_record_from_event,
 };
 pub use event::{Event, EventKind, LogId, LoggedEvent, Qty, QtyError, Timestamp};
 pub use message::{Ack, Batch, Hello, Message, Reject, RejectReason, Secret, Welcome};

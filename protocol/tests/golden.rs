@@ -143,6 +143,15 @@ fn log_record_encodes_to_its_pinned_bytes() {
 }
 
 #[test]
+fn a_record_built_from_event_bytes_is_the_same_record() {
+    for record in [sample_event(), minimal_event()] {
+        let built =
+            encode_record_from_event(record.seq, record.received_at, &encode_event(&record.event));
+        assert_eq!(built, encode_record(&record));
+    }
+}
+
+#[test]
 fn secrets_do_not_show_in_debug_output() {
     let hello = Hello {
         agent_id: "a".into(),

@@ -19,7 +19,9 @@ use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
 };
 use sha2::{Digest, Sha256};
-use tally_protocol::{Event, LogId, LoggedEvent, Timestamp, decode_record, encode_event};
+use tally_protocol::{
+    Event, LogId, LoggedEvent, Timestamp, decode_record, encode_event, encode_record_from_event,
+};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("ids");
@@ -639,18 +641,12 @@ impl LogWriter {
                     }
                     Plan::Store(plan) => plan,
                 };
-                let new_records: Vec<(u64, Vec<u8>)> = request
+                let new_records: Vec<(u64, Vec<u8>)> = plan
+                    .encoded
                     .iter()
                     .zip(&plan.accepted)
                     .filter(|(_, a)| !a.duplicate)
-                    .map(|(event, a)| {
-                        let record = LoggedEvent {
-                            seq: a.seq,
-                            received_at: now,
-                            event: event.clone(),
-                        };
-                        (a.seq, tally_protocol::encode_record(&record))
-                    })
+                    .map(|(bytes, a)| (a.seq, encode_record_from_event(a.seq, now, bytes)))
                     .collect();
                 let cost: u64 = new_records
                     .iter()
@@ -702,6 +698,8 @@ impl LogWriter {
 
 struct StorePlan {
     accepted: Vec<Accepted>,
+    /// Each event's `encode_event` bytes: fingerprinted, then stored without encoding again.
+    encoded: Vec<Vec<u8>>,
     /// The fingerprint of each event that is new and has a client id.
     fingerprints: Vec<Option<[u8; 32]>>,
 }
@@ -722,7 +720,8 @@ fn plan_request<T: ReadableTable<&'static str, &'static [u8]>>(
     let mut fingerprints = Vec::with_capacity(request.len());
     // Client ids first seen earlier in this same request.
     let mut local: HashMap<&str, (u64, [u8; 32])> = HashMap::new();
-    for (index, event) in request.iter().enumerate() {
+    let encoded: Vec<Vec<u8>> = request.iter().map(encode_event).collect();
+    for ((index, event), bytes) in request.iter().enumerate().zip(&encoded) {
         let Some(id) = event.id.as_deref() else {
             accepted.push(Accepted {
                 seq: next_seq,
@@ -732,7 +731,7 @@ fn plan_request<T: ReadableTable<&'static str, &'static [u8]>>(
             next_seq += 1;
             continue;
         };
-        let fp = fingerprint(event);
+        let fp: [u8; 32] = Sha256::digest(bytes).into();
         let seen = match local.get(id) {
             Some(&entry) => Some(entry),
             None => ids.get(id)?.map(|e| (e.seq, e.fingerprint)),
@@ -764,6 +763,7 @@ fn plan_request<T: ReadableTable<&'static str, &'static [u8]>>(
     }
     Ok(Plan::Store(StorePlan {
         accepted,
+        encoded,
         fingerprints,
     }))
 }
