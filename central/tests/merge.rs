@@ -305,3 +305,105 @@ async fn a_pass_cut_short_resumes_its_recorded_plan_without_applying_twice() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        let mut engine = s.engine(3).await;
+        let a0 = s.sim.on_hand("SKU-001", "WH/Stock");
+        // A receipt scanned before the count; Tally applies it after the count's time (as after
+        // an outage), so Odoo dates it later. It must not be taken out of the count.
+        s.journal(1, &[(Receipt, "SKU-001", 10, None)]).await;
+        // Someone books +5 directly in Odoo after the count was taken.
+        let client = OdooClient::connect(&OdooConfig {
+            url: s.sim.url(),
+            db: s.sim.db().to_owned(),
+            login: s.sim.login().to_owned(),
+            api_key: Secret::new(s.sim.api_key()),
+            call_timeout: Duration::from_millis(500),
+        })
+        .await
+        .unwrap();
+        let wh = client.warehouses(&["WH".into()]).await.unwrap().remove(0);
+        let virtuals = client.virtual_locations().await.unwrap();
+        let product = client
+            .products(&["SKU-001".into()])
+            .await
+            .unwrap()
+            .remove(0);
+        let line = tally_central::merge::plan::Line {
+            product: product.id,
+            uom: product.uom_id,
+            qty: Qty::from_units(5),
+            from: virtuals.vendors,
+            to: wh.stock_location,
+            lot: None,
+            seqs: vec![],
+        };
+        let manual = tally_central::merge::plan::PlannedPicking {
+            key: "MANUAL/IN/0001".into(),
+            kind: tally_central::merge::plan::PickingKind::Receipt,
+            picking_type: wh.receipt_type,
+            from: virtuals.vendors,
+            to: wh.stock_location,
+            lines: vec![line],
+        };
+        tally_central::merge::apply::apply_once(&client, &manual, RetryPolicy::default())
+            .await
+            .unwrap();
+        // The count, taken a minute ago: 7 on the shelf.
+        let count = LoggedEvent {
+            seq: 2,
+            received_at: Timestamp::now(),
+            event: Event {
+                id: None,
+                kind: Count,
+                sku: "SKU-001".into(),
+                qty: Qty::from_units(7),
+                location: None,
+                to_location: None,
+                lot: None,
+                reference: None,
+                reason: None,
+                occurred_at: Some(Timestamp::from_micros(
+                    Timestamp::now().as_micros() - 60_000_000,
+                )),
+                device: None,
+                user: None,
+            },
+        };
+        s.journal
+            .append(Arc::from("wh-agent"), LOG, vec![count])
+            .await
+            .unwrap();
+        engine.merge_all().await.unwrap();
+        // 7 counted, plus the +5 booked in Odoo after the count.
+        assert_eq!(
+            s.sim.on_hand("SKU-001", "WH/Stock"),
+            12.0,
+            "{version:?} (started at {a0})"
+        );
+        assert!(s.store.dead_letters().unwrap().is_empty());
+        // A count that matches needs no picking at all.
+        let before = s.sim.call_count("stock.picking", "create");
+        let same = LoggedEvent {
+            seq: 3,
+            received_at: Timestamp::now(),
+            event: Event {
+                qty: Qty::from_units(12),
+                occurred_at: None,
+                ..s.store.read_journal("wh-agent", LOG, 1, 1).unwrap()[0]
+                    .event
+                    .clone()
+            },
+        };
+        s.journal
+            .append(Arc::from("wh-agent"), LOG, vec![same])
+            .await
+            .unwrap();
+        engine.merge_all().await.unwrap();
+        assert_eq!(s.sim.call_count("stock.picking", "create"), before);
+        assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), 12.0);
+    }
+}

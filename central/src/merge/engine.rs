@@ -255,18 +255,6 @@ impl Engine {
                 },
             ));
         };
-        if run[0].event.kind == EventKind::Count {
-            for e in run {
-                park(&mut parked, e, "count-unsupported", "counts are not applied to Odoo by this version of tally-central; retry after upgrading".into());
-            }
-            return Ok(StoredPlan {
-                warehouse: code.to_owned(),
-                through,
-                pickings: Vec::new(),
-                parked,
-                skus,
-            });
-        }
         let warehouse = self.warehouse(code).await?;
         self.resolve(run).await?;
         let mut blocked: HashSet<String> = self
@@ -296,6 +284,11 @@ impl Engine {
                 Some(n) => self.locations.get(n).copied().flatten().ok_or(n.clone()),
             };
             let refusal = match self.products.get(&ev.sku) {
+                _ if ev.kind == EventKind::Count && ev.lot.is_some() => Some((
+                    "count-with-lot",
+                    "counts of a lot are not applied to Odoo by this version of tally-central"
+                        .to_owned(),
+                )),
                 Some(Found::Refused { reason, message }) => Some((*reason, message.clone())),
                 Some(Found::Product(p)) if p.lot_tracked && ev.lot.is_none() => Some((
                     "missing-lot",
@@ -346,10 +339,15 @@ impl Engine {
             "tally-{agent}-{}-{first}-{through}",
             &log_id.to_string()[..8]
         );
-        let pickings = plan(&batch_key, &warehouse, &resolved)
-            .into_iter()
-            .map(|p| (p, Status::Pending))
-            .collect();
+        let planned = match resolved.first() {
+            Some(count) if count.event.event.kind == EventKind::Count => self
+                .plan_count(&batch_key, &warehouse, count)
+                .await?
+                .into_iter()
+                .collect(),
+            _ => plan(&batch_key, &warehouse, &resolved),
+        };
+        let pickings = planned.into_iter().map(|p| (p, Status::Pending)).collect();
         Ok(StoredPlan {
             warehouse: code.to_owned(),
             through,
@@ -357,6 +355,69 @@ impl Engine {
             parked,
             skus,
         })
+    }
+
+    /// A count as the delta that makes Odoo's quantity at the location what was counted, as of
+    /// the count (CONTRACT §13.3, picking path). Odoo's quantity already holds every Tally event
+    /// before the count (this stream is applied in log order) and none after it; what it must
+    /// not hold is what Odoo itself moved there after the count was taken: those moves are
+    /// added back. Tally's own pickings are left out of that, because they carry the time they
+    /// were applied, not the time of the scan. The delta is recorded in the plan before it is
+    /// applied, so a restart applies the same delta, not a recomputed one.
+    async fn plan_count(
+        &self,
+        batch_key: &str,
+        warehouse: &Warehouse,
+        count: &ResolvedEvent<'_>,
+    ) -> Result<Option<PlannedPicking>, MergeError> {
+        let e = count.event;
+        let at = e.event.occurred_at.unwrap_or(e.received_at);
+        let after = jiff::Timestamp::from_microsecond(at.as_micros())
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .map_err(|_| {
+                OdooError::new(
+                    ErrorKind::Permanent,
+                    "bad-time",
+                    "the count's time is out of range",
+                )
+            })?;
+        let now = self
+            .odoo
+            .quantity_at(count.product.id, count.location)
+            .await?;
+        let others_since = self
+            .odoo
+            .net_moved_after(count.product.id, count.location, &after, "tally-")
+            .await?;
+        let as_of_count = crate::odoo::api::qty_from_f64(now - others_since);
+        let Some(delta) = e.event.qty.micros().checked_sub(as_of_count.micros()) else {
+            return Ok(None);
+        };
+        if delta == 0 {
+            return Ok(None);
+        }
+        let (from, to) = if delta > 0 {
+            (warehouse.inventory_adjustment, count.location)
+        } else {
+            (count.location, warehouse.inventory_adjustment)
+        };
+        tracing::info!(sku = %e.event.sku, seq = e.seq, counted = %e.event.qty, as_of_count = %as_of_count, "count becomes a delta");
+        Ok(Some(PlannedPicking {
+            key: format!("{batch_key}-C1"),
+            kind: super::plan::PickingKind::Adjustment,
+            picking_type: warehouse.internal_type,
+            from,
+            to,
+            lines: vec![super::plan::Line {
+                product: count.product.id,
+                uom: count.product.uom_id,
+                qty: tally_protocol::Qty::from_micros(delta.abs()),
+                from,
+                to,
+                lot: None,
+                seqs: vec![e.seq],
+            }],
+        }))
     }
 
     async fn execute(

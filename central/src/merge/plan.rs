@@ -98,12 +98,12 @@ pub struct ResolvedEvent<'a> {
 }
 
 /// The length of the prefix of `events` that can be merged as one run: up to the first count
-/// (exclusive), or a run of consecutive counts.
+/// (exclusive), or a count alone (its delta depends on Odoo's stock at that point of the log).
 pub fn cut(events: &[LoggedEvent]) -> usize {
     let is_count = |e: &LoggedEvent| e.event.kind == EventKind::Count;
     match events.first() {
         None => 0,
-        Some(first) if is_count(first) => events.iter().take_while(|e| is_count(e)).count(),
+        Some(first) if is_count(first) => 1,
         Some(_) => events.iter().take_while(|e| !is_count(e)).count(),
     }
 }
@@ -278,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_ends_at_a_count_and_counts_run_together() {
+    fn a_run_ends_at_a_count_and_a_count_runs_alone() {
         let kinds = [
             EventKind::Pick,
             EventKind::Receipt,
@@ -292,7 +292,8 @@ mod tests {
             .map(|(i, k)| event(i as u64 + 1, *k, 1, 1).0)
             .collect();
         assert_eq!(cut(&events), 2);
-        assert_eq!(cut(&events[2..]), 2);
+        assert_eq!(cut(&events[2..]), 1);
+        assert_eq!(cut(&events[3..]), 1);
         assert_eq!(cut(&events[4..]), 1);
         assert_eq!(cut(&[]), 0);
     }

@@ -320,6 +320,68 @@ impl OdooClient {
         Ok(result == Some(Value::Bool(true)))
     }
 
+    /// The quantity of `product` at exactly `location` (every quant row summed: Odoo may hold
+    /// several for one key, CONTRACT §8).
+    pub async fn quantity_at(&self, product: i64, location: i64) -> Result<f64, OdooError> {
+        let rows = self
+            .search_read(
+                "stock.quant",
+                json!([["product_id", "=", product], ["location_id", "=", location]]),
+                &["quantity"],
+                None,
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| r["quantity"].as_f64()).sum())
+    }
+
+    /// The net quantity of `product` that done moves brought into (+) or took out of (−)
+    /// exactly `location` after `after` (UTC), leaving out moves of pickings whose name starts
+    /// with `exclude_prefix` (Tally's own) — CONTRACT §13.2.
+    pub async fn net_moved_after(
+        &self,
+        product: i64,
+        location: i64,
+        after: &str,
+        exclude_prefix: &str,
+    ) -> Result<f64, OdooError> {
+        let domain = json!([
+            ["product_id", "=", product],
+            ["state", "=", "done"],
+            ["date", ">", after],
+            "|",
+            ["location_id", "=", location],
+            ["location_dest_id", "=", location]
+        ]);
+        let fields = [
+            "quantity_product_uom",
+            "location_id",
+            "location_dest_id",
+            "reference",
+        ];
+        let rows = self
+            .search_read("stock.move.line", domain, &fields, None)
+            .await?;
+        Ok(rows
+            .iter()
+            .filter(|r| {
+                !r["reference"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(exclude_prefix)
+            })
+            .map(|r| {
+                let qty = r["quantity_product_uom"].as_f64().unwrap_or(0.0);
+                let into = many2one(&r["location_dest_id"]) == Some(location);
+                let out_of = many2one(&r["location_id"]) == Some(location);
+                match (into, out_of) {
+                    (true, false) => qty,
+                    (false, true) => -qty,
+                    _ => 0.0,
+                }
+            })
+            .sum())
+    }
+
     /// Cancels a picking so it leaves no reservation behind.
     pub async fn cancel_picking(&self, id: i64) -> Result<(), OdooError> {
         self.execute_kw("stock.picking", "action_cancel", json!([[id]]), json!({}))
@@ -342,4 +404,10 @@ fn lot_line(picking: &PlannedPicking, line: &Line) -> Value {
         "picked": true,
         "reference": picking.key,
     }])
+}
+
+/// A quantity Odoo reported as a float, back to an exact decimal (Odoo rounds to the unit's
+/// precision, at most 6 places here).
+pub fn qty_from_f64(value: f64) -> Qty {
+    Qty::parse(&format!("{:.6}", value + 0.0)).unwrap_or(Qty::ZERO)
 }
