@@ -407,3 +407,61 @@ async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
         assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), 12.0);
     }
 }
+
+#[tokio::test]
+async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        s.sim
+            .set_on_hand("SKU-005", "WH/Stock", Some("LOT-A"), 10.0)
+            .unwrap();
+        let event = |seq: u64, kind: EventKind, qty: i64, lot: &str| LoggedEvent {
+            seq,
+            received_at: Timestamp::now(),
+            event: Event {
+                id: None,
+                kind,
+                sku: "SKU-005".into(),
+                qty: Qty::from_units(qty),
+                location: None,
+                to_location: None,
+                lot: Some(lot.into()),
+                reference: None,
+                reason: None,
+                occurred_at: None,
+                device: None,
+                user: None,
+            },
+        };
+        let events = vec![
+            event(1, Pick, 3, "LOT-A"),
+            event(2, Receipt, 4, "LOT-B"),
+            event(3, Pick, 1, "LOT-NOWHERE"),
+        ];
+        s.journal
+            .append(Arc::from("wh-agent"), LOG, events)
+            .await
+            .unwrap();
+        let mut engine = s.engine(3).await;
+        engine.merge_all().await.unwrap();
+        assert_eq!(
+            s.sim.on_hand_lot("SKU-005", "WH/Stock", "LOT-A"),
+            7.0,
+            "{version:?}"
+        );
+        assert_eq!(
+            s.sim.on_hand_lot("SKU-005", "WH/Stock", "LOT-B"),
+            4.0,
+            "{version:?}"
+        );
+        // A lot Odoo does not know cannot leave the warehouse: parked with Odoo's reason.
+        let parked: Vec<u64> = s
+            .store
+            .dead_letters()
+            .unwrap()
+            .into_iter()
+            .map(|(_, _, seq, _)| seq)
+            .collect();
+        assert_eq!(parked, vec![3], "{version:?}");
+    }
+}

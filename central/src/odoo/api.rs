@@ -7,7 +7,7 @@ use tally_protocol::Qty;
 
 use super::client::OdooClient;
 use super::error::{ErrorKind, OdooError};
-use crate::merge::plan::{Line, PlannedPicking};
+use crate::merge::plan::{Line, PickingKind, PlannedPicking};
 
 /// A warehouse as Odoo describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,11 +282,18 @@ impl OdooClient {
             "location_dest_id": picking.to,
             "move_ids": moves,
         });
+        // Receipts name their lots (Odoo creates them); every other picking takes existing lots
+        // by id (CONTRACT §5), looked up in one call.
+        let lots = if picking.kind == PickingKind::Receipt {
+            HashMap::new()
+        } else {
+            self.lot_ids(picking).await?
+        };
         let lot_lines: Vec<Value> = picking
             .lines
             .iter()
             .filter(|l| l.lot.is_some())
-            .map(|l| lot_line(picking, l))
+            .map(|l| lot_line(picking, l, &lots))
             .collect();
         if !lot_lines.is_empty() {
             values["move_line_ids"] = json!(lot_lines);
@@ -302,6 +309,38 @@ impl OdooClient {
                 .ok_or_else(|| malformed("stock.picking.create")),
             _ => Err(malformed("stock.picking.create")),
         }
+    }
+
+    /// The ids of the existing lots the picking's lines name, by (product, lot name).
+    async fn lot_ids(
+        &self,
+        picking: &PlannedPicking,
+    ) -> Result<HashMap<(i64, String), i64>, OdooError> {
+        let names: Vec<&str> = picking
+            .lines
+            .iter()
+            .filter_map(|l| l.lot.as_deref())
+            .collect();
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = self
+            .search_read(
+                "stock.lot",
+                json!([["name", "in", names]]),
+                &["id", "name", "product_id"],
+                None,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    (many2one(&r["product_id"])?, r["name"].as_str()?.to_owned()),
+                    int(&r["id"])?,
+                ))
+            })
+            .collect())
     }
 
     /// Validates without any wizard. `Ok(true)` only when Odoo says it is done; `Ok(false)`
@@ -390,20 +429,25 @@ impl OdooClient {
     }
 }
 
-/// A picking-level move line carrying a lot: `lot_name` on receipts (Odoo creates the lot),
-/// `lot_name` too elsewhere until lots are looked up (refused by Odoo for deliveries, which then
-/// park the events with Odoo's reason).
-fn lot_line(picking: &PlannedPicking, line: &Line) -> Value {
-    json!([0, 0, {
+/// A picking-level move line carrying a lot: `lot_id` when the lot exists (`lots`), else
+/// `lot_name` — which a receipt turns into a new lot, and which Odoo refuses elsewhere (the
+/// events are then parked with Odoo's reason).
+fn lot_line(picking: &PlannedPicking, line: &Line, lots: &HashMap<(i64, String), i64>) -> Value {
+    let mut values = json!({
         "product_id": line.product,
         "product_uom_id": line.uom,
         "quantity": qty_value(line.qty),
-        "lot_name": line.lot,
         "location_id": line.from,
         "location_dest_id": line.to,
         "picked": true,
         "reference": picking.key,
-    }])
+    });
+    let lot = line.lot.clone().unwrap_or_default();
+    match lots.get(&(line.product, lot.clone())) {
+        Some(id) => values["lot_id"] = json!(id),
+        None => values["lot_name"] = json!(lot),
+    }
+    json!([0, 0, values])
 }
 
 /// A quantity Odoo reported as a float, back to an exact decimal (Odoo rounds to the unit's
