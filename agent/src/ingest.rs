@@ -103,14 +103,18 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
 /// Parses a request body: one event object, or `{"events": [...]}` with 1 to
 /// [`MAX_EVENTS_PER_REQUEST`] events.
 pub fn parse_body(body: &[u8], now: Timestamp) -> Result<Vec<Event>, IngestError> {
-    let top: &RawValue = serde_json::from_slice(body)
-        .map_err(|e| IngestError::malformed(format!("the body is not valid JSON: {e}")))?;
-    let members: Members<'_> = serde_json::from_str(top.get()).map_err(|_| {
-        IngestError::body(
-            "invalid_body",
-            "the body must be an event object or {\"events\": [...]}",
-            None,
-        )
+    // One pass over the body: a data error is JSON of the wrong shape, anything else is not
+    // JSON at all.
+    let members: Members<'_> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            IngestError::body(
+                "invalid_body",
+                "the body must be an event object or {\"events\": [...]}",
+                None,
+            )
+        } else {
+            IngestError::malformed(format!("the body is not valid JSON: {e}"))
+        }
     })?;
     let is_batch = members.0.iter().any(|(key, _)| key == "events");
     if !is_batch {

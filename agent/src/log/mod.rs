@@ -95,7 +95,7 @@ struct Shared {
 }
 
 /// A handle on the log, cheap to clone. Reads may run on any thread; appends go through
-/// [`writer::Writer`].
+/// the [`writer`] thread.
 #[derive(Clone)]
 pub struct Log {
     shared: Arc<Shared>,
