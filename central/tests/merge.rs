@@ -465,3 +465,212 @@ async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
         assert_eq!(parked, vec![3], "{version:?}");
     }
 }
+
+/// A pick of `qty` units of `sku` naming `reference`.
+fn referenced(seq: u64, kind: EventKind, sku: &str, qty: i64, reference: &str) -> LoggedEvent {
+    LoggedEvent {
+        seq,
+        received_at: Timestamp::now(),
+        event: Event {
+            id: None,
+            kind,
+            sku: sku.into(),
+            qty: Qty::from_units(qty),
+            location: None,
+            to_location: None,
+            lot: None,
+            reference: Some(reference.into()),
+            reason: None,
+            occurred_at: None,
+            device: None,
+            user: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_partial_pick_of_a_sales_delivery_leaves_a_backorder_and_releases_the_picked_reservation()
+{
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        s.sim
+            .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
+            .unwrap();
+        s.sim
+            .set_on_hand("SKU-003", "WH/Stock", None, 98.0)
+            .unwrap();
+        let order = s
+            .sim
+            .create_sale_order(
+                "WH",
+                "Customer",
+                &[("SKU-002", 5.0), ("SKU-003", 3.0)],
+                Some("PO-4711"),
+            )
+            .unwrap();
+        let delivery = order.deliveries[0].clone();
+        let reserved = |sku: &str| -> f64 {
+            s.sim
+                .quants(sku)
+                .iter()
+                .filter(|q| q.location == "WH/Stock")
+                .map(|q| q.reserved)
+                .sum()
+        };
+        let (on_hand2, on_hand3) = (
+            s.sim.on_hand("SKU-002", "WH/Stock"),
+            s.sim.on_hand("SKU-003", "WH/Stock"),
+        );
+        let (reserved2, reserved3) = (reserved("SKU-002"), reserved("SKU-003"));
+        // 3 of 5 SKU-002 scanned in two scans (one naming the picking, one the order), and
+        // all 3 SKU-003; plus a pick of something the order does not hold.
+        let events = vec![
+            referenced(1, Pick, "SKU-002", 2, &delivery),
+            referenced(2, Pick, "SKU-002", 1, &order.name),
+            referenced(3, Pick, "SKU-003", 3, &delivery),
+            referenced(4, Pick, "SKU-001", 1, &delivery),
+        ];
+        s.journal
+            .append(Arc::from("wh-agent"), LOG, events)
+            .await
+            .unwrap();
+        let mut engine = s.engine(3).await;
+        assert_eq!(engine.merge_all().await.unwrap(), 4);
+        assert!(s.store.dead_letters().unwrap().is_empty(), "{version:?}");
+
+        let original = s.sim.picking(&delivery).unwrap();
+        assert_eq!(original.state, "done", "{version:?}");
+        let backorder = s
+            .sim
+            .pickings()
+            .into_iter()
+            .find(|p| p.backorder_of.as_deref() == Some(delivery.as_str()))
+            .expect("a backorder for the 2 units not picked");
+        assert_eq!(backorder.state, "assigned", "{:#?}", s.sim.pickings());
+        let remaining: Vec<(String, f64)> = backorder
+            .moves
+            .iter()
+            .map(|m| (m.sku.clone(), m.demand))
+            .collect();
+        assert_eq!(remaining, vec![("SKU-002".to_owned(), 2.0)], "{version:?}");
+        // Stock left for what was scanned; the 5 reserved units were released and the 2 of
+        // the backorder reserved again; all 3 of SKU-003 shipped.
+        assert_eq!(s.sim.on_hand("SKU-002", "WH/Stock"), on_hand2 - 3.0);
+        assert_eq!(s.sim.on_hand("SKU-003", "WH/Stock"), on_hand3 - 3.0);
+        assert_eq!(reserved("SKU-002"), reserved2 - 3.0, "{version:?}");
+        assert_eq!(reserved("SKU-003"), reserved3 - 3.0, "{version:?}");
+        // The pick the order does not hold went out in Tally's own delivery.
+        assert_eq!(s.sim.call_count("stock.picking", "create"), 1);
+
+        // The next scans of the order fill the backorder, found through the original's name;
+        // a replay of a finished plan reads the picking once and changes nothing.
+        let events = vec![referenced(5, Pick, "SKU-002", 2, &delivery)];
+        s.journal
+            .append(Arc::from("wh-agent"), LOG, events)
+            .await
+            .unwrap();
+        engine.merge_all().await.unwrap();
+        assert_eq!(s.sim.picking(&backorder.name).unwrap().state, "done");
+        assert_eq!(s.sim.on_hand("SKU-002", "WH/Stock"), on_hand2 - 5.0);
+        assert_eq!(reserved("SKU-002"), reserved2 - 5.0, "{version:?}");
+        assert!(
+            !s.sim
+                .pickings()
+                .iter()
+                .any(|p| p.backorder_of.as_deref() == Some(backorder.name.as_str())),
+            "nothing left over, no second backorder"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fill_cut_short_at_any_call_is_applied_once_and_a_picking_validated_by_someone_else_parks()
+ {
+    for kind in [
+        FaultKind::AppliedThenDrop,
+        FaultKind::AppliedThenHttp500,
+        FaultKind::SerializationFailure,
+    ] {
+        for method in ["search_read", "write", "button_validate"] {
+            let s = setup(Version::V17).await;
+            s.sim
+                .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
+                .unwrap();
+            let order = s
+                .sim
+                .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
+                .unwrap();
+            let events = vec![referenced(1, Pick, "SKU-002", 3, &order.name)];
+            s.journal
+                .append(Arc::from("wh-agent"), LOG, events)
+                .await
+                .unwrap();
+            // Planning reads pickings too: fail the calls of the fill itself.
+            let mut first = s.engine(1).await;
+            let skip = if method == "search_read" { 2 } else { 0 };
+            s.sim.inject(
+                Fault::new(kind)
+                    .times(1)
+                    .on("stock.picking", method)
+                    .after(skip),
+            );
+            let error = first.merge_all().await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Retryable, "{kind:?} {method}");
+            drop(first);
+            s.engine(3).await.merge_all().await.unwrap();
+            assert_eq!(
+                s.sim.on_hand("SKU-002", "WH/Stock"),
+                77.0,
+                "{kind:?} {method}"
+            );
+            let backorders: Vec<f64> = s
+                .sim
+                .pickings()
+                .iter()
+                .filter(|p| p.backorder_of.is_some())
+                .flat_map(|p| p.moves.iter().map(|m| m.demand))
+                .collect();
+            assert_eq!(backorders, vec![2.0], "{kind:?} {method}");
+        }
+    }
+
+    // Someone validates the delivery in Odoo between planning and applying: the scans are
+    // parked with the reason, not applied to some other picking.
+    let s = setup(Version::V18).await;
+    s.sim
+        .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
+        .unwrap();
+    let order = s
+        .sim
+        .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
+        .unwrap();
+    let events = vec![referenced(1, Pick, "SKU-002", 3, &order.name)];
+    s.journal
+        .append(Arc::from("wh-agent"), LOG, events)
+        .await
+        .unwrap();
+    s.sim
+        .inject(Fault::new(FaultKind::Http500).on("stock.picking", "write"));
+    assert!(s.engine(1).await.merge_all().await.is_err());
+    let delivery = s.sim.picking(&order.deliveries[0]).unwrap();
+    s.sim
+        .execute(
+            ADMIN_UID,
+            "stock.picking",
+            "button_validate",
+            serde_json::json!([[delivery.id]]),
+            serde_json::json!({}),
+        )
+        .unwrap();
+    let shipped = s.sim.on_hand("SKU-002", "WH/Stock");
+    s.engine(3).await.merge_all().await.unwrap();
+    assert_eq!(s.sim.on_hand("SKU-002", "WH/Stock"), shipped);
+    let parked: Vec<(u64, String)> = s
+        .store
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, seq, letter)| (seq, letter.reason))
+        .collect();
+    assert_eq!(parked, vec![(1, "picking-conflict".to_owned())]);
+}

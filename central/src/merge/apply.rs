@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::merge::plan::PlannedPicking;
+use crate::merge::plan::{PlannedFill, PlannedPicking};
 use crate::odoo::{ErrorKind, OdooClient, OdooError};
 
 /// How hard to try before handing a retryable failure back to the caller.
@@ -145,6 +145,109 @@ async fn apply_from(
     }
 }
 
+/// Whether `note` carries `marker` as a whole (not as the prefix of a longer picking name).
+fn has_marker(note: &str, marker: &str) -> bool {
+    note.match_indices(marker).any(|(at, _)| {
+        note[at + marker.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == '<' || c.is_whitespace())
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FillStep {
+    Guard,
+    Write,
+    Validate,
+}
+
+/// Fills an open picking exactly once (CONTRACT §12.5): GUARD reads the picking; done with
+/// this fill's marker means applied; open with the marker means written but not validated;
+/// open without it means WRITE (quantities + marker, one transaction) then VALIDATE, keeping
+/// a backorder for what was not picked. After any failure of unknown outcome, GUARD again.
+/// A picking someone else validated or cancelled first is a permanent error: its events are
+/// parked for a person to look at, never applied to some other picking behind their back.
+pub async fn fill_once(
+    client: &OdooClient,
+    fill: &PlannedFill,
+    policy: RetryPolicy,
+) -> Result<Applied, OdooError> {
+    let marker = fill.marker();
+    let mut failures = 0;
+    let mut step = FillStep::Guard;
+    let mut note = String::new();
+    loop {
+        let error = match step {
+            FillStep::Guard => match client.fill_guard(fill.picking).await {
+                Ok(None) => {
+                    return Err(OdooError::new(
+                        ErrorKind::Permanent,
+                        "picking-gone",
+                        format!("picking {} no longer exists in Odoo", fill.picking_name),
+                    ));
+                }
+                Ok(Some(guard)) => {
+                    let marked = has_marker(&guard.note, &marker);
+                    match (guard.state.as_str(), marked) {
+                        ("done", true) => return Ok(Applied::AlreadyDone),
+                        ("done" | "cancel", false) => {
+                            return Err(OdooError::new(
+                                ErrorKind::Permanent,
+                                "picking-conflict",
+                                format!(
+                                    "picking {} was {} in Odoo before Tally applied these scans to it",
+                                    fill.picking_name,
+                                    if guard.state == "done" {
+                                        "validated"
+                                    } else {
+                                        "cancelled"
+                                    }
+                                ),
+                            ));
+                        }
+                        (_, true) => step = FillStep::Validate,
+                        (_, false) => {
+                            note = guard.note;
+                            step = FillStep::Write;
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            },
+            FillStep::Write => match client.write_fill(fill, &note).await {
+                Ok(()) => {
+                    step = FillStep::Validate;
+                    continue;
+                }
+                Err(e) => e,
+            },
+            FillStep::Validate => match client.validate_with_backorder(fill.picking).await {
+                Ok(true) => return Ok(Applied::Done),
+                Ok(false) => {
+                    return Err(OdooError::new(
+                        ErrorKind::Permanent,
+                        "not-validated",
+                        format!(
+                            "Odoo answered the validation of {} with a wizard instead of applying it",
+                            fill.picking_name
+                        ),
+                    ));
+                }
+                Err(e) => e,
+            },
+        };
+        if !error.is_retryable() || failures + 1 >= policy.attempts {
+            return Err(error);
+        }
+        tracing::warn!(key = %fill.key, picking = %fill.picking_name, error = %error, attempt = failures + 1, "Odoo call failed; reading the picking again");
+        tokio::time::sleep(policy.delay(failures, rand::random())).await;
+        failures += 1;
+        step = FillStep::Guard;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +263,16 @@ mod tests {
         assert_eq!(policy.delay(2, 1.0), Duration::from_millis(400));
         assert_eq!(policy.delay(10, 1.0), Duration::from_secs(1));
         assert_eq!(policy.delay(2, 0.0), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_marker_counts_only_for_its_own_picking() {
+        let marker = "tally:K-F1@WH/OUT/0001";
+        assert!(has_marker("<p>tally:K-F1@WH/OUT/0001</p>", marker));
+        assert!(has_marker("tally:K-F1@WH/OUT/0001", marker));
+        // A backorder's note is a copy of the original's: its marker names another picking.
+        assert!(!has_marker("<p>tally:K-F1@WH/OUT/00012</p>", marker));
+        assert!(!has_marker("<p>tally:K-F10@WH/OUT/0001</p>", marker));
+        assert!(!has_marker("", marker));
     }
 }

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use tally_protocol::{EventKind, LogId, LoggedEvent};
 
-use super::apply::{RetryPolicy, apply_once, resume};
-use super::plan::{PlannedPicking, Product, ResolvedEvent, Warehouse, cut, plan};
+use super::apply::{RetryPolicy, apply_once, fill_once, resume};
+use super::plan::{
+    PlannedFill, PlannedPicking, Product, ResolvedEvent, Warehouse, cut, fill, may_fill, plan,
+};
 use super::state::{DeadLetter, now_micros};
 use crate::odoo::{ErrorKind, OdooClient, OdooError};
 use crate::store::{Store, StoreError};
@@ -33,9 +35,31 @@ struct StoredPlan {
     /// The last seq of the run: the cursor moves here when the plan is finished.
     through: u64,
     pickings: Vec<(PlannedPicking, Status)>,
+    /// Open Odoo pickings the run's referenced picks and receipts fill.
+    #[serde(default)]
+    fills: Vec<(PlannedFill, Status)>,
     parked: Vec<(u64, DeadLetter)>,
     /// The SKU of each event of the run, for parking by line.
     skus: BTreeMap<u64, String>,
+}
+
+impl StoredPlan {
+    /// Parks the events `seqs` with Odoo's reason for refusing them.
+    fn park(&mut self, seqs: &[u64], error: &OdooError) {
+        for &seq in seqs {
+            let sku = self.skus.get(&seq).cloned().unwrap_or_default();
+            self.parked.push((
+                seq,
+                DeadLetter {
+                    warehouse: self.warehouse.clone(),
+                    sku,
+                    reason: error.name.clone(),
+                    message: error.message.clone(),
+                    parked_at: now_micros(),
+                },
+            ));
+        }
+    }
 }
 
 /// What went wrong in a merge pass.
@@ -339,19 +363,36 @@ impl Engine {
             "tally-{agent}-{}-{first}-{through}",
             &log_id.to_string()[..8]
         );
-        let planned = match resolved.first() {
-            Some(count) if count.event.event.kind == EventKind::Count => self
-                .plan_count(&batch_key, &warehouse, count)
-                .await?
-                .into_iter()
-                .collect(),
-            _ => plan(&batch_key, &warehouse, &resolved),
+        let (fills, planned) = match resolved.first() {
+            Some(count) if count.event.event.kind == EventKind::Count => (
+                Vec::new(),
+                self.plan_count(&batch_key, &warehouse, count)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+            _ => {
+                let references: Vec<String> = resolved
+                    .iter()
+                    .filter(|r| may_fill(r.event))
+                    .filter_map(|r| r.event.event.reference.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let open = if references.is_empty() {
+                    BTreeMap::new()
+                } else {
+                    self.odoo.open_pickings(&references).await?
+                };
+                let (fills, rest) = fill(&batch_key, &warehouse, resolved, &open);
+                (fills, plan(&batch_key, &warehouse, &rest))
+            }
         };
-        let pickings = planned.into_iter().map(|p| (p, Status::Pending)).collect();
         Ok(StoredPlan {
             warehouse: code.to_owned(),
             through,
-            pickings,
+            pickings: planned.into_iter().map(|p| (p, Status::Pending)).collect(),
+            fills: fills.into_iter().map(|f| (f, Status::Pending)).collect(),
             parked,
             skus,
         })
@@ -461,19 +502,7 @@ impl Engine {
                         plan.pickings.splice(i + 1..i + 1, singles);
                     } else {
                         plan.pickings[i].1 = Status::Parked;
-                        for &seq in &picking.lines[0].seqs {
-                            let sku = plan.skus.get(&seq).cloned().unwrap_or_default();
-                            plan.parked.push((
-                                seq,
-                                DeadLetter {
-                                    warehouse: plan.warehouse.clone(),
-                                    sku,
-                                    reason: e.name.clone(),
-                                    message: e.message.clone(),
-                                    parked_at: now_micros(),
-                                },
-                            ));
-                        }
+                        plan.park(&picking.lines[0].seqs, &e);
                     }
                 }
                 Err(e) => {
@@ -483,6 +512,27 @@ impl Engine {
             }
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
             i += 1;
+        }
+        for i in 0..plan.fills.len() {
+            let (fill, status) = &plan.fills[i];
+            if *status != Status::Pending {
+                continue;
+            }
+            match fill_once(&self.odoo, fill, self.policy).await {
+                Ok(_) => plan.fills[i].1 = Status::Done,
+                Err(e) if e.kind == ErrorKind::Permanent => {
+                    // The picking is the customer's (or the vendor's): it is never cancelled.
+                    tracing::warn!(key = %fill.key, picking = %fill.picking_name, error = %e, "Odoo refused to fill a picking");
+                    let seqs: Vec<u64> = fill.seqs().collect();
+                    plan.fills[i].1 = Status::Parked;
+                    plan.park(&seqs, &e);
+                }
+                Err(e) => {
+                    self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+                    return Err(e.into());
+                }
+            }
+            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
         }
         self.store
             .finish_merge(agent, log_id, plan.through, &plan.parked)?;

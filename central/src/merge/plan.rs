@@ -220,6 +220,140 @@ pub fn plan(
     out
 }
 
+/// An open Odoo picking that events may name in their `reference` (a sales order's delivery,
+/// an expected receipt), with its moves still to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPicking {
+    pub id: i64,
+    pub name: String,
+    pub picking_type: i64,
+    /// (move id, product id) of each move not done or cancelled, in Odoo's order.
+    pub moves: Vec<(i64, i64)>,
+}
+
+/// Quantities to write on an open picking's moves (CONTRACT §12): the moves are set to what
+/// was scanned, marked picked, and the picking is validated, leaving a backorder for the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFill {
+    /// Tally's key for this fill: the marker `tally:{key}@{picking_name}` in the picking's
+    /// note makes it exactly-once.
+    pub key: String,
+    pub picking: i64,
+    pub picking_name: String,
+    pub moves: Vec<FillMove>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillMove {
+    pub move_id: i64,
+    pub product: i64,
+    pub qty: Qty,
+    pub seqs: Vec<u64>,
+}
+
+impl PlannedFill {
+    /// The text in the picking's note that says this fill was written.
+    pub fn marker(&self) -> String {
+        format!("tally:{}@{}", self.key, self.picking_name)
+    }
+
+    pub fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.moves.iter().flat_map(|m| m.seqs.iter().copied())
+    }
+}
+
+/// Whether a picking's `note` says Tally filled that very picking (a marker naming it; a
+/// backorder carries a copy of its original's marker, which names the original).
+pub fn filled_by_tally(note: &str, picking_name: &str) -> bool {
+    note.match_indices("tally:").any(|(at, _)| {
+        let rest = &note[at..];
+        let end = rest
+            .find(|c: char| c == '<' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        rest[..end]
+            .rsplit_once('@')
+            .is_some_and(|(_, name)| name == picking_name)
+    })
+}
+
+/// Whether an event may fill an open picking: a pick or receipt naming a reference, without a
+/// lot (lots of existing pickings are left to ordinary pickings).
+pub fn may_fill(event: &LoggedEvent) -> bool {
+    let e = &event.event;
+    matches!(e.kind, EventKind::Pick | EventKind::Receipt)
+        && e.reference.is_some()
+        && e.lot.is_none()
+        && !e.qty.is_negative()
+}
+
+/// Splits off the events that fill an open picking named by their reference: a pick fills a
+/// delivery of the warehouse, a receipt a receipt, on the first move of the event's product.
+/// Events of one picking and product coalesce into one quantity. Everything else (no such
+/// open picking, a product the picking does not hold) is returned for ordinary pickings.
+/// Fills are keyed `{batch_key}-F{n}`.
+pub fn fill<'a>(
+    batch_key: &str,
+    warehouse: &Warehouse,
+    events: Vec<ResolvedEvent<'a>>,
+    open: &BTreeMap<String, OpenPicking>,
+) -> (Vec<PlannedFill>, Vec<ResolvedEvent<'a>>) {
+    // (picking name, id) → move id → (product, total, seqs)
+    type Moves = BTreeMap<i64, (i64, i64, Vec<u64>)>;
+    let mut filled: BTreeMap<(&str, i64), Moves> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for r in events {
+        let e = &r.event.event;
+        let wanted_type = match e.kind {
+            EventKind::Pick => warehouse.delivery_type,
+            _ => warehouse.receipt_type,
+        };
+        let target = e
+            .reference
+            .as_deref()
+            .filter(|_| may_fill(r.event))
+            .and_then(|name| open.get(name))
+            .filter(|p| p.picking_type == wanted_type)
+            .and_then(|p| {
+                let (move_id, _) = p
+                    .moves
+                    .iter()
+                    .find(|(_, product)| *product == r.product.id)?;
+                Some(((p.name.as_str(), p.id), *move_id))
+            });
+        match target {
+            Some((picking, move_id)) => {
+                let entry = filled
+                    .entry(picking)
+                    .or_default()
+                    .entry(move_id)
+                    .or_insert((r.product.id, 0, Vec::new()));
+                entry.1 += e.qty.micros();
+                entry.2.push(r.event.seq);
+            }
+            None => rest.push(r),
+        }
+    }
+    let fills = filled
+        .into_iter()
+        .enumerate()
+        .map(|(n, ((name, id), moves))| PlannedFill {
+            key: format!("{batch_key}-F{}", n + 1),
+            picking: id,
+            picking_name: name.to_owned(),
+            moves: moves
+                .into_iter()
+                .map(|(move_id, (product, total, seqs))| FillMove {
+                    move_id,
+                    product,
+                    qty: Qty::from_micros(total),
+                    seqs,
+                })
+                .collect(),
+        })
+        .collect();
+    (fills, rest)
+}
+
 #[cfg(test)]
 mod tests {
     use tally_protocol::{Event, Timestamp};
@@ -275,6 +409,54 @@ mod tests {
                 to_location: Some(20),
             })
             .collect()
+    }
+
+    #[test]
+    fn referenced_picks_fill_their_picking_and_the_rest_goes_to_ordinary_pickings() {
+        let mut events = vec![
+            event(1, EventKind::Pick, 1, 2),
+            event(2, EventKind::Pick, 1, 1),
+            event(3, EventKind::Receipt, 1, 4), // a receipt cannot fill a delivery
+            event(4, EventKind::Pick, 2, 1),    // the picking has no move of product 2
+            event(5, EventKind::Pick, 1, 7),    // no reference
+        ];
+        for (e, _) in &mut events[..4] {
+            e.event.reference = Some("S001".into());
+        }
+        let open = BTreeMap::from([(
+            "S001".to_owned(),
+            OpenPicking {
+                id: 40,
+                name: "WH/OUT/00040".into(),
+                picking_type: WH.delivery_type,
+                moves: vec![(400, 1), (401, 3)],
+            },
+        )]);
+        let (fills, rest) = fill("K", &WH, resolve(&events), &open);
+        assert_eq!(
+            fills,
+            vec![PlannedFill {
+                key: "K-F1".into(),
+                picking: 40,
+                picking_name: "WH/OUT/00040".into(),
+                moves: vec![FillMove {
+                    move_id: 400,
+                    product: 1,
+                    qty: Qty::from_units(3),
+                    seqs: vec![1, 2],
+                }],
+            }]
+        );
+        let rest: Vec<u64> = rest.iter().map(|r| r.event.seq).collect();
+        assert_eq!(rest, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn tally_fills_are_told_by_a_marker_naming_the_picking() {
+        let note = "<p>Handle with care</p><p>tally:K-F1@WH/OUT/0001</p>";
+        assert!(filled_by_tally(note, "WH/OUT/0001"));
+        assert!(!filled_by_tally(note, "WH/OUT/0002"));
+        assert!(!filled_by_tally("<p>Handle with care</p>", "WH/OUT/0001"));
     }
 
     #[test]

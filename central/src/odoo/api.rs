@@ -1,13 +1,13 @@
 //! Typed calls for what the merge needs, each one JSON-RPC request (CONTRACT §3, §4, §11).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 use tally_protocol::Qty;
 
 use super::client::OdooClient;
 use super::error::{ErrorKind, OdooError};
-use crate::merge::plan::{Line, PickingKind, PlannedPicking};
+use crate::merge::plan::{Line, OpenPicking, PickingKind, PlannedFill, PlannedPicking};
 
 /// A warehouse as Odoo describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,7 +375,7 @@ impl OdooClient {
 
     /// The net quantity of `product` that done moves brought into (+) or took out of (−)
     /// exactly `location` after `after` (UTC), leaving out moves of pickings whose name starts
-    /// with `exclude_prefix` (Tally's own) — CONTRACT §13.2.
+    /// with `exclude_prefix` (Tally's own) and pickings Tally filled — CONTRACT §13.2.
     pub async fn net_moved_after(
         &self,
         product: i64,
@@ -396,11 +396,12 @@ impl OdooClient {
             "location_id",
             "location_dest_id",
             "reference",
+            "picking_id",
         ];
         let rows = self
             .search_read("stock.move.line", domain, &fields, None)
             .await?;
-        Ok(rows
+        let rows: Vec<&Value> = rows
             .iter()
             .filter(|r| {
                 !r["reference"]
@@ -408,6 +409,38 @@ impl OdooClient {
                     .unwrap_or_default()
                     .starts_with(exclude_prefix)
             })
+            .collect();
+        // Open pickings Tally filled (a sales order's delivery) keep Odoo's name: their note
+        // tells them apart.
+        let pickings: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| many2one(&r["picking_id"]))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let filled: std::collections::HashSet<i64> = if pickings.is_empty() {
+            Default::default()
+        } else {
+            self.search_read(
+                "stock.picking",
+                json!([["id", "in", pickings]]),
+                &["id", "name", "note"],
+                None,
+            )
+            .await?
+            .iter()
+            .filter(|p| {
+                crate::merge::plan::filled_by_tally(
+                    p["note"].as_str().unwrap_or_default(),
+                    p["name"].as_str().unwrap_or_default(),
+                )
+            })
+            .filter_map(|p| int(&p["id"]))
+            .collect()
+        };
+        Ok(rows
+            .iter()
+            .filter(|r| many2one(&r["picking_id"]).is_none_or(|p| !filled.contains(&p)))
             .map(|r| {
                 let qty = r["quantity_product_uom"].as_f64().unwrap_or(0.0);
                 let into = many2one(&r["location_dest_id"]) == Some(location);
@@ -426,6 +459,226 @@ impl OdooClient {
         self.execute_kw("stock.picking", "action_cancel", json!([[id]]), json!({}))
             .await
             .map(|_| ())
+    }
+}
+
+/// States of a picking that can still be filled: confirmed, waiting for another operation, or
+/// (partly) reserved. Drafts are not ready; done and cancelled pickings are history.
+const OPEN_STATES: [&str; 3] = ["confirmed", "waiting", "assigned"];
+
+/// How many backorders deep a reference is followed (each partial fill adds one).
+const MAX_BACKORDER_DEPTH: usize = 32;
+
+/// A picking as the fill guard reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FillGuard {
+    pub state: String,
+    pub note: String,
+}
+
+impl OdooClient {
+    /// The open picking each reference names (CONTRACT §12.1): a picking by its name — or, once
+    /// that one is done, the open backorder it left — else the open picking of the sales order
+    /// of that name (`sale_id`, not `origin`, which Odoo 18 decorates). References that name
+    /// nothing open are left out.
+    pub async fn open_pickings(
+        &self,
+        references: &[String],
+    ) -> Result<BTreeMap<String, OpenPicking>, OdooError> {
+        let fields = ["id", "name", "state", "picking_type_id"];
+        let mut found: BTreeMap<String, (i64, String, i64)> = BTreeMap::new();
+        let rows = self
+            .search_read(
+                "stock.picking",
+                json!([["name", "in", references]]),
+                &fields,
+                None,
+            )
+            .await?;
+        // Done pickings: follow their backorders, breadth first, a call per generation.
+        let mut done: HashMap<i64, String> = HashMap::new();
+        let mut named = std::collections::HashSet::new();
+        for row in &rows {
+            let (Some(id), Some(name), Some(state)) =
+                (int(&row["id"]), row["name"].as_str(), row["state"].as_str())
+            else {
+                return Err(malformed("stock.picking.search_read"));
+            };
+            named.insert(name.to_owned());
+            if OPEN_STATES.contains(&state) {
+                let kind = many2one(&row["picking_type_id"]).unwrap_or_default();
+                found.insert(name.to_owned(), (id, name.to_owned(), kind));
+            } else if state == "done" {
+                done.insert(id, name.to_owned());
+            }
+        }
+        for _ in 0..MAX_BACKORDER_DEPTH {
+            if done.is_empty() {
+                break;
+            }
+            let ids: Vec<i64> = done.keys().copied().collect();
+            let rows = self
+                .search_read(
+                    "stock.picking",
+                    json!([["backorder_id", "in", ids]]),
+                    &["id", "name", "state", "picking_type_id", "backorder_id"],
+                    None,
+                )
+                .await?;
+            let mut next = HashMap::new();
+            for row in &rows {
+                let (Some(id), Some(name), Some(state), Some(parent)) = (
+                    int(&row["id"]),
+                    row["name"].as_str(),
+                    row["state"].as_str(),
+                    many2one(&row["backorder_id"]),
+                ) else {
+                    return Err(malformed("stock.picking.search_read"));
+                };
+                let Some(reference) = done.get(&parent) else {
+                    continue;
+                };
+                if OPEN_STATES.contains(&state) {
+                    let kind = many2one(&row["picking_type_id"]).unwrap_or_default();
+                    found
+                        .entry(reference.clone())
+                        .or_insert((id, name.to_owned(), kind));
+                } else if state == "done" {
+                    next.insert(id, reference.clone());
+                }
+            }
+            done = next;
+        }
+        let orders: Vec<&String> = references.iter().filter(|r| !named.contains(*r)).collect();
+        if !orders.is_empty() {
+            let domain = json!([["sale_id.name", "in", orders], ["state", "in", OPEN_STATES]]);
+            let mut with_order = fields.to_vec();
+            with_order.push("sale_id");
+            match self
+                .search_read("stock.picking", domain, &with_order, None)
+                .await
+            {
+                Ok(rows) => {
+                    for row in &rows {
+                        let (Some(id), Some(name), Some(order)) = (
+                            int(&row["id"]),
+                            row["name"].as_str(),
+                            row["sale_id"].get(1).and_then(Value::as_str),
+                        ) else {
+                            continue;
+                        };
+                        let kind = many2one(&row["picking_type_id"]).unwrap_or_default();
+                        // Several open pickings of one order: the oldest (lowest id) first.
+                        let entry =
+                            found
+                                .entry(order.to_owned())
+                                .or_insert((id, name.to_owned(), kind));
+                        if id < entry.0 {
+                            *entry = (id, name.to_owned(), kind);
+                        }
+                    }
+                }
+                // No sales app in this database: no picking has a `sale_id`.
+                Err(e) if e.kind == ErrorKind::Permanent => {
+                    tracing::debug!(error = %e, "pickings cannot be looked up by sales order");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if found.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let ids: Vec<i64> = found.values().map(|(id, ..)| *id).collect();
+        let moves = self
+            .search_read(
+                "stock.move",
+                json!([
+                    ["picking_id", "in", ids],
+                    ["state", "not in", ["done", "cancel"]]
+                ]),
+                &["id", "picking_id", "product_id"],
+                None,
+            )
+            .await?;
+        let mut by_picking: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for m in &moves {
+            let (Some(id), Some(picking), Some(product)) = (
+                int(&m["id"]),
+                many2one(&m["picking_id"]),
+                many2one(&m["product_id"]),
+            ) else {
+                return Err(malformed("stock.move.search_read"));
+            };
+            by_picking.entry(picking).or_default().push((id, product));
+        }
+        Ok(found
+            .into_iter()
+            .map(|(reference, (id, name, picking_type))| {
+                // Two references (a picking's name and its order's) may name one picking.
+                let mut moves = by_picking.get(&id).cloned().unwrap_or_default();
+                moves.sort_unstable();
+                (
+                    reference,
+                    OpenPicking {
+                        id,
+                        name,
+                        picking_type,
+                        moves,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The state and note of the picking a fill targets (the GUARD of CONTRACT §12.5).
+    pub async fn fill_guard(&self, picking: i64) -> Result<Option<FillGuard>, OdooError> {
+        let rows = self
+            .search_read(
+                "stock.picking",
+                json!([["id", "=", picking]]),
+                &["state", "note"],
+                None,
+            )
+            .await?;
+        Ok(rows.first().map(|r| FillGuard {
+            state: r["state"].as_str().unwrap_or_default().to_owned(),
+            // An empty Html field reads as `false`.
+            note: r["note"].as_str().unwrap_or_default().to_owned(),
+        }))
+    }
+
+    /// Sets the fill's moves to what was scanned, picked, and appends the marker to the note,
+    /// in one transaction (CONTRACT §12.5 WRITE). Absolute quantities: repeating it is harmless.
+    pub async fn write_fill(&self, fill: &PlannedFill, note: &str) -> Result<(), OdooError> {
+        let moves: Vec<Value> = fill
+            .moves
+            .iter()
+            .map(|m| json!([1, m.move_id, {"quantity": qty_value(m.qty), "picked": true}]))
+            .collect();
+        let note = format!("{note}<p>{}</p>", fill.marker());
+        self.execute_kw(
+            "stock.picking",
+            "write",
+            json!([[fill.picking], {"note": note, "move_ids": moves}]),
+            json!({}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Validates a filled picking, leaving what was not picked in a backorder without any
+    /// wizard (`skip_backorder` without `picking_ids_not_to_backorder`, CONTRACT §12.2).
+    pub async fn validate_with_backorder(&self, picking: i64) -> Result<bool, OdooError> {
+        let context = json!({"skip_backorder": true, "skip_sms": true});
+        let result = self
+            .execute_kw(
+                "stock.picking",
+                "button_validate",
+                json!([[picking]]),
+                json!({ "context": context }),
+            )
+            .await?;
+        Ok(result == Some(Value::Bool(true)))
     }
 }
 

@@ -63,6 +63,9 @@ pub struct Fault {
     /// Only this method (`execute_kw`'s method, or the `common` method).
     #[serde(default)]
     pub method: Option<String>,
+    /// How many matching calls pass untouched before the fault hits.
+    #[serde(default)]
+    pub skip: u32,
 }
 
 fn one() -> u32 {
@@ -77,6 +80,7 @@ impl Fault {
             times: 1,
             model: None,
             method: None,
+            skip: 0,
         }
     }
 
@@ -90,6 +94,12 @@ impl Fault {
     pub fn on(mut self, model: &str, method: &str) -> Fault {
         self.model = Some(model.to_owned());
         self.method = Some(method.to_owned());
+        self
+    }
+
+    /// Lets the first `calls` matching calls through.
+    pub fn after(mut self, calls: u32) -> Fault {
+        self.skip = calls;
         self
     }
 
@@ -135,6 +145,10 @@ impl Faults {
             .iter()
             .position(|f| f.matches(service, model, method))?;
         let fault = &mut self.armed[index];
+        if fault.skip > 0 {
+            fault.skip -= 1;
+            return None;
+        }
         let kind = fault.kind;
         fault.times -= 1;
         if fault.times == 0 {
@@ -169,6 +183,16 @@ mod tests {
         assert_eq!(
             faults.take("object", "stock.picking", "button_validate"),
             None
+        );
+        faults.arm(
+            Fault::new(FaultKind::Http500)
+                .on_model("stock.move")
+                .after(1),
+        );
+        assert_eq!(faults.take("object", "stock.move", "write"), None);
+        assert_eq!(
+            faults.take("object", "stock.move", "write"),
+            Some(FaultKind::Http500)
         );
         faults.arm(Fault::new(FaultKind::Hang));
         assert_eq!(
