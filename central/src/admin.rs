@@ -50,6 +50,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/merge", get(merge_status))
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/dead-letters/discard", post(discard_dead_letters))
+        .route("/v1/dead-letters/retry", post(retry_dead_letters))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -390,7 +391,43 @@ async fn dead_letters(State(state): State<AdminState>) -> Response {
                            "parked_at": time(Timestamp::from_micros(l.parked_at))})
                 })
                 .collect();
-            Json(json!({ "dead_letters": out })).into_response()
+            let retrying = state.store.retries().map_or(0, |r| r.len());
+            Json(json!({ "dead_letters": out, "queued_for_retry": retrying })).into_response()
+        }
+        Ok(Err(e)) => blocking_error(e),
+        Err(e) => blocking_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryKey {
+    warehouse: String,
+    sku: String,
+}
+
+/// Queues every parked event of a (warehouse, SKU) for another attempt (after the product was
+/// created in Odoo, say), and wakes the merge.
+async fn retry_dead_letters(
+    State(state): State<AdminState>,
+    body: Result<Json<RetryKey>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "expected {\"warehouse\", \"sku\"}",
+        );
+    };
+    let store = state.store.clone();
+    let (warehouse, sku) = (body.warehouse.clone(), body.sku.clone());
+    match tokio::task::spawn_blocking(move || store.retry_dead_letters(&warehouse, &sku)).await {
+        Ok(Ok(queued)) => {
+            tracing::info!(warehouse = %body.warehouse, sku = %body.sku, queued, "parked events queued for a retry");
+            if let Some(merge) = &state.merge {
+                merge.wake();
+            }
+            Json(json!({"queued": queued})).into_response()
         }
         Ok(Err(e)) => blocking_error(e),
         Err(e) => blocking_error(e),

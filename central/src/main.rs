@@ -74,6 +74,14 @@ enum AgentAction {
 enum DlqAction {
     /// List the parked events with their reasons.
     List,
+    /// Try every parked event of a SKU in a warehouse again, in order (after the product or
+    /// location was fixed in Odoo); events parked again show up in `list` again.
+    Retry {
+        #[arg(long)]
+        warehouse: String,
+        #[arg(long)]
+        sku: String,
+    },
     /// Give up on every parked event of a SKU in a warehouse (they never reach Odoo; later
     /// events of that SKU stop waiting behind them). The reason is kept for audit.
     Discard {
@@ -323,6 +331,13 @@ fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
+            DlqAction::Retry { warehouse, sku } => {
+                let n = store.retry_dead_letters(&warehouse, &sku)?;
+                eprintln!(
+                    "queued {n} parked events of {sku} in {warehouse} for a retry; central applies them when it next runs"
+                );
+                Ok(())
+            }
             DlqAction::Discard {
                 warehouse,
                 sku,
@@ -338,6 +353,9 @@ fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
             let client = reqwest::Client::new();
             let request = match &action {
                 DlqAction::List => client.get(format!("{base}/v1/dead-letters")),
+                DlqAction::Retry { warehouse, sku } => client
+                    .post(format!("{base}/v1/dead-letters/retry"))
+                    .json(&serde_json::json!({"warehouse": warehouse, "sku": sku})),
                 DlqAction::Discard {
                     warehouse,
                     sku,

@@ -179,6 +179,41 @@ async fn an_unknown_sku_parks_only_its_own_key() {
 }
 
 #[tokio::test]
+async fn parked_events_retried_after_the_fix_land_in_order_before_anything_newer() {
+    let s = setup(Version::V17).await;
+    s.journal(
+        1,
+        &[
+            (Receipt, "NEW-SKU", 10, None),
+            (Count, "NEW-SKU", 7, None),
+            (Pick, "NEW-SKU", 2, None),
+        ],
+    )
+    .await;
+    let mut engine = s.engine(3).await;
+    engine.merge_all().await.unwrap();
+    assert_eq!(s.store.dead_letters().unwrap().len(), 3);
+    // A retry before the fix parks them all again, under new keys next time.
+    assert_eq!(s.store.retry_dead_letters("WH", "NEW-SKU").unwrap(), 3);
+    engine.merge_all().await.unwrap();
+    assert_eq!(s.store.dead_letters().unwrap().len(), 3);
+    assert!(s.store.retries().unwrap().is_empty());
+
+    // The product is created in Odoo; a newer event arrives before the retry is applied.
+    s.sim
+        .add_product("NEW-SKU", tally_tests::odoo_sim::Tracking::None)
+        .unwrap();
+    assert_eq!(s.store.retry_dead_letters("WH", "NEW-SKU").unwrap(), 3);
+    s.journal(4, &[(Pick, "NEW-SKU", 1, None)]).await;
+    engine.merge_all().await.unwrap();
+    // Receipt 10, count to 7 (a delta of −3), pick 2, then the newer pick 1: 4.
+    assert_eq!(s.sim.on_hand("NEW-SKU", "WH/Stock"), 4.0);
+    assert!(s.store.dead_letters().unwrap().is_empty());
+    assert!(s.store.retries().unwrap().is_empty());
+    assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 4);
+}
+
+#[tokio::test]
 async fn what_odoo_cannot_take_at_planning_is_parked_while_the_rest_applies() {
     let s = setup(Version::V17).await;
     let a0 = s.sim.on_hand("SKU-001", "WH/Stock");

@@ -41,6 +41,10 @@ struct StoredPlan {
     parked: Vec<(u64, DeadLetter)>,
     /// The SKU of each event of the run, for parking by line.
     skus: BTreeMap<u64, String>,
+    /// Set when the run retries parked events (the retry's generation): finishing it takes
+    /// them out of the retry queue instead of moving the cursor.
+    #[serde(default)]
+    retry: Option<u64>,
 }
 
 impl StoredPlan {
@@ -122,7 +126,17 @@ impl Engine {
             .map(|a| (a.agent_id, a.warehouse))
             .collect();
         let mut total = 0;
-        for stream in self.store.streams()? {
+        // Retries first, everywhere: they are older than anything new of their keys.
+        let streams = self.store.streams()?;
+        for stream in &streams {
+            let Some(warehouse) = warehouse_of.get(&stream.agent_id) else {
+                continue;
+            };
+            total += self
+                .retry_stream(&stream.agent_id, stream.log_id, warehouse)
+                .await?;
+        }
+        for stream in &streams {
             let Some(warehouse) = warehouse_of.get(&stream.agent_id) else {
                 continue;
             };
@@ -133,6 +147,64 @@ impl Engine {
         Ok(total)
     }
 
+    /// Finishes a plan an earlier pass recorded and did not finish, if there is one.
+    async fn finish_recorded(&mut self, agent: &str, log_id: LogId) -> Result<bool, MergeError> {
+        let Some(bytes) = self.store.merge_plan(agent, log_id)? else {
+            return Ok(false);
+        };
+        let plan: StoredPlan = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt(format!("merge plan of {agent}: {e}")))?;
+        self.execute(agent, log_id, plan, true).await?;
+        Ok(true)
+    }
+
+    /// Applies the parked events of this stream an operator asked to retry, in seq order, as
+    /// runs of their own under the retry's generation.
+    async fn retry_stream(
+        &mut self,
+        agent: &str,
+        log_id: LogId,
+        warehouse: &str,
+    ) -> Result<u64, MergeError> {
+        let mut total = 0;
+        loop {
+            if self.finish_recorded(agent, log_id).await? {
+                continue;
+            }
+            let queued: Vec<(u64, u64)> = self
+                .store
+                .retries()?
+                .into_iter()
+                .filter(|(a, l, _, _)| a == agent && *l == log_id)
+                .map(|(_, _, seq, r)| (seq, r.generation))
+                .take(MAX_RUN_EVENTS)
+                .collect();
+            let Some(&(_, generation)) = queued.first() else {
+                return Ok(total);
+            };
+            // One generation per run: a run's keys carry it.
+            let seqs: Vec<u64> = queued
+                .iter()
+                .take_while(|(_, g)| *g == generation)
+                .map(|(seq, _)| *seq)
+                .collect();
+            let events = self.store.read_journal_seqs(agent, log_id, &seqs)?;
+            if events.len() != seqs.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "events queued for a retry are missing from the journal of {agent}"
+                ))
+                .into());
+            }
+            let run = &events[..cut(&events)];
+            let plan = self
+                .plan_run(agent, log_id, warehouse, run, Some(generation))
+                .await?;
+            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+            total += run.len() as u64;
+            self.execute(agent, log_id, plan, false).await?;
+        }
+    }
+
     async fn merge_stream(
         &mut self,
         agent: &str,
@@ -141,11 +213,7 @@ impl Engine {
     ) -> Result<u64, MergeError> {
         let mut total = 0;
         loop {
-            if let Some(bytes) = self.store.merge_plan(agent, log_id)? {
-                let plan: StoredPlan = serde_json::from_slice(&bytes)
-                    .map_err(|e| StoreError::Corrupt(format!("merge plan of {agent}: {e}")))?;
-                // Recorded by an earlier pass that did not finish: apply it as recorded.
-                self.execute(agent, log_id, plan, true).await?;
+            if self.finish_recorded(agent, log_id).await? {
                 continue;
             }
             let cursor = self.store.merge_cursor(agent, log_id)?;
@@ -156,7 +224,7 @@ impl Engine {
                 return Ok(total);
             }
             let run = &events[..cut(&events)];
-            let plan = self.plan_run(agent, log_id, warehouse, run).await?;
+            let plan = self.plan_run(agent, log_id, warehouse, run, None).await?;
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
             total += run.len() as u64;
             self.execute(agent, log_id, plan, false).await?;
@@ -259,6 +327,7 @@ impl Engine {
         log_id: LogId,
         code: &str,
         run: &[LoggedEvent],
+        retry: Option<u64>,
     ) -> Result<StoredPlan, MergeError> {
         let (first, through) = (run[0].seq, run[run.len() - 1].seq);
         let skus: BTreeMap<u64, String> =
@@ -281,9 +350,13 @@ impl Engine {
         };
         let warehouse = self.warehouse(code).await?;
         self.resolve(run).await?;
-        let mut blocked: HashSet<String> = self
-            .store
-            .parked_keys()?
+        // A key with parked events, or events waiting for a retry, takes nothing new until
+        // those are through; a retry run itself waits only behind what is parked.
+        let mut keys = self.store.parked_keys()?;
+        if retry.is_none() {
+            keys.extend(self.store.retrying_keys()?);
+        }
+        let mut blocked: HashSet<String> = keys
             .into_iter()
             .filter(|(wh, _)| wh == code)
             .map(|(_, sku)| sku)
@@ -359,10 +432,13 @@ impl Engine {
         self.products
             .retain(|_, found| matches!(found, Found::Product(_)));
         self.locations.retain(|_, id| id.is_some());
-        let batch_key = format!(
+        let mut batch_key = format!(
             "tally-{agent}-{}-{first}-{through}",
             &log_id.to_string()[..8]
         );
+        if let Some(generation) = retry {
+            batch_key.push_str(&format!("-r{generation}"));
+        }
         let (fills, planned) = match resolved.first() {
             Some(count) if count.event.event.kind == EventKind::Count => (
                 Vec::new(),
@@ -395,6 +471,7 @@ impl Engine {
             fills: fills.into_iter().map(|f| (f, Status::Pending)).collect(),
             parked,
             skus,
+            retry,
         })
     }
 
@@ -534,8 +611,14 @@ impl Engine {
             }
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
         }
-        self.store
-            .finish_merge(agent, log_id, plan.through, &plan.parked)?;
+        match plan.retry {
+            Some(_) => self
+                .store
+                .finish_retry(agent, log_id, plan.skus.keys().copied(), &plan.parked)?,
+            None => self
+                .store
+                .finish_merge(agent, log_id, plan.through, &plan.parked)?,
+        }
         Ok(())
     }
 

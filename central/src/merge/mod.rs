@@ -29,6 +29,8 @@ const AUTH_PAUSE: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct MergeStatus {
     inner: Mutex<MergeState>,
+    /// Wakes the merge loop for work that is not a journal commit (a retry request).
+    wake: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -44,6 +46,11 @@ pub struct MergeState {
 impl MergeStatus {
     pub fn snapshot(&self) -> MergeState {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Asks for a merge pass now rather than at the next commit or idle tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     fn update(&self, change: impl FnOnce(&mut MergeState)) {
@@ -129,6 +136,7 @@ pub async fn run(
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = commits.changed() => {}
+                () = status.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_PASS) => {}
             }
         }

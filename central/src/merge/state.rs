@@ -4,7 +4,10 @@
 //!   or parked);
 //! - `merge_plan`: (agent, log) → the plan being applied, recorded before the first call to
 //!   Odoo so that a restart applies the same pickings under the same keys;
-//! - `dead_letters`: (agent, log, seq) → why that event is parked.
+//! - `dead_letters`: (agent, log, seq) → why that event is parked;
+//! - `retry_letters`: (agent, log, seq) → a parked event an operator asked to retry, with the
+//!   retry's generation (which makes the retry's picking keys new);
+//! - `discarded_letters`: (agent, log, seq) → a parked event given up on, with the reason.
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,20 @@ const DEAD_LETTERS: TableDefinition<(&str, u128, u64), &[u8]> =
 /// Dead letters an operator discarded, kept for audit with the reason given.
 const DISCARDED: TableDefinition<(&str, u128, u64), &[u8]> =
     TableDefinition::new("discarded_letters");
+
+/// Parked events an operator asked to try again: taken before any new run of their stream.
+const RETRIES: TableDefinition<(&str, u128, u64), &[u8]> = TableDefinition::new("retry_letters");
+/// Counters: `retry_generation`.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("merge_counters");
+
+/// A parked event queued for another attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    pub letter: DeadLetter,
+    /// Which retry request this is: part of the keys of the pickings it creates, so that a
+    /// retry never meets a picking an earlier attempt left (cancelled) under the same name.
+    pub generation: u64,
+}
 
 /// A parked event and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +149,95 @@ impl Store {
             .map(|(_, _, _, l)| (l.warehouse, l.sku))
             .collect())
     }
+
+    /// The keys with events waiting for a retry: new events of those keys wait behind them.
+    pub fn retrying_keys(
+        &self,
+    ) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+        Ok(self
+            .retries()?
+            .into_iter()
+            .map(|(_, _, _, r)| (r.letter.warehouse, r.letter.sku))
+            .collect())
+    }
+
+    /// Every event queued for a retry: (agent, log, seq, retry), in key order.
+    pub fn retries(&self) -> Result<Vec<(String, LogId, u64, Retry)>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let table = match txn.open_table(RETRIES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Storage(e.into())),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().storage()? {
+            let (k, v) = entry.storage()?;
+            let (agent, log, seq) = k.value();
+            let retry: Retry = serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("retry: {e}")))?;
+            out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, retry));
+        }
+        Ok(out)
+    }
+
+    /// Queues every parked event of (warehouse, sku) for another attempt, under a new retry
+    /// generation. Returns how many.
+    pub fn retry_dead_letters(&self, warehouse: &str, sku: &str) -> Result<usize, StoreError> {
+        let txn = self.db().begin_write().storage()?;
+        let mut count = 0;
+        {
+            let mut counters = txn.open_table(COUNTERS).storage()?;
+            let generation = counters
+                .get("retry_generation")
+                .storage()?
+                .map_or(0, |v| v.value())
+                + 1;
+            counters.insert("retry_generation", generation).storage()?;
+            let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
+            let mut retries = txn.open_table(RETRIES).storage()?;
+            for ((agent, log, seq), letter) in matching(&letters, warehouse, sku)? {
+                letters.remove((agent.as_str(), log, seq)).storage()?;
+                let bytes = serde_json::to_vec(&Retry { letter, generation })
+                    .expect("serialising a plain struct");
+                retries
+                    .insert((agent.as_str(), log, seq), bytes.as_slice())
+                    .storage()?;
+                count += 1;
+            }
+        }
+        txn.commit().storage()?;
+        Ok(count)
+    }
+
+    /// Ends a retry's plan: its events leave the retry queue, those parked again become dead
+    /// letters, and the plan is removed, in one durable transaction. The cursor stays.
+    pub fn finish_retry(
+        &self,
+        agent: &str,
+        log_id: LogId,
+        seqs: impl IntoIterator<Item = u64>,
+        parked: &[(u64, DeadLetter)],
+    ) -> Result<(), StoreError> {
+        let txn = self.db().begin_write().storage()?;
+        {
+            let mut retries = txn.open_table(RETRIES).storage()?;
+            for seq in seqs {
+                retries.remove((agent, key(log_id), seq)).storage()?;
+            }
+            let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
+            for (seq, letter) in parked {
+                let bytes = serde_json::to_vec(letter).expect("serialising a plain struct");
+                letters
+                    .insert((agent, key(log_id), *seq), bytes.as_slice())
+                    .storage()?;
+            }
+            txn.open_table(PLANS)
+                .storage()?
+                .remove((agent, key(log_id)))
+                .storage()?;
+        }
+        txn.commit().storage()
+    }
 }
 
 /// A dead letter an operator gave up on.
@@ -156,17 +262,7 @@ impl Store {
         {
             let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
             let mut discarded = txn.open_table(DISCARDED).storage()?;
-            let mut doomed = Vec::new();
-            for entry in letters.iter().storage()? {
-                let (k, v) = entry.storage()?;
-                let letter: DeadLetter = serde_json::from_slice(v.value())
-                    .map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))?;
-                if letter.warehouse == warehouse && letter.sku == sku {
-                    let (agent, log, seq) = k.value();
-                    doomed.push(((agent.to_owned(), log, seq), letter));
-                }
-            }
-            for ((agent, log, seq), letter) in doomed {
+            for ((agent, log, seq), letter) in matching(&letters, warehouse, sku)? {
                 letters.remove((agent.as_str(), log, seq)).storage()?;
                 let record = Discarded {
                     letter,
@@ -183,6 +279,27 @@ impl Store {
         txn.commit().storage()?;
         Ok(count)
     }
+}
+
+type LetterKey = (String, u128, u64);
+
+/// The dead letters of (warehouse, sku), read out of `letters`.
+fn matching(
+    letters: &impl ReadableTable<(&'static str, u128, u64), &'static [u8]>,
+    warehouse: &str,
+    sku: &str,
+) -> Result<Vec<(LetterKey, DeadLetter)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in letters.iter().storage()? {
+        let (k, v) = entry.storage()?;
+        let letter: DeadLetter = serde_json::from_slice(v.value())
+            .map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))?;
+        if letter.warehouse == warehouse && letter.sku == sku {
+            let (agent, log, seq) = k.value();
+            out.push(((agent.to_owned(), log, seq), letter));
+        }
+    }
+    Ok(out)
 }
 
 /// The current time for `parked_at`.

@@ -286,6 +286,28 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// The journaled events `seqs` of one stream, in the order given (missing ones skipped).
+    pub fn read_journal_seqs(
+        &self,
+        agent_id: &str,
+        log_id: LogId,
+        seqs: &[u64],
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let table = txn.open_table(JOURNAL).storage()?;
+        let log = log_key(log_id);
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if let Some(value) = table.get((agent_id, log, seq)).storage()? {
+                out.push(
+                    decode_record(value.value())
+                        .map_err(|e| StoreError::Corrupt(format!("journal record: {e}")))?,
+                );
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
