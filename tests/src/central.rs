@@ -123,6 +123,7 @@ pub struct CentralBuilder {
     admin_token: String,
     transport: Transport,
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     log_filter: Option<String>,
     startup_timeout: Duration,
 }
@@ -134,6 +135,7 @@ impl CentralBuilder {
             admin_token: ADMIN_TOKEN.to_owned(),
             transport: Transport::Plaintext,
             args: Vec::new(),
+            envs: Vec::new(),
             log_filter: None,
             startup_timeout: STARTUP_TIMEOUT,
         }
@@ -167,6 +169,24 @@ impl CentralBuilder {
     }
 
     /// Central's `TALLY_LOG` filter (default: inherited, else central's own `info`).
+    /// Merges into `odoo` (the API key goes through the environment, not the command line).
+    pub fn odoo(mut self, odoo: &tally_central::odoo::OdooConfig) -> CentralBuilder {
+        self.args.extend(
+            [
+                "--odoo-url",
+                &odoo.url,
+                "--odoo-db",
+                &odoo.db,
+                "--odoo-user",
+                &odoo.login,
+            ]
+            .map(OsString::from),
+        );
+        self.envs
+            .push(("TALLY_ODOO_API_KEY".into(), odoo.api_key.expose().into()));
+        self
+    }
+
     pub fn log_filter(mut self, filter: impl Into<String>) -> CentralBuilder {
         self.log_filter = Some(filter.into());
         self
@@ -196,6 +216,7 @@ impl CentralBuilder {
             }
         }
         run.args(&self.args);
+        run.envs(self.envs.iter().map(|(k, v)| (k, v)));
         if let Some(filter) = &self.log_filter {
             run.env("TALLY_LOG", filter);
         }

@@ -612,9 +612,10 @@ impl Engine {
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
         }
         match plan.retry {
-            Some(_) => self
-                .store
-                .finish_retry(agent, log_id, plan.skus.keys().copied(), &plan.parked)?,
+            Some(_) => {
+                self.store
+                    .finish_retry(agent, log_id, plan.skus.keys().copied(), &plan.parked)?
+            }
             None => self
                 .store
                 .finish_merge(agent, log_id, plan.through, &plan.parked)?,

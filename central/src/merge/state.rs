@@ -151,9 +151,7 @@ impl Store {
     }
 
     /// The keys with events waiting for a retry: new events of those keys wait behind them.
-    pub fn retrying_keys(
-        &self,
-    ) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
+    pub fn retrying_keys(&self) -> Result<std::collections::HashSet<(String, String)>, StoreError> {
         Ok(self
             .retries()?
             .into_iter()

@@ -415,12 +415,5 @@ fn central_with_odoo(
     CentralProcess::builder(dir)
         .admin_token(ADMIN_TOKEN)
         .tls(tls)
-        .arg("--odoo-url")
-        .arg(&odoo.url)
-        .arg("--odoo-db")
-        .arg(&odoo.db)
-        .arg("--odoo-user")
-        .arg(&odoo.login)
-        .arg("--odoo-api-key")
-        .arg(odoo.api_key.expose())
+        .odoo(odoo)
 }

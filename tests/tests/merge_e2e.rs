@@ -1,0 +1,410 @@
+//! The whole chain against an Odoo: scanners post to a `tally-agent`, which syncs over TLS to a
+//! `tally-central` merging into Odoo; central is SIGKILLed while the warehouse keeps scanning
+//! and restarted; afterwards Odoo holds exactly the effect of every event, at each location,
+//! and picks and receipts naming an open Odoo picking filled it and left a backorder.
+//!
+//! By default the Odoo is the simulator (17 and 18 in turn). With `TALLY_ODOO_URL`,
+//! `TALLY_ODOO_DB`, `TALLY_ODOO_USER` and `TALLY_ODOO_API_KEY` set, the same test runs against
+//! that real Odoo instead and says so on stdout (`cargo test -p tally-tests --test merge_e2e --
+//! --nocapture`). The live database needs what `tally-demo` needs: warehouse `WH` with a
+//! location `WH/Stock/Shelf 2` and storable products CHAIR-OAK, LAMP-BRASS and DESK-PINE
+//! without lots; the integration user needs an e-mail address (for backorders) and the rights
+//! the README lists. Checks are relative to the stock found at the start, except the count,
+//! which sets DESK-PINE on Shelf 2 to a known quantity.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use serde_json::{Value, json};
+use tally_central::odoo::{OdooClient, OdooConfig};
+use tally_protocol::Secret;
+use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
+use tally_tests::{
+    AdminClient, AgentProcess, CentralProcess, TlsFiles, add_agent_offline, gen_cert, wait_synced,
+    wait_until, with_temp_dir,
+};
+
+const WAREHOUSE: &str = "WH";
+const AGENT_ID: &str = "e2e-agent";
+const SCANNER_TOKEN: &str = "e2e-scanner-token-0123456789";
+const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+const STOCK: &str = "WH/Stock";
+const SHELF: &str = "WH/Stock/Shelf 2";
+const SKUS: [&str; 3] = ["CHAIR-OAK", "LAMP-BRASS", "DESK-PINE"];
+/// A real Odoo takes a few hundred milliseconds a call.
+const MERGE_WAIT: Duration = Duration::from_secs(300);
+
+/// The real Odoo named by the environment, if all four variables are set.
+fn live_odoo() -> Option<OdooConfig> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Some(OdooConfig {
+        url: var("TALLY_ODOO_URL")?,
+        db: var("TALLY_ODOO_DB")?,
+        login: var("TALLY_ODOO_USER")?,
+        api_key: Secret::new(var("TALLY_ODOO_API_KEY")?),
+        call_timeout: Duration::from_secs(300),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_lands_in_odoo_exactly_once_through_a_central_crash() {
+    if let Some(odoo) = live_odoo() {
+        println!(
+            "merge_e2e: LIVE run against the real Odoo at {} (database {}, user {})",
+            odoo.url, odoo.db, odoo.login
+        );
+        with_temp_dir("merge-e2e-live", |dir| async move {
+            scenario(&dir, &odoo).await
+        })
+        .await;
+        println!("merge_e2e: LIVE run passed");
+        return;
+    }
+    for version in [Version::V17, Version::V18] {
+        println!("merge_e2e: against the Odoo simulator ({version:?}), not a real Odoo");
+        with_temp_dir(&format!("merge-e2e-{version:?}"), |dir| async move {
+            let sim = OdooSim::start(SimConfig::new(version)).await?;
+            for sku in SKUS {
+                sim.add_product(sku, Tracking::None)?;
+            }
+            sim.add_location(STOCK, "Shelf 2")?;
+            let odoo = OdooConfig {
+                url: sim.url(),
+                db: sim.db().to_owned(),
+                login: sim.login().to_owned(),
+                api_key: Secret::new(sim.api_key()),
+                call_timeout: Duration::from_secs(60),
+            };
+            scenario(&dir, &odoo).await
+        })
+        .await;
+    }
+}
+
+/// What the test reads of Odoo: quantities at exact locations, through JSON-RPC like central.
+struct Odoo {
+    client: OdooClient,
+    products: BTreeMap<String, i64>,
+    locations: BTreeMap<String, i64>,
+}
+
+impl Odoo {
+    async fn connect(config: &OdooConfig) -> anyhow::Result<Odoo> {
+        let client = OdooClient::connect(config)
+            .await
+            .context("cannot reach Odoo")?;
+        let skus: Vec<String> = SKUS.iter().map(|s| (*s).to_owned()).collect();
+        let products = client
+            .products(&skus)
+            .await?
+            .into_iter()
+            .map(|p| (p.sku, p.id))
+            .collect::<BTreeMap<_, _>>();
+        ensure!(
+            products.len() == SKUS.len(),
+            "Odoo lacks some of the products {SKUS:?}: found {products:?}"
+        );
+        let locations = client
+            .locations_by_name(&[STOCK.to_owned(), SHELF.to_owned()])
+            .await?
+            .into_iter()
+            .collect::<BTreeMap<_, _>>();
+        ensure!(locations.len() == 2, "Odoo lacks {STOCK} or {SHELF}");
+        Ok(Odoo {
+            client,
+            products,
+            locations,
+        })
+    }
+
+    /// On hand of `sku` at exactly `location`, every quant row summed.
+    async fn on_hand(&self, sku: &str, location: &str) -> anyhow::Result<f64> {
+        Ok(self
+            .client
+            .quantity_at(self.products[sku], self.locations[location])
+            .await?
+            + 0.0)
+    }
+
+    async fn snapshot(&self) -> anyhow::Result<BTreeMap<(&'static str, &'static str), f64>> {
+        let mut out = BTreeMap::new();
+        for sku in SKUS {
+            for location in [STOCK, SHELF] {
+                out.insert((sku, location), self.on_hand(sku, location).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates and confirms a picking of `qty` units of `sku`: an expected receipt (Vendors →
+    /// WH/Stock) or a delivery (WH/Stock → Customers), as a purchase or a sale would. Returns
+    /// its (id, name).
+    async fn expect(&self, receipt: bool, sku: &str, qty: f64) -> anyhow::Result<(i64, String)> {
+        let wh = self
+            .client
+            .warehouses(&[WAREHOUSE.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+            .context("no warehouse WH")?;
+        let virtuals = self.client.virtual_locations().await?;
+        let (kind, from, to) = if receipt {
+            (wh.receipt_type, virtuals.vendors, wh.stock_location)
+        } else {
+            (wh.delivery_type, wh.stock_location, virtuals.customers)
+        };
+        let product = self.products[sku];
+        let uom = self.client.products(&[sku.to_owned()]).await?[0].uom_id;
+        let created = self
+            .client
+            .execute_kw(
+                "stock.picking",
+                "create",
+                json!([{
+                    "picking_type_id": kind, "location_id": from, "location_dest_id": to,
+                    "origin": "tally merge_e2e",
+                    "move_ids": [[0, 0, {"name": sku, "product_id": product, "product_uom": uom,
+                                         "product_uom_qty": qty, "location_id": from,
+                                         "location_dest_id": to}]],
+                }]),
+                json!({}),
+            )
+            .await?
+            .context("no answer to create")?;
+        let id = created
+            .as_i64()
+            .or_else(|| created.get(0).and_then(Value::as_i64))
+            .context("picking id")?;
+        for method in ["action_confirm", "action_assign"] {
+            self.client
+                .execute_kw("stock.picking", method, json!([[id]]), json!({}))
+                .await?;
+        }
+        let (_, name, state) = self.picking(id).await?;
+        ensure!(
+            matches!(state.as_str(), "assigned" | "confirmed"),
+            "the expected picking {name} is {state}"
+        );
+        Ok((id, name))
+    }
+
+    /// (id, name, state) of a picking.
+    async fn picking(&self, id: i64) -> anyhow::Result<(i64, String, String)> {
+        let rows = self
+            .client
+            .search_read(
+                "stock.picking",
+                json!([["id", "=", id]]),
+                &["name", "state"],
+                None,
+            )
+            .await?;
+        let row = rows.first().context("no such picking")?;
+        Ok((
+            id,
+            row["name"].as_str().unwrap_or_default().to_owned(),
+            row["state"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    /// The demand of each open backorder of picking `id`.
+    async fn backorder_demand(&self, id: i64) -> anyhow::Result<Vec<f64>> {
+        let rows = self
+            .client
+            .search_read(
+                "stock.move",
+                json!([["picking_id.backorder_id", "=", id]]),
+                &["product_uom_qty", "state"],
+                None,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r["product_uom_qty"].as_f64())
+            .collect())
+    }
+}
+
+fn central(dir: &Path, tls: &TlsFiles, odoo: &OdooConfig) -> tally_tests::CentralBuilder {
+    CentralProcess::builder(dir)
+        .admin_token(ADMIN_TOKEN)
+        .tls(tls)
+        .odoo(odoo)
+        .log_filter("info,tally_central::merge=debug")
+}
+
+/// Waits until central has merged everything it stored of the agent, with nothing parked.
+async fn wait_merged(admin: &AdminClient) -> anyhow::Result<()> {
+    wait_until(
+        "central to merge every journaled event into Odoo",
+        MERGE_WAIT,
+        || async {
+            let view = admin.agent(AGENT_ID).await?;
+            let log = view["logs"]
+                .as_array()
+                .and_then(|l| l.first())
+                .cloned()
+                .unwrap_or_default();
+            let done =
+                log["stored_seq"].as_u64().is_some() && log["merged_seq"] == log["stored_seq"];
+            Ok(if done {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(log.to_string())
+            })
+        },
+    )
+    .await?;
+    let parked: Value = reqwest::Client::new()
+        .get(format!("{}/v1/dead-letters", admin.base_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        parked["dead_letters"]
+            .as_array()
+            .is_some_and(|l| l.is_empty()),
+        "events were parked: {parked}"
+    );
+    Ok(())
+}
+
+fn event(id: &str, kind: &str, sku: &str, qty: &str) -> Value {
+    json!({"id": id, "type": kind, "sku": sku, "qty": qty, "location": STOCK})
+}
+
+async fn scenario(dir: &Path, config: &OdooConfig) -> anyhow::Result<()> {
+    let odoo = Odoo::connect(config).await?;
+    let before = odoo.snapshot().await?;
+    // Unique event ids per run: a live database keeps what earlier runs did.
+    let run = format!("{:08x}", rand::random::<u32>());
+    let id = |name: &str| format!("{run}-{name}");
+
+    let tls = gen_cert(&dir.join("tls")).await?;
+    let central_dir = dir.join("central");
+    let token = add_agent_offline(&central_dir, ADMIN_TOKEN, AGENT_ID, WAREHOUSE).await?;
+    let first = central(&central_dir, &tls, config).spawn().await?;
+    let link = tally_tests::Proxy::start(first.sync_addr()).await?;
+    let agent = AgentProcess::builder(dir.join("agent"))
+        .token(SCANNER_TOKEN)
+        .warehouse(WAREHOUSE)
+        .agent_id(AGENT_ID)
+        .central(
+            &format!("wss://localhost:{}/v1/sync", link.port()),
+            &token,
+            Some(&tls.ca),
+        )
+        .spawn()
+        .await?;
+    let scanner = agent.client();
+
+    // The morning: receipts, a transfer to the shelf, an adjustment, a count, picks.
+    let mut morning = vec![
+        event(&id("rcv-1"), "receipt", "CHAIR-OAK", "40"),
+        event(&id("rcv-2"), "receipt", "LAMP-BRASS", "25"),
+        json!({"id": id("xfr-1"), "type": "transfer", "sku": "CHAIR-OAK", "qty": "10",
+               "location": STOCK, "to_location": SHELF}),
+        json!({"id": id("adj-1"), "type": "adjustment", "sku": "LAMP-BRASS", "qty": "-1",
+               "reason": "broken"}),
+        json!({"id": id("cnt-1"), "type": "count", "sku": "DESK-PINE", "qty": "12",
+               "location": SHELF}),
+    ];
+    for i in 0..20 {
+        let sku = if i % 2 == 0 {
+            "CHAIR-OAK"
+        } else {
+            "LAMP-BRASS"
+        };
+        morning.push(event(&id(&format!("pick-{i}")), "pick", sku, "1"));
+    }
+    let answer = scanner.post_events(&json!({ "events": morning })).await?;
+    ensure!(answer.status == 201, "{}", answer.body);
+    wait_synced(&scanner, Duration::from_secs(60)).await?;
+
+    // Central dies hard, most likely in the middle of merging the morning into Odoo; the
+    // warehouse keeps scanning through the outage.
+    link.stall();
+    first.kill9().await?;
+    let outage: Vec<Value> = (0..15)
+        .map(|i| event(&id(&format!("outage-{i}")), "pick", "LAMP-BRASS", "1"))
+        .chain([
+            json!({"id": id("adj-2"), "type": "adjustment", "sku": "DESK-PINE", "qty": "3",
+                   "location": SHELF, "reason": "found"}),
+            json!({"id": id("pick-shelf"), "type": "pick", "sku": "DESK-PINE", "qty": "2",
+                   "location": SHELF}),
+        ])
+        .collect();
+    let answer = scanner.post_events(&json!({ "events": outage })).await?;
+    ensure!(answer.status == 201, "{}", answer.body);
+
+    let second = central(&central_dir, &tls, config).spawn().await?;
+    link.retarget(second.sync_addr());
+    link.unblock();
+    wait_synced(&scanner, Duration::from_secs(90)).await?;
+    let admin = second.admin();
+    wait_merged(&admin).await?;
+
+    let after = odoo.snapshot().await?;
+    let moved = |sku: &'static str, location: &'static str| {
+        after[&(sku, location)] - before[&(sku, location)]
+    };
+    ensure!(
+        moved("CHAIR-OAK", STOCK) == 40.0 - 10.0 - 10.0,
+        "CHAIR-OAK at {STOCK}: {before:?} → {after:?}"
+    );
+    ensure!(moved("CHAIR-OAK", SHELF) == 10.0, "{before:?} → {after:?}");
+    ensure!(
+        moved("LAMP-BRASS", STOCK) == 25.0 - 1.0 - 10.0 - 15.0,
+        "LAMP-BRASS at {STOCK}: {before:?} → {after:?}"
+    );
+    ensure!(moved("DESK-PINE", STOCK) == 0.0, "{before:?} → {after:?}");
+    // Counted 12, then +3 found and 2 picked.
+    ensure!(
+        after[&("DESK-PINE", SHELF)] == 12.0 + 3.0 - 2.0,
+        "DESK-PINE at {SHELF}: {before:?} → {after:?}"
+    );
+
+    // Picks and receipts naming an open picking fill it; what is not scanned stays open in a
+    // backorder.
+    let (receipt, receipt_name) = odoo.expect(true, "CHAIR-OAK", 10.0).await?;
+    let (delivery, delivery_name) = odoo.expect(false, "LAMP-BRASS", 5.0).await?;
+    let filled = vec![
+        json!({"id": id("po-1"), "type": "receipt", "sku": "CHAIR-OAK", "qty": "6",
+               "location": STOCK, "reference": receipt_name}),
+        json!({"id": id("so-1"), "type": "pick", "sku": "LAMP-BRASS", "qty": "2",
+               "location": STOCK, "reference": delivery_name}),
+        json!({"id": id("so-2"), "type": "pick", "sku": "LAMP-BRASS", "qty": "1",
+               "location": STOCK, "reference": delivery_name}),
+    ];
+    let answer = scanner.post_events(&json!({ "events": filled })).await?;
+    ensure!(answer.status == 201, "{}", answer.body);
+    wait_synced(&scanner, Duration::from_secs(60)).await?;
+    wait_merged(&admin).await?;
+    for (id, name, remaining) in [
+        (receipt, &receipt_name, 4.0),
+        (delivery, &delivery_name, 2.0),
+    ] {
+        let (_, _, state) = odoo.picking(id).await?;
+        ensure!(state == "done", "{name} is {state}, not done");
+        let backorders = odoo.backorder_demand(id).await?;
+        ensure!(
+            backorders == vec![remaining],
+            "{name}'s backorder holds {backorders:?}, not {remaining}"
+        );
+    }
+    let last = odoo.snapshot().await?;
+    ensure!(last[&("CHAIR-OAK", STOCK)] - after[&("CHAIR-OAK", STOCK)] == 6.0);
+    ensure!(last[&("LAMP-BRASS", STOCK)] - after[&("LAMP-BRASS", STOCK)] == -3.0);
+
+    let (agent_exit, central_exit) = (agent.terminate().await?, second.terminate().await?);
+    ensure!(
+        agent_exit.success() && central_exit.success(),
+        "unclean exit: agent {agent_exit}, central {central_exit}"
+    );
+    Ok(())
+}
