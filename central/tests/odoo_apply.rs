@@ -2,10 +2,12 @@
 //! normal two-call path, replays, and every failure kind Odoo was seen to produce, including
 //! calls that were applied but whose answer was lost.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tally_central::merge::apply::{Applied, RetryPolicy, apply_once, resume};
 use tally_central::merge::plan::{Line, PickingKind, PlannedPicking};
+use tally_central::odoo::breaker::{Breaker, CircuitState};
 use tally_central::odoo::{ErrorKind, OdooClient, OdooConfig};
 use tally_protocol::{Qty, Secret};
 use tally_tests::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Tracking, Version};
@@ -20,16 +22,20 @@ fn fast_retries() -> RetryPolicy {
     }
 }
 
+/// A client whose circuit breaker cools down in 40 ms (longer than all of [`fast_retries`]'s
+/// delays after it opens).
 async fn connect(sim: &OdooSim) -> OdooClient {
-    OdooClient::connect(&OdooConfig {
+    let config = OdooConfig {
         url: sim.url(),
         db: sim.db().to_owned(),
         login: sim.login().to_owned(),
         api_key: Secret::new(sim.api_key()),
         call_timeout: CALL_TIMEOUT,
-    })
-    .await
-    .unwrap()
+    };
+    let breaker = Breaker::new(Duration::from_millis(40), Duration::from_millis(40));
+    OdooClient::connect_with(&config, Arc::new(breaker))
+        .await
+        .unwrap()
 }
 
 /// A receipt of `qty` SKU-001 into WH/Stock, resolved through the client as the merge would.
@@ -136,14 +142,29 @@ async fn failures_that_outlast_the_retries_are_returned_and_a_later_resume_finis
             .on("stock.picking", "create"),
     );
     sim.inject(Fault::new(FaultKind::PoolError).times(20));
+    let calls = sim.total_calls();
     let error = apply_once(&client, &picking, fast_retries())
         .await
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Retryable);
+    // Five failures in a row opened the circuit: the last attempts did not reach Odoo.
+    assert_eq!(error.name, "circuit-open");
+    assert_eq!(sim.total_calls() - calls, u64::from(Breaker::THRESHOLD));
+    assert_ne!(
+        client.breaker().state(Instant::now()).0,
+        CircuitState::Closed
+    );
     sim.clear_faults();
+    // Retries spaced wider than the cool-down: the circuit lets a probe through.
+    let patient = RetryPolicy {
+        attempts: 4,
+        min_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(100),
+    };
+    assert_eq!(resume(&client, &picking, patient).await, Ok(Applied::Done));
     assert_eq!(
-        resume(&client, &picking, fast_retries()).await,
-        Ok(Applied::Done)
+        client.breaker().state(Instant::now()).0,
+        CircuitState::Closed
     );
     assert_eq!(sim.on_hand("SKU-003", "WH/Stock"), before + 4.0);
     assert_eq!(

@@ -119,7 +119,7 @@ async fn apply_from(
                 }
                 Err(e) => e,
             },
-            Next::Validate(id) => match client.validate_picking(id).await {
+            Next::Validate(id) => match client.validate_picking(id, picking.lines.len()).await {
                 Ok(true) => return Ok(Applied::Done),
                 Ok(false) => {
                     return Err(OdooError::new(
@@ -223,7 +223,7 @@ pub async fn fill_once(
                 }
                 Err(e) => e,
             },
-            FillStep::Validate => match client.validate_with_backorder(fill.picking).await {
+            FillStep::Validate => match client.validate_with_backorder(fill).await {
                 Ok(true) => return Ok(Applied::Done),
                 Ok(false) => {
                     return Err(OdooError::new(

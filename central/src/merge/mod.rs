@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::odoo::breaker::{Breaker, CircuitState};
 use crate::odoo::{ErrorKind, OdooClient, OdooConfig};
 use crate::store::Store;
 use apply::RetryPolicy;
@@ -41,6 +42,10 @@ pub struct MergeState {
     /// Set while merging is paused on an error only a person can fix.
     pub alert: Option<String>,
     pub last_error: Option<String>,
+    /// The circuit breaker in front of Odoo (`closed`, `open`, `probing`).
+    pub circuit: Option<CircuitState>,
+    /// While the circuit is open: seconds until the next call is let through.
+    pub circuit_opens_in_s: Option<u64>,
 }
 
 impl MergeStatus {
@@ -68,11 +73,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let policy = RetryPolicy::default();
+    let breaker = Arc::new(Breaker::default());
+    let show_circuit = |status: &MergeStatus| {
+        let (circuit, open_for) = breaker.state(std::time::Instant::now());
+        status.update(|s| {
+            s.circuit = Some(circuit);
+            s.circuit_opens_in_s = open_for.map(|d| d.as_secs());
+        });
+        open_for.unwrap_or_default()
+    };
     let mut failures = 0u32;
     loop {
         let client = tokio::select! {
             () = shutdown.cancelled() => return,
-            client = OdooClient::connect(&config) => client,
+            client = OdooClient::connect_with(&config, breaker.clone()) => client,
         };
         let client = match client {
             Ok(client) => client,
@@ -87,7 +101,9 @@ pub async fn run(
                 let pause = if auth {
                     AUTH_PAUSE
                 } else {
-                    policy.delay(failures, rand::random())
+                    policy
+                        .delay(failures, rand::random())
+                        .max(show_circuit(&status))
                 };
                 failures = failures.saturating_add(1);
                 tokio::select! { () = shutdown.cancelled() => return, () = tokio::time::sleep(pause) => continue }
@@ -108,6 +124,7 @@ pub async fn run(
             match pass {
                 Ok(merged) => {
                     failures = 0;
+                    show_circuit(&status);
                     status.update(|s| {
                         s.merged_events += merged;
                         s.last_error = None;
@@ -123,7 +140,10 @@ pub async fn run(
                     let pause = if auth {
                         AUTH_PAUSE
                     } else {
-                        policy.delay(failures, rand::random())
+                        // Not before the circuit lets calls through again.
+                        policy
+                            .delay(failures, rand::random())
+                            .max(show_circuit(&status))
                     };
                     failures = failures.saturating_add(1);
                     tokio::select! { () = shutdown.cancelled() => return, () = tokio::time::sleep(pause) => {} }

@@ -299,7 +299,13 @@ impl OdooClient {
             values["move_line_ids"] = json!(lot_lines);
         }
         match self
-            .execute_kw("stock.picking", "create", json!([values]), json!({}))
+            .execute_kw_lines(
+                "stock.picking",
+                "create",
+                json!([values]),
+                json!({}),
+                picking.lines.len(),
+            )
             .await?
         {
             Some(Value::Number(id)) => id.as_i64().ok_or_else(|| malformed("stock.picking.create")),
@@ -345,15 +351,16 @@ impl OdooClient {
 
     /// Validates without any wizard. `Ok(true)` only when Odoo says it is done; `Ok(false)`
     /// when it answered with a wizard (nothing was applied).
-    pub async fn validate_picking(&self, id: i64) -> Result<bool, OdooError> {
+    pub async fn validate_picking(&self, id: i64, lines: usize) -> Result<bool, OdooError> {
         let context =
             json!({"skip_backorder": true, "picking_ids_not_to_backorder": [id], "skip_sms": true});
         let result = self
-            .execute_kw(
+            .execute_kw_lines(
                 "stock.picking",
                 "button_validate",
                 json!([[id]]),
                 json!({ "context": context }),
+                lines,
             )
             .await?;
         Ok(result == Some(Value::Bool(true)))
@@ -656,11 +663,12 @@ impl OdooClient {
             .map(|m| json!([1, m.move_id, {"quantity": qty_value(m.qty), "picked": true}]))
             .collect();
         let note = format!("{note}<p>{}</p>", fill.marker());
-        self.execute_kw(
+        self.execute_kw_lines(
             "stock.picking",
             "write",
             json!([[fill.picking], {"note": note, "move_ids": moves}]),
             json!({}),
+            fill.moves.len(),
         )
         .await
         .map(|_| ())
@@ -668,14 +676,15 @@ impl OdooClient {
 
     /// Validates a filled picking, leaving what was not picked in a backorder without any
     /// wizard (`skip_backorder` without `picking_ids_not_to_backorder`, CONTRACT §12.2).
-    pub async fn validate_with_backorder(&self, picking: i64) -> Result<bool, OdooError> {
+    pub async fn validate_with_backorder(&self, fill: &PlannedFill) -> Result<bool, OdooError> {
         let context = json!({"skip_backorder": true, "skip_sms": true});
         let result = self
-            .execute_kw(
+            .execute_kw_lines(
                 "stock.picking",
                 "button_validate",
-                json!([[picking]]),
+                json!([[fill.picking]]),
                 json!({ "context": context }),
+                fill.moves.len(),
             )
             .await?;
         Ok(result == Some(Value::Bool(true)))

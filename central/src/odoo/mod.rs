@@ -1,9 +1,11 @@
-//! Everything that knows Odoo's JSON-RPC: the transport ([`client`]), the error classification
-//! ([`error`]), and typed calls for what the merge needs ([`api`]).
+//! Everything that knows Odoo's JSON-RPC: the transport ([`client`]) with its circuit breaker
+//! ([`breaker`]), the error classification ([`error`]), and typed calls for what the merge
+//! needs ([`api`]).
 //!
 //! Architecture invariant: only `central::odoo` builds or parses Odoo's JSON.
 
 pub mod api;
+pub mod breaker;
 pub mod client;
 pub mod error;
 
