@@ -51,6 +51,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/dead-letters", get(dead_letters))
         .route("/v1/dead-letters/discard", post(discard_dead_letters))
         .route("/v1/dead-letters/retry", post(retry_dead_letters))
+        .route("/v1/notices", get(notices))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -121,10 +122,14 @@ async fn list_agents(State(state): State<AdminState>) -> Response {
                 ))
             })
             .collect::<Result<std::collections::HashMap<_, _>, crate::store::StoreError>>()?;
-        Ok::<_, crate::store::StoreError>((agents, streams, merged))
+        let clocks = agents
+            .iter()
+            .map(|a| Ok((a.agent_id.clone(), store.clock_offset(&a.agent_id)?)))
+            .collect::<Result<std::collections::HashMap<_, _>, crate::store::StoreError>>()?;
+        Ok::<_, crate::store::StoreError>((agents, streams, merged, clocks))
     })
     .await;
-    let (agents, streams, merged) = match loaded {
+    let (agents, streams, merged, clocks) = match loaded {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return blocking_error(e),
         Err(e) => return blocking_error(e),
@@ -152,6 +157,11 @@ async fn list_agents(State(state): State<AdminState>) -> Response {
             });
             if logs.len() > 1 {
                 entry["log_replaced"] = true.into();
+            }
+            if let Some(Some((behind, measured_at))) = clocks.get(&agent.agent_id) {
+                // Positive: the agent's clock is behind central's.
+                entry["clock_behind_seconds"] = (*behind as f64 / 1e6).into();
+                entry["clock_measured_at"] = time(*measured_at).into();
             }
             if let Some(live) = live.get(&agent.agent_id) {
                 let lag = live.head_seq.saturating_sub(live.stored_seq);
@@ -393,6 +403,27 @@ async fn dead_letters(State(state): State<AdminState>) -> Response {
                 .collect();
             let retrying = state.store.retries().map_or(0, |r| r.len());
             Json(json!({ "dead_letters": out, "queued_for_retry": retrying })).into_response()
+        }
+        Ok(Err(e)) => blocking_error(e),
+        Err(e) => blocking_error(e),
+    }
+}
+
+/// What the merge noticed and applied anyway (a count pending in Odoo, say).
+async fn notices(State(state): State<AdminState>) -> Response {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.notices()).await {
+        Ok(Ok(notices)) => {
+            let out: Vec<Value> = notices
+                .into_iter()
+                .map(|(agent, log, seq, n)| {
+                    json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq,
+                           "warehouse": n.warehouse, "sku": n.sku, "kind": n.kind,
+                           "message": n.message,
+                           "noticed_at": time(Timestamp::from_micros(n.noticed_at))})
+                })
+                .collect();
+            Json(json!({ "notices": out })).into_response()
         }
         Ok(Err(e)) => blocking_error(e),
         Err(e) => blocking_error(e),

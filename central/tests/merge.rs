@@ -444,6 +444,131 @@ async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
 }
 
 #[tokio::test]
+async fn a_count_is_placed_among_odoos_moves_through_both_clock_offsets() {
+    let s = setup(Version::V18).await;
+    // Odoo's clock runs an hour behind central's; the agent's half an hour ahead.
+    s.sim.set_clock_offset(-3600);
+    s.store
+        .set_clock_offset("wh-agent", -30 * 60 * 1_000_000)
+        .unwrap();
+    s.sim.set_on_hand("SKU-001", "WH/Stock", None, 0.0).unwrap();
+    // Someone books +5 in Odoo now, which is after the count (taken a minute ago).
+    let before = s.sim.on_hand("SKU-001", "WH/Stock");
+    let product = s.sim.product_id("SKU-001").unwrap();
+    let stock = s.sim.location_id("WH/Stock").unwrap();
+    let vendors = s.sim.location_id("Partners/Vendors").unwrap();
+    let picking_type = s
+        .sim
+        .execute(
+            ADMIN_UID,
+            "stock.picking.type",
+            "search",
+            serde_json::json!([[["code", "=", "incoming"]]]),
+            serde_json::json!({}),
+        )
+        .unwrap()
+        .unwrap()[0]
+        .as_i64()
+        .unwrap();
+    let created = s
+        .sim
+        .execute(
+            ADMIN_UID,
+            "stock.picking",
+            "create",
+            serde_json::json!([{"picking_type_id": picking_type, "location_id": vendors,
+                "location_dest_id": stock, "move_ids": [[0, 0, {"name": "manual",
+                "product_id": product, "product_uom_qty": 5.0, "quantity": 5.0, "picked": true,
+                "location_id": vendors, "location_dest_id": stock}]]}]),
+            serde_json::json!({}),
+        )
+        .unwrap()
+        .unwrap();
+    let id = created.as_i64().or_else(|| created[0].as_i64()).unwrap();
+    s.sim
+        .execute(
+            ADMIN_UID,
+            "stock.picking",
+            "button_validate",
+            serde_json::json!([[id]]),
+            serde_json::json!({}),
+        )
+        .unwrap();
+    assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), before + 5.0);
+    let agent_now = Timestamp::now().as_micros() + 30 * 60 * 1_000_000;
+    let count = LoggedEvent {
+        seq: 1,
+        received_at: Timestamp::from_micros(agent_now),
+        event: Event {
+            id: None,
+            kind: Count,
+            sku: "SKU-001".into(),
+            qty: Qty::from_units(7),
+            location: None,
+            to_location: None,
+            lot: None,
+            reference: None,
+            reason: None,
+            occurred_at: Some(Timestamp::from_micros(agent_now - 60_000_000)),
+            device: None,
+            user: None,
+        },
+    };
+    s.journal
+        .append(Arc::from("wh-agent"), LOG, vec![count])
+        .await
+        .unwrap();
+    s.engine(3).await.merge_all().await.unwrap();
+    // Without either correction the +5 would look older than the count and be counted over.
+    assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), 12.0);
+}
+
+#[tokio::test]
+async fn a_count_pending_in_odoo_is_left_alone_and_reported() {
+    let s = setup(Version::V17).await;
+    s.sim
+        .set_on_hand("SKU-001", "WH/Stock", None, 20.0)
+        .unwrap();
+    // The administrator counted 9 in Odoo and has not applied it.
+    let quant = s
+        .sim
+        .quants("SKU-001")
+        .into_iter()
+        .find(|q| q.location == "WH/Stock")
+        .unwrap()
+        .id;
+    s.sim
+        .execute(
+            ADMIN_UID,
+            "stock.quant",
+            "write",
+            serde_json::json!([[quant], {"inventory_quantity": 9.0}]),
+            serde_json::json!({"context": {"inventory_mode": true}}),
+        )
+        .unwrap();
+    s.journal(1, &[(Count, "SKU-001", 15, None)]).await;
+    s.engine(3).await.merge_all().await.unwrap();
+    assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), 15.0);
+    let pending = s
+        .sim
+        .execute(
+            ADMIN_UID,
+            "stock.quant",
+            "search_read",
+            serde_json::json!([[["inventory_quantity_set", "=", true]]]),
+            serde_json::json!({"fields": ["inventory_quantity"]}),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending[0]["inventory_quantity"], 9.0, "still pending");
+    let notices = s.store.notices().unwrap();
+    assert_eq!(notices.len(), 1);
+    let (_, _, seq, notice) = &notices[0];
+    assert_eq!((*seq, notice.kind.as_str()), (1, "pending-odoo-count"));
+    assert!(notice.message.contains("count of 9"), "{}", notice.message);
+}
+
+#[tokio::test]
 async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
     for version in [Version::V17, Version::V18] {
         let s = setup(version).await;

@@ -22,4 +22,6 @@ pub use codec::{
     encode_message, encode_record, encode_record_from_event,
 };
 pub use event::{Event, EventKind, LogId, LoggedEvent, Qty, QtyError, Timestamp};
-pub use message::{Ack, Batch, Hello, Message, Reject, RejectReason, Secret, Welcome};
+pub use message::{
+    Ack, Batch, CLOCK_HEADER, Hello, Message, Reject, RejectReason, Secret, Welcome,
+};

@@ -41,6 +41,11 @@ pub enum Message {
     Ack(Ack),
 }
 
+/// An HTTP header of the agent's WebSocket handshake: the agent's clock (microseconds since the
+/// Unix epoch, decimal) when it opened the connection. Central measures the agent's clock
+/// against its own with it, which places a count's time among Odoo's moves.
+pub const CLOCK_HEADER: &str = "tally-clock";
+
 /// First message of a session, from the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

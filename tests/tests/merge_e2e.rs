@@ -348,6 +348,12 @@ async fn scenario(dir: &Path, config: &OdooConfig) -> anyhow::Result<()> {
     wait_synced(&scanner, Duration::from_secs(90)).await?;
     let admin = second.admin();
     wait_merged(&admin).await?;
+    // Central measured the agent's clock when it connected (same machine: no real offset).
+    let view = admin.agent(AGENT_ID).await?;
+    let behind = view["clock_behind_seconds"]
+        .as_f64()
+        .with_context(|| format!("no clock measurement in {view}"))?;
+    ensure!(behind.abs() < 5.0, "clock_behind_seconds {behind}");
 
     let after = odoo.snapshot().await?;
     let moved = |sku: &'static str, location: &'static str| {

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A byte stream, plain or TLS.
@@ -139,10 +140,20 @@ impl Endpoint {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
-        let (link, _) =
-            tokio_tungstenite::client_async_with_config(self.url.as_str(), io, Some(config))
-                .await
-                .context("WebSocket handshake with central failed")?;
+        let mut request = self
+            .url
+            .as_str()
+            .into_client_request()
+            .context("central's URL")?;
+        // The clock is read last, just before the request goes out.
+        let clock = tally_protocol::Timestamp::now().as_micros().to_string();
+        request.headers_mut().insert(
+            tally_protocol::CLOCK_HEADER,
+            clock.parse().context("a clock reading")?,
+        );
+        let (link, _) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
+            .await
+            .context("WebSocket handshake with central failed")?;
         Ok(link)
     }
 }

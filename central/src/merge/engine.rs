@@ -11,7 +11,7 @@ use super::apply::{RetryPolicy, apply_once, fill_once, resume};
 use super::plan::{
     PlannedFill, PlannedPicking, Product, ResolvedEvent, Warehouse, cut, fill, may_fill, plan,
 };
-use super::state::{DeadLetter, now_micros};
+use super::state::{DeadLetter, Notice, now_micros};
 use crate::odoo::{ErrorKind, OdooClient, OdooError};
 use crate::store::{Store, StoreError};
 
@@ -442,7 +442,7 @@ impl Engine {
         let (fills, planned) = match resolved.first() {
             Some(count) if count.event.event.kind == EventKind::Count => (
                 Vec::new(),
-                self.plan_count(&batch_key, &warehouse, count)
+                self.plan_count(agent, log_id, &batch_key, &warehouse, count)
                     .await?
                     .into_iter()
                     .collect(),
@@ -482,15 +482,29 @@ impl Engine {
     /// added back. Tally's own pickings are left out of that, because they carry the time they
     /// were applied, not the time of the scan. The delta is recorded in the plan before it is
     /// applied, so a restart applies the same delta, not a recomputed one.
+    ///
+    /// The count's time is the agent's clock; Odoo dates moves by its own. The time is moved
+    /// onto Odoo's clock by the agent's offset from central (measured when it connected) and
+    /// central's from Odoo (from the `Date` of Odoo's answers).
     async fn plan_count(
         &self,
+        agent: &str,
+        log_id: LogId,
         batch_key: &str,
         warehouse: &Warehouse,
         count: &ResolvedEvent<'_>,
     ) -> Result<Option<PlannedPicking>, MergeError> {
         let e = count.event;
-        let at = e.event.occurred_at.unwrap_or(e.received_at);
-        let after = jiff::Timestamp::from_microsecond(at.as_micros())
+        let agent_clock = e.event.occurred_at.unwrap_or(e.received_at).as_micros();
+        let agent_behind = self
+            .store
+            .clock_offset(agent)?
+            .map_or(0, |(offset, _)| offset);
+        let odoo_ahead = self.odoo.clock_offset_micros();
+        let at = agent_clock
+            .saturating_add(agent_behind)
+            .saturating_add(odoo_ahead);
+        let after = jiff::Timestamp::from_microsecond(at)
             .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
             .map_err(|_| {
                 OdooError::new(
@@ -508,6 +522,27 @@ impl Engine {
             .net_moved_after(count.product.id, count.location, &after, "tally-")
             .await?;
         let as_of_count = crate::odoo::api::qty_from_f64(now - others_since);
+        // A count someone entered in Odoo and has not applied is left alone (the picking path
+        // does not touch it), but when applied it will set the quantity over Tally's: report.
+        for (pending, user) in self
+            .odoo
+            .pending_counts(count.product.id, count.location)
+            .await?
+        {
+            let message = format!(
+                "{user} has a count of {pending} pending in Odoo for {} at this location; Tally applied its own count of {} (seq {}). Applying the pending one in Odoo will set the quantity over it.",
+                e.event.sku, e.event.qty, e.seq
+            );
+            tracing::warn!(sku = %e.event.sku, seq = e.seq, %user, pending, "a count is pending in Odoo");
+            let notice = Notice {
+                warehouse: warehouse.code.clone(),
+                sku: e.event.sku.clone(),
+                kind: "pending-odoo-count".into(),
+                message,
+                noticed_at: now_micros(),
+            };
+            self.store.add_notice(agent, log_id, e.seq, &notice)?;
+        }
         let Some(delta) = e.event.qty.micros().checked_sub(as_of_count.micros()) else {
             return Ok(None);
         };
@@ -519,7 +554,7 @@ impl Engine {
         } else {
             (count.location, warehouse.inventory_adjustment)
         };
-        tracing::info!(sku = %e.event.sku, seq = e.seq, counted = %e.event.qty, as_of_count = %as_of_count, "count becomes a delta");
+        tracing::info!(sku = %e.event.sku, seq = e.seq, counted = %e.event.qty, as_of_count = %as_of_count, odoo_time = %after, agent_behind_ms = agent_behind / 1000, odoo_ahead_ms = odoo_ahead / 1000, "count becomes a delta");
         Ok(Some(PlannedPicking {
             key: format!("{batch_key}-C1"),
             kind: super::plan::PickingKind::Adjustment,

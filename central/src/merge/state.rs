@@ -25,6 +25,8 @@ const DISCARDED: TableDefinition<(&str, u128, u64), &[u8]> =
 
 /// Parked events an operator asked to try again: taken before any new run of their stream.
 const RETRIES: TableDefinition<(&str, u128, u64), &[u8]> = TableDefinition::new("retry_letters");
+/// Things an operator should know that did not stop the merge: (agent, log, seq) → notice.
+const NOTICES: TableDefinition<(&str, u128, u64), &[u8]> = TableDefinition::new("merge_notices");
 /// Counters: `retry_generation`.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("merge_counters");
 
@@ -35,6 +37,17 @@ pub struct Retry {
     /// Which retry request this is: part of the keys of the pickings it creates, so that a
     /// retry never meets a picking an earlier attempt left (cancelled) under the same name.
     pub generation: u64,
+}
+
+/// Something about an applied event an operator should look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub warehouse: String,
+    pub sku: String,
+    /// `pending-odoo-count`: someone's count in Odoo that was not applied yet.
+    pub kind: String,
+    pub message: String,
+    pub noticed_at: i64,
 }
 
 /// A parked event and why.
@@ -235,6 +248,44 @@ impl Store {
                 .storage()?;
         }
         txn.commit().storage()
+    }
+}
+
+impl Store {
+    /// Records a notice about event `seq` (one per event: a later one replaces it).
+    pub fn add_notice(
+        &self,
+        agent: &str,
+        log_id: LogId,
+        seq: u64,
+        notice: &Notice,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(notice).expect("serialising a plain struct");
+        let txn = self.db().begin_write().storage()?;
+        txn.open_table(NOTICES)
+            .storage()?
+            .insert((agent, key(log_id), seq), bytes.as_slice())
+            .storage()?;
+        txn.commit().storage()
+    }
+
+    /// Every notice: (agent, log, seq, notice).
+    pub fn notices(&self) -> Result<Vec<(String, LogId, u64, Notice)>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let table = match txn.open_table(NOTICES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Storage(e.into())),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().storage()? {
+            let (k, v) = entry.storage()?;
+            let (agent, log, seq) = k.value();
+            let notice: Notice = serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("notice: {e}")))?;
+            out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, notice));
+        }
+        Ok(out)
     }
 }
 

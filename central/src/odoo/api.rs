@@ -380,6 +380,40 @@ impl OdooClient {
         Ok(rows.iter().filter_map(|r| r["quantity"].as_f64()).sum())
     }
 
+    /// Counts people entered in Odoo for `product` at exactly `location` and have not applied
+    /// yet (CONTRACT §13.4): (counted quantity, who counted).
+    pub async fn pending_counts(
+        &self,
+        product: i64,
+        location: i64,
+    ) -> Result<Vec<(f64, String)>, OdooError> {
+        let rows = self
+            .search_read(
+                "stock.quant",
+                json!([
+                    ["inventory_quantity_set", "=", true],
+                    ["product_id", "=", product],
+                    ["location_id", "=", location]
+                ]),
+                &["inventory_quantity", "user_id"],
+                Some(json!({"inventory_mode": true})),
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r["inventory_quantity"].as_f64().unwrap_or(0.0),
+                    r["user_id"]
+                        .get(1)
+                        .and_then(Value::as_str)
+                        .unwrap_or("someone")
+                        .to_owned(),
+                )
+            })
+            .collect())
+    }
+
     /// The net quantity of `product` that done moves brought into (+) or took out of (−)
     /// exactly `location` after `after` (UTC), leaving out moves of pickings whose name starts
     /// with `exclude_prefix` (Tally's own) and pickings Tally filled — CONTRACT §13.2.

@@ -2,7 +2,7 @@
 //! [`OdooError`]. Knows nothing about stock; [`super::api`] builds on it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -54,6 +54,9 @@ pub struct OdooClient {
     next_id: AtomicU64,
     timeout: Duration,
     breaker: Arc<Breaker>,
+    /// Odoo's clock minus central's, in microseconds, from the `Date` of Odoo's last answer
+    /// (whole seconds, so within about half a second).
+    clock_offset: AtomicI64,
 }
 
 impl std::fmt::Debug for OdooClient {
@@ -93,6 +96,7 @@ impl OdooClient {
             next_id: AtomicU64::new(1),
             timeout: config.call_timeout,
             breaker,
+            clock_offset: AtomicI64::new(0),
         };
         let version = client
             .call("common", "version", json!([]), config.call_timeout)
@@ -176,6 +180,12 @@ impl OdooClient {
         self.call("object", "execute_kw", params, timeout).await
     }
 
+    /// How far Odoo's clock is ahead of central's (microseconds; negative when behind), as
+    /// of Odoo's last answer.
+    pub fn clock_offset_micros(&self) -> i64 {
+        self.clock_offset.load(Ordering::Relaxed)
+    }
+
     /// The circuit breaker this client reports to.
     pub fn breaker(&self) -> &Arc<Breaker> {
         &self.breaker
@@ -204,6 +214,7 @@ impl OdooClient {
     ) -> Result<Option<Value>, OdooError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "method": "call", "params": {"service": service, "method": method, "args": args}, "id": id});
+        let sent = tally_protocol::Timestamp::now().as_micros();
         let response = self
             .http
             .post(&self.endpoint)
@@ -212,6 +223,18 @@ impl OdooClient {
             .send()
             .await
             .map_err(transport_error)?;
+        if let Some(odoo) = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http_date_micros)
+        {
+            // The Date is Odoo's clock cut to the second; the answer came in between.
+            let received = tally_protocol::Timestamp::now().as_micros();
+            let central = sent + (received - sent) / 2;
+            self.clock_offset
+                .store(odoo + 500_000 - central, Ordering::Relaxed);
+        }
         let status = response.status();
         let bytes = read_limited(response).await?;
         let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
@@ -244,6 +267,14 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, OdooEr
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// An HTTP `Date` (`Sun, 06 Nov 1994 08:49:37 GMT`) in microseconds since the epoch.
+fn http_date_micros(text: &str) -> Option<i64> {
+    let parsed = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(text)
+        .ok()?;
+    Some(parsed.as_microsecond())
 }
 
 /// reqwest's errors name the URL but never the body, so they carry no secret.
@@ -302,6 +333,15 @@ mod tests {
             !error.to_string().contains("Traceback"),
             "debug tracebacks stay out of messages"
         );
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            http_date_micros("Thu, 01 Jan 1970 00:00:01 GMT"),
+            Some(1_000_000)
+        );
+        assert_eq!(http_date_micros("yesterday"), None);
     }
 
     #[test]

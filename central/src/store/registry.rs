@@ -200,6 +200,36 @@ impl Store {
     }
 }
 
+/// Each agent's clock as central last measured it: (agent) → (central's clock minus the
+/// agent's, in microseconds; when measured).
+const CLOCKS: redb::TableDefinition<&str, (i64, i64)> = redb::TableDefinition::new("agent_clock");
+
+impl Store {
+    /// Records how far the agent's clock is behind central's (`offset_micros`; negative when
+    /// it is ahead), measured when it connected.
+    pub fn set_clock_offset(&self, agent_id: &str, offset_micros: i64) -> Result<(), StoreError> {
+        let txn = self.db().begin_write().storage()?;
+        txn.open_table(CLOCKS)
+            .storage()?
+            .insert(agent_id, (offset_micros, Timestamp::now().as_micros()))
+            .storage()?;
+        txn.commit().storage()
+    }
+
+    /// The agent's last measured clock offset and when it was measured, if ever.
+    pub fn clock_offset(&self, agent_id: &str) -> Result<Option<(i64, Timestamp)>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        match txn.open_table(CLOCKS) {
+            Ok(table) => Ok(table.get(agent_id).storage()?.map(|v| {
+                let (offset, at) = v.value();
+                (offset, Timestamp::from_micros(at))
+            })),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(StoreError::Storage(e.into())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::ServerConfig;
+use tally_protocol::Timestamp;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
@@ -87,9 +89,22 @@ async fn connection<S>(io: S, peer: SocketAddr, ctx: Arc<SessionContext>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // How far the agent's clock is behind ours, from the clock it sent with the handshake.
+    let mut clock_offset = None;
+    // The callback's type is tungstenite's, large error variant included.
+    #[allow(clippy::result_large_err)]
+    let read_clock = |request: &Request, response: Response| {
+        clock_offset = request
+            .headers()
+            .get(tally_protocol::CLOCK_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|agent| Timestamp::now().as_micros().saturating_sub(agent));
+        Ok(response)
+    };
     let ws = match timeout(
         HANDSHAKE_TIMEOUT,
-        tokio_tungstenite::accept_async_with_config(io, Some(websocket_config())),
+        tokio_tungstenite::accept_hdr_async_with_config(io, read_clock, Some(websocket_config())),
     )
     .await
     {
@@ -117,6 +132,6 @@ where
             Err(e) => Some(Err(e)),
         }
     });
-    let end = session::run(Box::pin(stream), Box::pin(sink), peer, ctx).await;
+    let end = session::run(Box::pin(stream), Box::pin(sink), peer, clock_offset, ctx).await;
     tracing::debug!(%peer, ?end, "connection closed");
 }

@@ -66,6 +66,9 @@ pub struct SessionContext {
     pub shutdown: CancellationToken,
 }
 
+/// An agent clock further off than this from central's is warned about when it connects.
+const CLOCK_WARNING_MICROS: u64 = 2_000_000;
+
 /// Why a session ended (for the log line).
 #[derive(Debug)]
 pub enum End {
@@ -75,7 +78,15 @@ pub enum End {
 }
 
 /// Runs one session to its end.
-pub async fn run<S, K, E>(stream: S, sink: K, peer: SocketAddr, ctx: Arc<SessionContext>) -> End
+/// `clock_offset`: how far the agent's clock is behind central's, measured at the handshake
+/// (microseconds; `None` when the agent did not send its clock).
+pub async fn run<S, K, E>(
+    stream: S,
+    sink: K,
+    peer: SocketAddr,
+    clock_offset: Option<i64>,
+    ctx: Arc<SessionContext>,
+) -> End
 where
     S: Stream<Item = Result<Frame, E>> + Unpin,
     K: Sink<Vec<u8>> + Unpin,
@@ -87,6 +98,7 @@ where
         sink,
         ctx,
         peer,
+        clock_offset,
     };
     session.run().await
 }
@@ -96,6 +108,7 @@ struct Session<S, K> {
     sink: K,
     ctx: Arc<SessionContext>,
     peer: SocketAddr,
+    clock_offset: Option<i64>,
 }
 
 impl<S, K, E> Session<S, K>
@@ -189,8 +202,14 @@ where
         }
         let agent_id: Arc<str> = hello.agent_id.as_str().into();
         let store = self.ctx.store.clone();
-        let (id, log_id) = (agent_id.clone(), hello.log_id);
-        let stored = match tokio::task::spawn_blocking(move || store.stored_seq(&id, log_id)).await
+        let (id, log_id, clock_offset) = (agent_id.clone(), hello.log_id, self.clock_offset);
+        let stored = match tokio::task::spawn_blocking(move || {
+            if let Some(offset) = clock_offset {
+                store.set_clock_offset(&id, offset)?;
+            }
+            store.stored_seq(&id, log_id)
+        })
+        .await
         {
             Ok(Ok(stored)) => stored,
             _ => {
@@ -223,6 +242,15 @@ where
             tracing::info!(agent_id = %agent_id, log_id = %hello.log_id, "a new event log for this agent (first connection, or its disk was replaced)");
         }
         tracing::info!(agent_id = %agent_id, peer = %self.peer, log_id = %hello.log_id, head_seq = hello.head_seq, stored_seq = stored, "agent connected");
+        match self.clock_offset {
+            Some(offset) if offset.unsigned_abs() > CLOCK_WARNING_MICROS => {
+                tracing::warn!(agent_id = %agent_id, behind_seconds = offset as f64 / 1e6, "the agent's clock is off; counts are placed among Odoo's moves with this correction, but fix its time sync");
+            }
+            Some(_) => {}
+            None => {
+                tracing::warn!(agent_id = %agent_id, "the agent did not send its clock; its counts are placed among Odoo's moves assuming its clock is right");
+            }
+        }
         let end = self
             .stream_batches(&agent_id, &hello, session, stored, closed)
             .await;

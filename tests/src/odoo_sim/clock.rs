@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct Clock {
     /// Seconds since the epoch when frozen; `None` follows the system clock.
     frozen: Mutex<Option<i64>>,
+    /// Seconds added to the system clock when not frozen: a server whose clock is off.
+    offset: std::sync::atomic::AtomicI64,
 }
 
 impl Clock {
@@ -17,10 +19,19 @@ impl Clock {
     pub fn now(&self) -> i64 {
         match *self.frozen.lock().expect("clock lock") {
             Some(seconds) => seconds,
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
+            None => {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64)
+                    + self.offset.load(std::sync::atomic::Ordering::Relaxed)
+            }
         }
+    }
+
+    /// Runs the clock `seconds` ahead of the system's (behind when negative).
+    pub fn set_offset(&self, seconds: i64) {
+        self.offset
+            .store(seconds, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Freezes the clock at `seconds` since the epoch.
@@ -33,6 +44,23 @@ impl Clock {
         let now = self.now();
         self.set(now + by.as_secs() as i64);
     }
+}
+
+/// An HTTP `Date` header value (`Sun, 06 Nov 1994 08:49:37 GMT`) for `seconds`.
+pub fn format_http_date(seconds: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let text = format_datetime(seconds); // YYYY-MM-DD HH:MM:SS
+    let (year, month, day) = (&text[0..4], &text[5..7], &text[8..10]);
+    let month: usize = month.parse().unwrap_or(1);
+    let weekday = DAYS[seconds.div_euclid(86_400).rem_euclid(7) as usize];
+    format!(
+        "{weekday}, {day} {} {year} {} GMT",
+        MONTHS[month - 1],
+        &text[11..19]
+    )
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
@@ -117,6 +145,15 @@ mod tests {
             parse_datetime("2000-02-29").map(format_date).unwrap(),
             "2000-02-29"
         );
+    }
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        assert_eq!(
+            format_http_date(784_111_777),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

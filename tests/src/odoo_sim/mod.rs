@@ -374,6 +374,12 @@ impl OdooSim {
         Ok(())
     }
 
+    /// Runs the simulator's clock `seconds` ahead of the system's (behind when negative):
+    /// an Odoo server whose clock is off.
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.shared.clock.set_offset(seconds);
+    }
+
     /// Moves the clock forward (freezing it).
     pub fn advance_clock(&self, by: Duration) {
         self.shared.clock.advance(by);

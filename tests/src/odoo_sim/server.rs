@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::api::{self, ServerInfo};
-use super::clock::Clock;
+use super::clock::{self, Clock};
 use super::faults::{Fault, FaultKind, Faults};
 use super::rpc::{self, Call, OdooError};
 use super::store::Db;
@@ -57,7 +57,19 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/sim/calls", get(list_calls))
         .route("/web/webclient/version_info", post(version_info))
         .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+        .layer(axum::middleware::map_response_with_state(
+            shared.clone(),
+            server_date,
+        ))
         .with_state(shared)
+}
+
+/// Answers carry the simulator's clock in `Date`, as Odoo's carry its server's.
+async fn server_date(State(shared): State<Arc<Shared>>, mut response: Response) -> Response {
+    if let Ok(date) = clock::format_http_date(shared.clock.now()).parse() {
+        response.headers_mut().insert(header::DATE, date);
+    }
+    response
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
