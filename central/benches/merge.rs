@@ -205,6 +205,7 @@ async fn naive(
                 from,
                 to,
                 lot: None,
+                create_lot: false,
                 seqs: vec![n as u64],
             }],
         };

@@ -374,6 +374,7 @@ async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
             from: virtuals.vendors,
             to: wh.stock_location,
             lot: None,
+            create_lot: false,
             seqs: vec![],
         };
         let manual = tally_central::merge::plan::PlannedPicking {
@@ -596,7 +597,12 @@ async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
         let events = vec![
             event(1, Pick, 3, "LOT-A"),
             event(2, Receipt, 4, "LOT-B"),
-            event(3, Pick, 1, "LOT-NOWHERE"),
+            // Stock of a lot Odoo has never seen turns up: the lot is created.
+            event(3, Adjustment, 2, "LOT-FOUND"),
+            // Counts of a lot count that lot alone (LOT-A holds 7 by then).
+            event(4, Count, 5, "LOT-A"),
+            event(5, Count, 3, "LOT-COUNTED"),
+            event(6, Pick, 1, "LOT-NOWHERE"),
         ];
         s.journal
             .append(Arc::from("wh-agent"), LOG, events)
@@ -606,12 +612,22 @@ async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
         engine.merge_all().await.unwrap();
         assert_eq!(
             s.sim.on_hand_lot("SKU-005", "WH/Stock", "LOT-A"),
-            7.0,
+            5.0,
+            "{version:?}"
+        );
+        assert_eq!(
+            s.sim.on_hand_lot("SKU-005", "WH/Stock", "LOT-COUNTED"),
+            3.0,
             "{version:?}"
         );
         assert_eq!(
             s.sim.on_hand_lot("SKU-005", "WH/Stock", "LOT-B"),
             4.0,
+            "{version:?}"
+        );
+        assert_eq!(
+            s.sim.on_hand_lot("SKU-005", "WH/Stock", "LOT-FOUND"),
+            2.0,
             "{version:?}"
         );
         // A lot Odoo does not know cannot leave the warehouse: parked with Odoo's reason.
@@ -622,7 +638,7 @@ async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
             .into_iter()
             .map(|(_, _, seq, _)| seq)
             .collect();
-        assert_eq!(parked, vec![3], "{version:?}");
+        assert_eq!(parked, vec![6], "{version:?}");
     }
 }
 

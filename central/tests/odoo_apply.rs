@@ -56,6 +56,7 @@ async fn receipt(client: &OdooClient, key: &str, sku: &str, qty: i64) -> Planned
             from: virtuals.vendors,
             to: wh.stock_location,
             lot: None,
+            create_lot: false,
             seqs: vec![1],
         }],
     }

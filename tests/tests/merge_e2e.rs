@@ -124,7 +124,7 @@ impl Odoo {
     async fn on_hand(&self, sku: &str, location: &str) -> anyhow::Result<f64> {
         Ok(self
             .client
-            .quantity_at(self.products[sku], self.locations[location])
+            .quantity_at(self.products[sku], self.locations[location], None)
             .await?
             + 0.0)
     }

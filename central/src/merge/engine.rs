@@ -381,11 +381,6 @@ impl Engine {
                 Some(n) => self.locations.get(n).copied().flatten().ok_or(n.clone()),
             };
             let refusal = match self.products.get(&ev.sku) {
-                _ if ev.kind == EventKind::Count && ev.lot.is_some() => Some((
-                    "count-with-lot",
-                    "counts of a lot are not applied to Odoo by this version of tally-central"
-                        .to_owned(),
-                )),
                 Some(Found::Refused { reason, message }) => Some((*reason, message.clone())),
                 Some(Found::Product(p)) if p.lot_tracked && ev.lot.is_none() => Some((
                     "missing-lot",
@@ -513,14 +508,27 @@ impl Engine {
                     "the count's time is out of range",
                 )
             })?;
-        let now = self
-            .odoo
-            .quantity_at(count.product.id, count.location)
-            .await?;
-        let others_since = self
-            .odoo
-            .net_moved_after(count.product.id, count.location, &after, "tally-")
-            .await?;
+        // A count of a lot counts that lot only.
+        let lot = match &e.event.lot {
+            Some(name) => Some(self.odoo.lot_id(count.product.id, name).await?),
+            None => None,
+        };
+        let (now, others_since) = match lot {
+            // A lot Odoo does not know holds nothing there yet.
+            Some(None) => (0.0, 0.0),
+            lot => {
+                let lot = lot.flatten();
+                let now = self
+                    .odoo
+                    .quantity_at(count.product.id, count.location, lot)
+                    .await?;
+                let others_since = self
+                    .odoo
+                    .net_moved_after(count.product.id, count.location, lot, &after, "tally-")
+                    .await?;
+                (now, others_since)
+            }
+        };
         let as_of_count = crate::odoo::api::qty_from_f64(now - others_since);
         // A count someone entered in Odoo and has not applied is left alone (the picking path
         // does not touch it), but when applied it will set the quantity over Tally's: report.
@@ -567,7 +575,9 @@ impl Engine {
                 qty: tally_protocol::Qty::from_micros(delta.abs()),
                 from,
                 to,
-                lot: None,
+                lot: e.event.lot.clone(),
+                // Counted stock of a lot Odoo has never seen: the lot is created.
+                create_lot: delta > 0 && e.event.lot.is_some(),
                 seqs: vec![e.seq],
             }],
         }))

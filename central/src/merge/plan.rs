@@ -70,6 +70,11 @@ pub struct Line {
     pub from: i64,
     pub to: i64,
     pub lot: Option<String>,
+    /// Whether the lot may be created in Odoo if it does not exist yet: stock of it turned up
+    /// in a positive adjustment (receipts name new lots themselves; a pick or transfer of a lot
+    /// Odoo does not know is refused and parked).
+    #[serde(default)]
+    pub create_lot: bool,
     /// The journal seqs whose events this line carries (for parking them if Odoo refuses it).
     pub seqs: Vec<u64>,
 }
@@ -161,6 +166,7 @@ pub fn plan(
             continue;
         }
         let (from, to) = if total < 0 { (to, from) } else { (from, to) };
+        let create_lot = kind == PickingKind::Adjustment && total > 0 && lot.is_some();
         by_kind.entry(kind).or_default().push(Line {
             product,
             uom,
@@ -168,6 +174,7 @@ pub fn plan(
             from,
             to,
             lot,
+            create_lot,
             seqs,
         });
     }

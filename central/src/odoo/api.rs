@@ -287,7 +287,9 @@ impl OdooClient {
         let lots = if picking.kind == PickingKind::Receipt {
             HashMap::new()
         } else {
-            self.lot_ids(picking).await?
+            let mut lots = self.lot_ids(picking).await?;
+            self.create_missing_lots(picking, &mut lots).await?;
+            lots
         };
         let lot_lines: Vec<Value> = picking
             .lines
@@ -315,6 +317,54 @@ impl OdooClient {
                 .ok_or_else(|| malformed("stock.picking.create")),
             _ => Err(malformed("stock.picking.create")),
         }
+    }
+
+    /// Creates the lots of lines that may create them and are not in `lots` (an internal
+    /// picking does not create lots from names, CONTRACT §5), adding their ids. A lot created
+    /// meanwhile by someone else (the name is unique per product) is looked up instead.
+    async fn create_missing_lots(
+        &self,
+        picking: &PlannedPicking,
+        lots: &mut HashMap<(i64, String), i64>,
+    ) -> Result<(), OdooError> {
+        for line in picking.lines.iter().filter(|l| l.create_lot) {
+            let Some(name) = line.lot.clone() else {
+                continue;
+            };
+            if lots.contains_key(&(line.product, name.clone())) {
+                continue;
+            }
+            let created = self
+                .execute_kw(
+                    "stock.lot",
+                    "create",
+                    json!([{"name": name, "product_id": line.product}]),
+                    json!({}),
+                )
+                .await;
+            match created {
+                Ok(Some(id)) => {
+                    let id = id
+                        .as_i64()
+                        .or_else(|| id.get(0).and_then(Value::as_i64))
+                        .ok_or_else(|| malformed("stock.lot.create"))?;
+                    tracing::info!(lot = %name, product = line.product, "created a lot in Odoo for stock found in an adjustment");
+                    lots.insert((line.product, name), id);
+                }
+                Ok(None) => return Err(malformed("stock.lot.create")),
+                Err(e) if e.kind == ErrorKind::Permanent => {
+                    let found = self.lot_ids(picking).await?;
+                    match found.get(&(line.product, name.clone())) {
+                        Some(id) => {
+                            lots.insert((line.product, name), *id);
+                        }
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The ids of the existing lots the picking's lines name, by (product, lot name).
@@ -368,16 +418,37 @@ impl OdooClient {
 
     /// The quantity of `product` at exactly `location` (every quant row summed: Odoo may hold
     /// several for one key, CONTRACT §8).
-    pub async fn quantity_at(&self, product: i64, location: i64) -> Result<f64, OdooError> {
+    /// With `lot`, only that lot's quantity.
+    pub async fn quantity_at(
+        &self,
+        product: i64,
+        location: i64,
+        lot: Option<i64>,
+    ) -> Result<f64, OdooError> {
+        let mut domain = vec![
+            json!(["product_id", "=", product]),
+            json!(["location_id", "=", location]),
+        ];
+        if let Some(lot) = lot {
+            domain.push(json!(["lot_id", "=", lot]));
+        }
+        let rows = self
+            .search_read("stock.quant", json!(domain), &["quantity"], None)
+            .await?;
+        Ok(rows.iter().filter_map(|r| r["quantity"].as_f64()).sum())
+    }
+
+    /// The id of `product`'s lot named `name`, if Odoo has it.
+    pub async fn lot_id(&self, product: i64, name: &str) -> Result<Option<i64>, OdooError> {
         let rows = self
             .search_read(
-                "stock.quant",
-                json!([["product_id", "=", product], ["location_id", "=", location]]),
-                &["quantity"],
+                "stock.lot",
+                json!([["product_id", "=", product], ["name", "=", name]]),
+                &["id"],
                 None,
             )
             .await?;
-        Ok(rows.iter().filter_map(|r| r["quantity"].as_f64()).sum())
+        Ok(rows.first().and_then(|r| int(&r["id"])))
     }
 
     /// Counts people entered in Odoo for `product` at exactly `location` and have not applied
@@ -421,10 +492,11 @@ impl OdooClient {
         &self,
         product: i64,
         location: i64,
+        lot: Option<i64>,
         after: &str,
         exclude_prefix: &str,
     ) -> Result<f64, OdooError> {
-        let domain = json!([
+        let mut domain = json!([
             ["product_id", "=", product],
             ["state", "=", "done"],
             ["date", ">", after],
@@ -432,6 +504,9 @@ impl OdooClient {
             ["location_id", "=", location],
             ["location_dest_id", "=", location]
         ]);
+        if let (Some(lot), Some(terms)) = (lot, domain.as_array_mut()) {
+            terms.insert(0, json!(["lot_id", "=", lot]));
+        }
         let fields = [
             "quantity_product_uom",
             "location_id",
