@@ -77,8 +77,10 @@ enum DlqAction {
     /// Try every parked event of a SKU in a warehouse again, in order (after the product or
     /// location was fixed in Odoo); events parked again show up in `list` again.
     Retry {
+        /// The warehouse code.
         #[arg(long)]
         warehouse: String,
+        /// The SKU whose parked events to retry.
         #[arg(long)]
         sku: String,
     },
@@ -327,6 +329,12 @@ fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
                     println!(
                         "{agent}\t{log}\tseq {seq}\t{}\t{}\t{}: {}",
                         letter.warehouse, letter.sku, letter.reason, letter.message
+                    );
+                }
+                for (agent, log, seq, retry) in store.retries()? {
+                    println!(
+                        "{agent}\t{log}\tseq {seq}\t{}\t{}\tqueued for a retry",
+                        retry.letter.warehouse, retry.letter.sku
                     );
                 }
                 Ok(())

@@ -298,6 +298,25 @@ impl CentralProcess {
         &self.data_dir
     }
 
+    /// Runs `tally-central <command> [settings] <args>` as an operator would while this
+    /// central runs (the command reaches it through its admin API); returns its stdout.
+    pub async fn cli(&self, command_name: &str, args: &[&str]) -> anyhow::Result<String> {
+        let admin_addr = self.admin_url().trim_start_matches("http://").to_owned();
+        let mut cli = command(&central_binary()?);
+        cli.arg(command_name)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--admin-token", self.admin.token(), "--insecure-plaintext"])
+            .args(["--listen", "127.0.0.1:1", "--admin-listen", &admin_addr])
+            .args(args);
+        process::run_to_end(
+            cli,
+            &format!("tally-central {command_name}"),
+            COMMAND_TIMEOUT,
+        )
+        .await
+    }
+
     /// The file that holds central's stderr (shared by every run on the same data dir).
     pub fn stderr_path(&self) -> &Path {
         self.process.stderr_path()
@@ -344,6 +363,10 @@ impl AdminClient {
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {

@@ -238,6 +238,29 @@ fn central(dir: &Path, tls: &TlsFiles, odoo: &OdooConfig) -> tally_tests::Centra
 
 /// Waits until central has merged everything it stored of the agent, with nothing parked.
 async fn wait_merged(admin: &AdminClient) -> anyhow::Result<()> {
+    wait_resolved(admin).await?;
+    let parked = dead_letters(admin).await?;
+    ensure!(
+        parked["dead_letters"]
+            .as_array()
+            .is_some_and(|l| l.is_empty()),
+        "events were parked: {parked}"
+    );
+    Ok(())
+}
+
+async fn dead_letters(admin: &AdminClient) -> anyhow::Result<Value> {
+    Ok(reqwest::Client::new()
+        .get(format!("{}/v1/dead-letters", admin.base_url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Waits until every event central stored of the agent is applied to Odoo or parked.
+async fn wait_resolved(admin: &AdminClient) -> anyhow::Result<()> {
     wait_until(
         "central to merge every journaled event into Odoo",
         MERGE_WAIT,
@@ -257,21 +280,7 @@ async fn wait_merged(admin: &AdminClient) -> anyhow::Result<()> {
             })
         },
     )
-    .await?;
-    let parked: Value = reqwest::Client::new()
-        .get(format!("{}/v1/dead-letters", admin.base_url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?
-        .json()
-        .await?;
-    ensure!(
-        parked["dead_letters"]
-            .as_array()
-            .is_some_and(|l| l.is_empty()),
-        "events were parked: {parked}"
-    );
-    Ok(())
+    .await
 }
 
 fn event(id: &str, kind: &str, sku: &str, qty: &str) -> Value {
@@ -413,4 +422,89 @@ async fn scenario(dir: &Path, config: &OdooConfig) -> anyhow::Result<()> {
         "unclean exit: agent {agent_exit}, central {central_exit}"
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
+    with_temp_dir("merge-e2e-retry", |dir| async move {
+        let sim = OdooSim::start(SimConfig::new(Version::V18)).await?;
+        sim.add_product("CHAIR-OAK", Tracking::None)?;
+        let odoo = OdooConfig {
+            url: sim.url(),
+            db: sim.db().to_owned(),
+            login: sim.login().to_owned(),
+            api_key: Secret::new(sim.api_key()),
+            call_timeout: Duration::from_secs(60),
+        };
+        let central_dir = dir.join("central");
+        let token = add_agent_offline(&central_dir, ADMIN_TOKEN, AGENT_ID, WAREHOUSE).await?;
+        let central = CentralProcess::builder(&central_dir)
+            .admin_token(ADMIN_TOKEN)
+            .plaintext()
+            .odoo(&odoo)
+            .spawn()
+            .await?;
+        let agent = AgentProcess::builder(dir.join("agent"))
+            .token(SCANNER_TOKEN)
+            .warehouse(WAREHOUSE)
+            .agent_id(AGENT_ID)
+            .central(&central.sync_url(), &token, None)
+            .spawn()
+            .await?;
+        let scanner = agent.client();
+        // A product nobody created in Odoo yet, between two events of one that exists.
+        let events = vec![
+            event("r1", "receipt", "NEW-SKU", "5"),
+            event("r2", "receipt", "CHAIR-OAK", "3"),
+            event("p1", "pick", "NEW-SKU", "1"),
+        ];
+        let answer = scanner.post_events(&json!({ "events": events })).await?;
+        ensure!(answer.status == 201, "{}", answer.body);
+        wait_synced(&scanner, Duration::from_secs(60)).await?;
+        let admin = central.admin();
+        wait_resolved(&admin).await?;
+        ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 3.0);
+        let listed: Value = serde_json::from_str(&central.cli("dlq", &["list"]).await?)?;
+        let reasons: Vec<&str> = listed["dead_letters"]
+            .as_array()
+            .context("dead_letters")?
+            .iter()
+            .filter_map(|l| l["reason"].as_str())
+            .collect();
+        ensure!(
+            reasons == ["unknown-sku", "parked-behind"],
+            "dlq list: {listed}"
+        );
+
+        sim.add_product("NEW-SKU", Tracking::None)?;
+        let queued: Value = serde_json::from_str(
+            &central
+                .cli(
+                    "dlq",
+                    &["retry", "--warehouse", WAREHOUSE, "--sku", "NEW-SKU"],
+                )
+                .await?,
+        )?;
+        ensure!(queued["queued"] == 2, "dlq retry: {queued}");
+        wait_until("the retried events to be applied", MERGE_WAIT, || async {
+            let parked = dead_letters(&admin).await?;
+            let done = parked["dead_letters"]
+                .as_array()
+                .is_some_and(|l| l.is_empty())
+                && parked["queued_for_retry"] == 0;
+            Ok(if done {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(parked.to_string())
+            })
+        })
+        .await?;
+        ensure!(
+            sim.on_hand("NEW-SKU", STOCK) == 4.0,
+            "NEW-SKU: {}",
+            sim.on_hand("NEW-SKU", STOCK)
+        );
+        Ok(())
+    })
+    .await;
 }
