@@ -21,7 +21,7 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use tally_central::odoo::{OdooClient, OdooConfig};
 use tally_protocol::Secret;
-use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
+use tally_tests::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{
     AdminClient, AgentProcess, CentralProcess, TlsFiles, add_agent_offline, gen_cert, wait_synced,
     wait_until, with_temp_dir,
@@ -507,4 +507,167 @@ async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
         Ok(())
     })
     .await;
+}
+
+/// A moment of a merge at which central is SIGKILLed: the simulator fault that holds central
+/// there, and the condition that shows central has reached it.
+struct Step {
+    name: &'static str,
+    fault: Fault,
+    reached: fn(&OdooSim, &str) -> bool,
+}
+
+fn tally_pickings(sim: &OdooSim) -> Vec<tally_tests::odoo_sim::PickingInfo> {
+    sim.pickings()
+        .into_iter()
+        .filter(|p| p.name.starts_with("tally-"))
+        .collect()
+}
+
+fn steps() -> Vec<Step> {
+    use FaultKind::{AppliedThenHang, Hang};
+    let picking =
+        |kind, method: &str, skip| Fault::new(kind).on("stock.picking", method).after(skip);
+    vec![
+        // The plan is recorded (it is, before any call); nothing reached Odoo.
+        Step {
+            name: "after the plan",
+            fault: picking(Hang, "create", 0),
+            reached: |sim, _| sim.pending_faults().is_empty(),
+        },
+        Step {
+            name: "after a create",
+            fault: picking(AppliedThenHang, "create", 0),
+            reached: |sim, _| !tally_pickings(sim).is_empty(),
+        },
+        // Odoo validated; central has not recorded it.
+        Step {
+            name: "after a validation, before it is marked done",
+            fault: picking(AppliedThenHang, "button_validate", 0),
+            reached: |sim, _| tally_pickings(sim).iter().any(|p| p.state == "done"),
+        },
+        Step {
+            name: "after a fill's guard",
+            fault: picking(Hang, "write", 0),
+            reached: |sim, _| sim.pending_faults().is_empty(),
+        },
+        Step {
+            name: "after a fill's write",
+            fault: picking(AppliedThenHang, "write", 0),
+            reached: |sim, delivery| {
+                sim.picking(delivery)
+                    .and_then(|p| p.note)
+                    .is_some_and(|n| n.contains("tally:"))
+            },
+        },
+        Step {
+            name: "after a fill's validation",
+            fault: picking(AppliedThenHang, "button_validate", 2),
+            reached: |sim, delivery| sim.picking(delivery).is_some_and(|p| p.state == "done"),
+        },
+        Step {
+            name: "after a count's plan",
+            fault: picking(Hang, "create", 2),
+            reached: |sim, _| sim.pending_faults().is_empty(),
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn central_sigkilled_at_each_step_of_a_batch_applies_it_once() {
+    for step in steps() {
+        with_temp_dir("merge-e2e-steps", |dir| async move {
+            killed_at(&dir, &step)
+                .await
+                .with_context(|| format!("central killed {}", step.name))
+        })
+        .await;
+    }
+}
+
+async fn killed_at(dir: &Path, step: &Step) -> anyhow::Result<()> {
+    let sim = OdooSim::start(SimConfig::new(Version::V17)).await?;
+    for sku in SKUS {
+        sim.add_product(sku, Tracking::None)?;
+    }
+    sim.add_location(STOCK, "Shelf 2")?;
+    sim.set_on_hand("LAMP-BRASS", STOCK, None, 50.0)?;
+    let config = OdooConfig {
+        url: sim.url(),
+        db: sim.db().to_owned(),
+        login: sim.login().to_owned(),
+        api_key: Secret::new(sim.api_key()),
+        call_timeout: Duration::from_secs(60),
+    };
+    let odoo = Odoo::connect(&config).await?;
+    let (delivery, delivery_name) = odoo.expect(false, "LAMP-BRASS", 5.0).await?;
+
+    let central_dir = dir.join("central");
+    let token = add_agent_offline(&central_dir, ADMIN_TOKEN, AGENT_ID, WAREHOUSE).await?;
+    let builder = CentralProcess::builder(&central_dir)
+        .admin_token(ADMIN_TOKEN)
+        .plaintext()
+        .odoo(&config);
+    sim.inject(step.fault.clone());
+    let first = builder.spawn().await?;
+    let link = tally_tests::Proxy::start(first.sync_addr()).await?;
+    let agent = AgentProcess::builder(dir.join("agent"))
+        .token(SCANNER_TOKEN)
+        .warehouse(WAREHOUSE)
+        .agent_id(AGENT_ID)
+        .central(
+            &format!("ws://127.0.0.1:{}/v1/sync", link.port()),
+            &token,
+            None,
+        )
+        .spawn()
+        .await?;
+    let scanner = agent.client();
+    let events = vec![
+        event("r1", "receipt", "CHAIR-OAK", "5"),
+        event("p1", "pick", "LAMP-BRASS", "2"),
+        json!({"id": "f1", "type": "pick", "sku": "LAMP-BRASS", "qty": "3",
+               "location": STOCK, "reference": delivery_name}),
+        event("c1", "count", "DESK-PINE", "7"),
+    ];
+    let answer = scanner.post_events(&json!({ "events": events })).await?;
+    ensure!(answer.status == 201, "{}", answer.body);
+    wait_until(
+        "central to reach the step",
+        Duration::from_secs(30),
+        || async {
+            Ok(if (step.reached)(&sim, &delivery_name) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(format!("{:?}", sim.pickings()))
+            })
+        },
+    )
+    .await?;
+    first.kill9().await?;
+    sim.clear_faults();
+
+    let second = builder.spawn().await?;
+    link.retarget(second.sync_addr());
+    wait_synced(&scanner, Duration::from_secs(60)).await?;
+    wait_merged(&second.admin()).await?;
+    ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 5.0);
+    ensure!(
+        sim.on_hand("LAMP-BRASS", STOCK) == 45.0,
+        "LAMP-BRASS {}",
+        sim.on_hand("LAMP-BRASS", STOCK)
+    );
+    ensure!(sim.on_hand("DESK-PINE", STOCK) == 7.0);
+    let (_, _, state) = odoo.picking(delivery).await?;
+    ensure!(state == "done", "the delivery is {state}");
+    ensure!(odoo.backorder_demand(delivery).await? == vec![2.0]);
+    // One picking per key, each done once.
+    let tally = tally_pickings(&sim);
+    let mut names: Vec<&str> = tally.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    ensure!(names.len() == tally.len() && tally.len() == 3, "{tally:?}");
+    ensure!(tally.iter().all(|p| p.state == "done"), "{tally:?}");
+    second.terminate().await?;
+    Ok(())
 }
