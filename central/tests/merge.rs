@@ -224,6 +224,8 @@ async fn what_odoo_cannot_take_at_planning_is_parked_while_the_rest_applies() {
             (Receipt, "SKU-005", 1, None),
             (Receipt, "SKU-001", 3, None),
             (Receipt, "SKU-002", 1, Some("WH/Nowhere")),
+            // Another warehouse's location is not this warehouse's to book.
+            (Receipt, "SKU-003", 1, Some("WH2/Stock")),
         ],
     )
     .await;
@@ -239,7 +241,11 @@ async fn what_odoo_cannot_take_at_planning_is_parked_while_the_rest_applies() {
         .collect();
     assert_eq!(
         reasons,
-        vec!["missing-lot".to_owned(), "unknown-location".to_owned()]
+        vec![
+            "missing-lot".to_owned(),
+            "unknown-location".to_owned(),
+            "unknown-location".to_owned()
+        ]
     );
 }
 

@@ -107,8 +107,14 @@ impl Odoo {
             products.len() == SKUS.len(),
             "Odoo lacks some of the products {SKUS:?}: found {products:?}"
         );
+        let view = client
+            .warehouses(&[WAREHOUSE.to_owned()])
+            .await?
+            .first()
+            .context("no warehouse WH")?
+            .view_location;
         let locations = client
-            .locations_by_name(&[STOCK.to_owned(), SHELF.to_owned()])
+            .locations_by_name(&[STOCK.to_owned(), SHELF.to_owned()], view)
             .await?
             .into_iter()
             .collect::<BTreeMap<_, _>>();

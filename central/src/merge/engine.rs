@@ -102,7 +102,8 @@ pub struct Engine {
     policy: RetryPolicy,
     warehouses: HashMap<String, Warehouse>,
     products: HashMap<String, Found>,
-    locations: HashMap<String, Option<i64>>,
+    /// (warehouse code, location name) → the location, if the warehouse has it.
+    locations: HashMap<(String, String), Option<i64>>,
 }
 
 impl Engine {
@@ -251,6 +252,7 @@ impl Engine {
         let virtuals = self.odoo.virtual_locations().await?;
         let warehouse = Warehouse {
             code: code.to_owned(),
+            view_location: row.view_location,
             stock_location: row.stock_location,
             receipt_type: row.receipt_type,
             delivery_type: row.delivery_type,
@@ -263,8 +265,13 @@ impl Engine {
         Ok(warehouse)
     }
 
-    /// Looks up, in one call each, the SKUs and location names not cached yet.
-    async fn resolve(&mut self, run: &[LoggedEvent]) -> Result<(), MergeError> {
+    /// Looks up, in one call each, the SKUs and location names (within `warehouse`) not cached
+    /// yet.
+    async fn resolve(
+        &mut self,
+        warehouse: &Warehouse,
+        run: &[LoggedEvent],
+    ) -> Result<(), MergeError> {
         let skus: Vec<String> = run
             .iter()
             .map(|e| e.event.sku.clone())
@@ -307,15 +314,22 @@ impl Engine {
             .iter()
             .flat_map(|e| [e.event.location.clone(), e.event.to_location.clone()])
             .flatten()
-            .filter(|n| !self.locations.contains_key(n))
+            .filter(|n| {
+                !self
+                    .locations
+                    .contains_key(&(warehouse.code.clone(), n.clone()))
+            })
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
         if !names.is_empty() {
-            let found = self.odoo.locations_by_name(&names).await?;
+            let found = self
+                .odoo
+                .locations_by_name(&names, warehouse.view_location)
+                .await?;
             for name in names {
                 let id = found.get(&name).copied();
-                self.locations.insert(name, id);
+                self.locations.insert((warehouse.code.clone(), name), id);
             }
         }
         Ok(())
@@ -349,7 +363,7 @@ impl Engine {
             ));
         };
         let warehouse = self.warehouse(code).await?;
-        self.resolve(run).await?;
+        self.resolve(&warehouse, run).await?;
         // A key with parked events, or events waiting for a retry, takes nothing new until
         // those are through; a retry run itself waits only behind what is parked.
         let mut keys = self.store.parked_keys()?;
@@ -378,7 +392,12 @@ impl Engine {
             }
             let location = |name: &Option<String>| match name {
                 None => Ok(warehouse.stock_location),
-                Some(n) => self.locations.get(n).copied().flatten().ok_or(n.clone()),
+                Some(n) => self
+                    .locations
+                    .get(&(code.to_owned(), n.clone()))
+                    .copied()
+                    .flatten()
+                    .ok_or(n.clone()),
             };
             let refusal = match self.products.get(&ev.sku) {
                 Some(Found::Refused { reason, message }) => Some((*reason, message.clone())),
@@ -407,7 +426,7 @@ impl Engine {
                         &mut parked,
                         e,
                         "unknown-location",
-                        format!("Odoo has no location named {name:?}"),
+                        format!("Odoo has no internal location named {name:?} in warehouse {code}"),
                     );
                     blocked.insert(ev.sku.clone());
                 }

@@ -17,6 +17,8 @@ pub const MAX_LINES_PER_PICKING: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warehouse {
     pub code: String,
+    /// The root of the warehouse's locations: events name locations under it.
+    pub view_location: i64,
     pub stock_location: i64,
     pub receipt_type: i64,
     pub delivery_type: i64,
@@ -369,6 +371,7 @@ mod tests {
 
     const WH: Warehouse = Warehouse {
         code: String::new(),
+        view_location: 7,
         stock_location: 8,
         receipt_type: 1,
         delivery_type: 2,

@@ -215,15 +215,21 @@ impl OdooClient {
             .ok_or_else(|| malformed("product.product.search_read"))
     }
 
-    /// Internal locations by full name (`WH/Stock/Shelf 2`).
+    /// Internal locations by full name (`WH/Stock/Shelf 2`) under `within` (a warehouse's view
+    /// location).
     pub async fn locations_by_name(
         &self,
         names: &[String],
+        within: i64,
     ) -> Result<HashMap<String, i64>, OdooError> {
         let rows = self
             .search_read(
                 "stock.location",
-                json!([["complete_name", "in", names]]),
+                json!([
+                    ["complete_name", "in", names],
+                    ["usage", "=", "internal"],
+                    ["id", "child_of", within]
+                ]),
                 &["id", "complete_name"],
                 None,
             )
