@@ -39,6 +39,31 @@ impl RetryPolicy {
             .min(self.max_delay)
             .mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
     }
+
+    /// After a failed call: gives `error` back when it is not worth retrying or the attempts
+    /// are used up; otherwise waits before the next attempt (which starts with a lookup).
+    async fn back_off(
+        &self,
+        error: OdooError,
+        failures: &mut u32,
+        key: &str,
+    ) -> Result<(), OdooError> {
+        if !error.is_retryable() || *failures + 1 >= self.attempts {
+            return Err(error);
+        }
+        tracing::warn!(%key, %error, attempt = *failures + 1, "Odoo call failed; looking again before retrying");
+        tokio::time::sleep(self.delay(*failures, rand::random())).await;
+        *failures += 1;
+        Ok(())
+    }
+}
+
+fn not_validated(name: &str) -> OdooError {
+    OdooError::new(
+        ErrorKind::Permanent,
+        "not-validated",
+        format!("Odoo answered the validation of {name} with a wizard instead of applying it"),
+    )
 }
 
 /// What applying found.
@@ -121,25 +146,11 @@ async fn apply_from(
             },
             Next::Validate(id) => match client.validate_picking(id, picking.lines.len()).await {
                 Ok(true) => return Ok(Applied::Done),
-                Ok(false) => {
-                    return Err(OdooError::new(
-                        ErrorKind::Permanent,
-                        "not-validated",
-                        format!(
-                            "Odoo answered the validation of {} with a wizard instead of applying it",
-                            picking.key
-                        ),
-                    ));
-                }
+                Ok(false) => return Err(not_validated(&picking.key)),
                 Err(e) => e,
             },
         };
-        if !error.is_retryable() || failures + 1 >= policy.attempts {
-            return Err(error);
-        }
-        tracing::warn!(key = %picking.key, error = %error, attempt = failures + 1, "Odoo call failed; looking the picking up again");
-        tokio::time::sleep(policy.delay(failures, rand::random())).await;
-        failures += 1;
+        policy.back_off(error, &mut failures, &picking.key).await?;
         // Whatever the last call did, the key tells what is there now.
         next = Next::Lookup;
     }
@@ -225,25 +236,11 @@ pub async fn fill_once(
             },
             FillStep::Validate => match client.validate_with_backorder(fill).await {
                 Ok(true) => return Ok(Applied::Done),
-                Ok(false) => {
-                    return Err(OdooError::new(
-                        ErrorKind::Permanent,
-                        "not-validated",
-                        format!(
-                            "Odoo answered the validation of {} with a wizard instead of applying it",
-                            fill.picking_name
-                        ),
-                    ));
-                }
+                Ok(false) => return Err(not_validated(&fill.picking_name)),
                 Err(e) => e,
             },
         };
-        if !error.is_retryable() || failures + 1 >= policy.attempts {
-            return Err(error);
-        }
-        tracing::warn!(key = %fill.key, picking = %fill.picking_name, error = %error, attempt = failures + 1, "Odoo call failed; reading the picking again");
-        tokio::time::sleep(policy.delay(failures, rand::random())).await;
-        failures += 1;
+        policy.back_off(error, &mut failures, &fill.key).await?;
         step = FillStep::Guard;
     }
 }

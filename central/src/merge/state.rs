@@ -136,21 +136,7 @@ impl Store {
 
     /// Every parked event: (agent, log, seq, letter).
     pub fn dead_letters(&self) -> Result<Vec<(String, LogId, u64, DeadLetter)>, StoreError> {
-        let txn = self.db().begin_read().storage()?;
-        let table = match txn.open_table(DEAD_LETTERS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::Storage(e.into())),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().storage()? {
-            let (k, v) = entry.storage()?;
-            let (agent, log, seq) = k.value();
-            let letter: DeadLetter = serde_json::from_slice(v.value())
-                .map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))?;
-            out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, letter));
-        }
-        Ok(out)
+        self.read_letters(DEAD_LETTERS, "dead letter")
     }
 
     /// Whether (warehouse, sku) has parked events: later events of that key park behind them,
@@ -174,21 +160,7 @@ impl Store {
 
     /// Every event queued for a retry: (agent, log, seq, retry), in key order.
     pub fn retries(&self) -> Result<Vec<(String, LogId, u64, Retry)>, StoreError> {
-        let txn = self.db().begin_read().storage()?;
-        let table = match txn.open_table(RETRIES) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::Storage(e.into())),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().storage()? {
-            let (k, v) = entry.storage()?;
-            let (agent, log, seq) = k.value();
-            let retry: Retry = serde_json::from_slice(v.value())
-                .map_err(|e| StoreError::Corrupt(format!("retry: {e}")))?;
-            out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, retry));
-        }
-        Ok(out)
+        self.read_letters(RETRIES, "retry")
     }
 
     /// Queues every parked event of (warehouse, sku) for another attempt, under a new retry
@@ -271,8 +243,19 @@ impl Store {
 
     /// Every notice: (agent, log, seq, notice).
     pub fn notices(&self) -> Result<Vec<(String, LogId, u64, Notice)>, StoreError> {
+        self.read_letters(NOTICES, "notice")
+    }
+}
+
+impl Store {
+    /// Every row of one of the (agent, log, seq) → JSON tables, decoded.
+    fn read_letters<T: serde::de::DeserializeOwned>(
+        &self,
+        definition: TableDefinition<(&str, u128, u64), &[u8]>,
+        what: &str,
+    ) -> Result<Vec<(String, LogId, u64, T)>, StoreError> {
         let txn = self.db().begin_read().storage()?;
-        let table = match txn.open_table(NOTICES) {
+        let table = match txn.open_table(definition) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(StoreError::Storage(e.into())),
@@ -281,9 +264,9 @@ impl Store {
         for entry in table.iter().storage()? {
             let (k, v) = entry.storage()?;
             let (agent, log, seq) = k.value();
-            let notice: Notice = serde_json::from_slice(v.value())
-                .map_err(|e| StoreError::Corrupt(format!("notice: {e}")))?;
-            out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, notice));
+            let value: T = serde_json::from_slice(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
+            out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, value));
         }
         Ok(out)
     }
