@@ -101,7 +101,9 @@ fn workspace_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn feed() -> Vec<Value> {
+/// The scanner feed; `delivery` is an open Odoo delivery (of 5 LAMP-BRASS) that three of the
+/// picks name, as a WMS does when it picks a sales order.
+fn feed(delivery: &str) -> Vec<Value> {
     let mut events = vec![
         json!({"id": "rcv-0001", "type": "receipt", "sku": "CHAIR-OAK", "qty": "40", "location": "WH/Stock", "reference": "WH/IN/00007", "device": "dock-1", "user": "sam"}),
         json!({"id": "rcv-0002", "type": "receipt", "sku": "LAMP-BRASS", "qty": "25", "location": "WH/Stock", "reference": "WH/IN/00007", "device": "dock-1", "user": "sam"}),
@@ -110,9 +112,87 @@ fn feed() -> Vec<Value> {
         json!({"id": "cnt-0001", "type": "count", "sku": "DESK-PINE", "qty": "12", "location": "WH/Stock", "device": "gun-4", "user": "lee"}),
     ];
     for i in 1..=20 {
-        events.push(json!({"id": format!("pick-{i:04}"), "type": "pick", "sku": if i % 2 == 0 { "CHAIR-OAK" } else { "LAMP-BRASS" }, "qty": "1", "location": "WH/Stock", "reference": format!("WH/OUT/{:05}", 100 + i / 5), "device": "gun-3", "user": "ana"}));
+        events.push(json!({"id": format!("pick-{i:04}"), "type": "pick", "sku": if i % 2 == 0 { "CHAIR-OAK" } else { "LAMP-BRASS" }, "qty": "1", "location": "WH/Stock", "reference": format!("web-order-{}", 100 + i / 5), "device": "gun-3", "user": "ana"}));
+    }
+    for i in 1..=3 {
+        events.push(json!({"id": format!("so-pick-{i:04}"), "type": "pick", "sku": "LAMP-BRASS", "qty": "1", "location": "WH/Stock", "reference": delivery, "device": "gun-3", "user": "ana"}));
     }
     events
+}
+
+/// Creates and confirms a delivery of `qty` `sku` from WH, as a sales order would; returns its
+/// name and its `origin` (unique to this run, and copied by Odoo onto its backorders).
+async fn open_delivery(odoo: &OdooClient, sku: &str, qty: f64) -> anyhow::Result<(String, String)> {
+    let wh = odoo
+        .warehouses(&["WH".into()])
+        .await?
+        .into_iter()
+        .next()
+        .context("Odoo has no warehouse WH")?;
+    let customers = odoo.virtual_locations().await?.customers;
+    let product = odoo
+        .products(&[sku.to_owned()])
+        .await?
+        .into_iter()
+        .next()
+        .with_context(|| format!("Odoo has no product {sku}"))?;
+    let origin = format!("tally-demo order {:08x}", rand::random::<u32>());
+    let created = odoo
+        .execute_kw(
+            "stock.picking",
+            "create",
+            json!([{"picking_type_id": wh.delivery_type, "location_id": wh.stock_location,
+                    "location_dest_id": customers, "origin": origin,
+                    "move_ids": [[0, 0, {"name": sku, "product_id": product.id,
+                        "product_uom": product.uom_id, "product_uom_qty": qty,
+                        "location_id": wh.stock_location, "location_dest_id": customers}]]}]),
+            json!({}),
+        )
+        .await?
+        .context("no answer to stock.picking.create")?;
+    let id = created
+        .as_i64()
+        .or_else(|| created.get(0).and_then(Value::as_i64))
+        .context("no picking id")?;
+    odoo.execute_kw("stock.picking", "action_confirm", json!([[id]]), json!({}))
+        .await?;
+    let rows = odoo
+        .search_read("stock.picking", json!([["id", "=", id]]), &["name"], None)
+        .await?;
+    let name = rows
+        .first()
+        .and_then(|r| r["name"].as_str())
+        .context("the delivery's name")?;
+    Ok((name.to_owned(), origin))
+}
+
+/// The deliveries of an order (`origin`): each picking's name, state and quantity (shipped
+/// when done, still to ship otherwise).
+async fn deliveries(odoo: &OdooClient, origin: &str) -> anyhow::Result<Vec<(String, String, f64)>> {
+    let moves = odoo
+        .search_read(
+            "stock.move",
+            json!([["picking_id.origin", "=", origin]]),
+            &["picking_id", "state", "quantity", "product_uom_qty"],
+            None,
+        )
+        .await?;
+    Ok(moves
+        .iter()
+        .map(|m| {
+            let state = m["state"].as_str().unwrap_or_default().to_owned();
+            let field = if state == "done" {
+                "quantity"
+            } else {
+                "product_uom_qty"
+            };
+            (
+                m["picking_id"][1].as_str().unwrap_or_default().to_owned(),
+                state,
+                m[field].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect())
 }
 
 /// Odoo's on-hand quantity of each demo SKU in warehouse WH.
@@ -239,7 +319,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("  scanners post to {}/v1/events", agent.base_url());
 
     step("Scanners post a morning's feed: receipts, a transfer, an adjustment, a count, picks");
-    let events = feed();
+    let (delivery_name, order) = open_delivery(&odoo, "LAMP-BRASS", 5.0).await?;
+    println!(
+        "  Odoo has an open delivery {delivery_name} of 5 LAMP-BRASS (a sales order); three picks name it"
+    );
+    let events = feed(&delivery_name);
     let (first, rest) = events.split_at(5);
     let answer = scanner.post_events(&json!({ "events": first })).await?;
     println!(
@@ -372,6 +456,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "    {sku:<11} {before:>6} → {after:>6}  ({:+})",
             after - before
         );
+    }
+    println!("  the sales order's deliveries (3 of its 5 LAMP-BRASS were scanned):");
+    for (name, state, qty) in deliveries(&odoo, &order).await? {
+        println!("    {name:<14} {state:<10} {qty}");
     }
     let parked: Value = reqwest::Client::new()
         .get(format!("{}/v1/dead-letters", central.admin_url()))
