@@ -677,3 +677,85 @@ async fn killed_at(dir: &Path, step: &Step) -> anyhow::Result<()> {
     second.terminate().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_api_key_pauses_the_merge_with_an_alert_until_it_is_fixed() {
+    with_temp_dir("merge-e2e-auth", |dir| async move {
+        let sim = OdooSim::start(SimConfig::new(Version::V17)).await?;
+        sim.add_product("CHAIR-OAK", Tracking::None)?;
+        let good = OdooConfig {
+            url: sim.url(),
+            db: sim.db().to_owned(),
+            login: sim.login().to_owned(),
+            api_key: Secret::new(sim.api_key()),
+            call_timeout: Duration::from_secs(60),
+        };
+        let bad = OdooConfig {
+            api_key: Secret::new("not-the-key-0123456789"),
+            ..good.clone()
+        };
+        let central_dir = dir.join("central");
+        let token = add_agent_offline(&central_dir, ADMIN_TOKEN, AGENT_ID, WAREHOUSE).await?;
+        let builder = |odoo: &OdooConfig| {
+            CentralProcess::builder(&central_dir)
+                .admin_token(ADMIN_TOKEN)
+                .plaintext()
+                .odoo(odoo)
+        };
+        let first = builder(&bad).spawn().await?;
+        let link = tally_tests::Proxy::start(first.sync_addr()).await?;
+        let agent = AgentProcess::builder(dir.join("agent"))
+            .token(SCANNER_TOKEN)
+            .warehouse(WAREHOUSE)
+            .agent_id(AGENT_ID)
+            .central(
+                &format!("ws://127.0.0.1:{}/v1/sync", link.port()),
+                &token,
+                None,
+            )
+            .spawn()
+            .await?;
+        let scanner = agent.client();
+        let answer = scanner
+            .post_events(&event("r1", "receipt", "CHAIR-OAK", "4"))
+            .await?;
+        ensure!(answer.status == 201, "{}", answer.body);
+        wait_synced(&scanner, Duration::from_secs(60)).await?;
+        let status_url = format!("{}/v1/merge", first.admin_url());
+        let alert = wait_until(
+            "an alert about the key",
+            Duration::from_secs(30),
+            || async {
+                let status: Value = reqwest::Client::new()
+                    .get(&status_url)
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok(match status["alert"].as_str() {
+                    Some(alert) => ControlFlow::Break(alert.to_owned()),
+                    None => ControlFlow::Continue(status.to_string()),
+                })
+            },
+        )
+        .await?;
+        ensure!(alert.contains("refused login"), "alert: {alert}");
+        ensure!(!alert.contains("not-the-key"), "the key leaked: {alert}");
+        ensure!(
+            sim.on_hand("CHAIR-OAK", STOCK) == 0.0,
+            "merged with a bad key"
+        );
+        let log = std::fs::read_to_string(first.stderr_path())?;
+        ensure!(!log.contains("not-the-key"), "the key is in central's log");
+
+        // The operator fixes the key and restarts central: the held events merge.
+        first.terminate().await?;
+        let second = builder(&good).spawn().await?;
+        link.retarget(second.sync_addr());
+        wait_merged(&second.admin()).await?;
+        ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 4.0);
+        Ok(())
+    })
+    .await;
+}
