@@ -52,6 +52,10 @@ pub struct ConfigArgs {
     /// How long a rotated-out agent token keeps working, such as 24h [default: 24h].
     #[arg(long, env = "TALLY_TOKEN_GRACE", value_name = "DURATION")]
     pub token_grace: Option<String>,
+    /// How long the merge gathers newly journaled events before a pass, so that a burst lands
+    /// in Odoo as a few pickings, such as 2s; 0s merges at once [default: 1s].
+    #[arg(long, env = "TALLY_MERGE_WINDOW", value_name = "DURATION")]
+    pub merge_window: Option<String>,
     /// Most agent connections at once [default: 10000].
     #[arg(long, env = "TALLY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -88,6 +92,7 @@ struct FileConfig {
     admin_listen: Option<SocketAddr>,
     admin_token: Option<String>,
     token_grace: Option<String>,
+    merge_window: Option<String>,
     max_connections: Option<usize>,
     odoo_url: Option<String>,
     odoo_db: Option<String>,
@@ -117,6 +122,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Where to merge; `None` journals only.
     pub odoo: Option<OdooConfig>,
+    /// How long the merge gathers new events before a pass.
+    pub merge_window: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +212,13 @@ impl ConfigArgs {
             Some(text) => parse_duration(&text).map_err(|m| invalid("token_grace", m))?,
             None => Duration::from_secs(24 * 3600),
         };
+        let merge_window = match self.merge_window.clone().or(file.merge_window) {
+            Some(text) => parse_duration(&text).map_err(|m| invalid("merge_window", m))?,
+            None => Duration::from_secs(1),
+        };
+        if merge_window > Duration::from_secs(3600) {
+            return Err(invalid("merge_window", "must be at most 1h"));
+        }
         let max_connections = self
             .max_connections
             .or(file.max_connections)
@@ -227,6 +241,7 @@ impl ConfigArgs {
             token_grace,
             max_connections,
             odoo,
+            merge_window,
         })
     }
 }
@@ -403,6 +418,28 @@ mod tests {
         .load()
         .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { key: "odoo_db", .. }));
+    }
+
+    #[test]
+    fn the_merge_window_defaults_to_a_second_and_is_bounded() {
+        assert_eq!(args().load().unwrap().merge_window, Duration::from_secs(1));
+        let with = |text: &str| {
+            ConfigArgs {
+                merge_window: Some(text.into()),
+                ..args()
+            }
+            .load()
+        };
+        assert_eq!(with("0s").unwrap().merge_window, Duration::ZERO);
+        for bad in ["2d", "soon"] {
+            assert!(matches!(
+                with(bad).unwrap_err(),
+                ConfigError::Invalid {
+                    key: "merge_window",
+                    ..
+                }
+            ));
+        }
     }
 
     #[test]

@@ -63,11 +63,13 @@ impl MergeStatus {
     }
 }
 
-/// Merges journaled events into Odoo until `shutdown`: after every journal commit, and every
+/// Merges journaled events into Odoo until `shutdown`: `window` after a journal commit (what
+/// else is journaled meanwhile joins the same run), at once when woken for a retry, and every
 /// [`IDLE_PASS`] otherwise. Retryable failures back off; auth failures pause and raise an alert.
 pub async fn run(
     store: Store,
     config: OdooConfig,
+    window: Duration,
     mut commits: watch::Receiver<u64>,
     status: Arc<MergeStatus>,
     shutdown: CancellationToken,
@@ -153,11 +155,18 @@ pub async fn run(
                     continue;
                 }
             }
-            tokio::select! {
+            let committed = tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = commits.changed() => {}
-                () = status.wake.notified() => {}
-                () = tokio::time::sleep(IDLE_PASS) => {}
+                _ = commits.changed() => true,
+                () = status.wake.notified() => false,
+                () = tokio::time::sleep(IDLE_PASS) => false,
+            };
+            if committed && !window.is_zero() {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = status.wake.notified() => {}
+                    () = tokio::time::sleep(window) => {}
+                }
             }
         }
         status.update(|s| s.connected = false);
