@@ -296,15 +296,15 @@ pub fn may_fill(event: &LoggedEvent) -> bool {
 }
 
 /// Splits off the events that fill an open picking named by their reference: a pick fills a
-/// delivery of the warehouse, a receipt a receipt, on the first move of the event's product.
-/// Events of one picking and product coalesce into one quantity. Everything else (no such
-/// open picking, a product the picking does not hold) is returned for ordinary pickings.
-/// Fills are keyed `{batch_key}-F{n}`.
+/// delivery of the warehouse, a receipt a receipt — the oldest such picking of the reference
+/// that holds the event's product, on its first move of it. Events of one picking and product
+/// coalesce into one quantity. Everything else (no such open picking, a product the picking
+/// does not hold) is returned for ordinary pickings. Fills are keyed `{batch_key}-F{n}`.
 pub fn fill<'a>(
     batch_key: &str,
     warehouse: &Warehouse,
     events: Vec<ResolvedEvent<'a>>,
-    open: &BTreeMap<String, OpenPicking>,
+    open: &BTreeMap<String, Vec<OpenPicking>>,
 ) -> (Vec<PlannedFill>, Vec<ResolvedEvent<'a>>) {
     // (picking name, id) → move id → (product, total, seqs)
     type Moves = BTreeMap<i64, (i64, i64, Vec<u64>)>;
@@ -321,8 +321,10 @@ pub fn fill<'a>(
             .as_deref()
             .filter(|_| may_fill(r.event))
             .and_then(|name| open.get(name))
+            .into_iter()
+            .flatten()
             .filter(|p| p.picking_type == wanted_type)
-            .and_then(|p| {
+            .find_map(|p| {
                 let (move_id, _) = p
                     .moves
                     .iter()
@@ -433,14 +435,23 @@ mod tests {
         for (e, _) in &mut events[..4] {
             e.event.reference = Some("S001".into());
         }
+        // The order's first step (an internal pick) is not a delivery: the delivery is filled.
         let open = BTreeMap::from([(
             "S001".to_owned(),
-            OpenPicking {
-                id: 40,
-                name: "WH/OUT/00040".into(),
-                picking_type: WH.delivery_type,
-                moves: vec![(400, 1), (401, 3)],
-            },
+            vec![
+                OpenPicking {
+                    id: 39,
+                    name: "WH/PICK/00039".into(),
+                    picking_type: WH.internal_type,
+                    moves: vec![(390, 1)],
+                },
+                OpenPicking {
+                    id: 40,
+                    name: "WH/OUT/00040".into(),
+                    picking_type: WH.delivery_type,
+                    moves: vec![(400, 1), (401, 3)],
+                },
+            ],
         )]);
         let (fills, rest) = fill("K", &WH, resolve(&events), &open);
         assert_eq!(

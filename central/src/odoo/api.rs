@@ -599,16 +599,18 @@ pub struct FillGuard {
 }
 
 impl OdooClient {
-    /// The open picking each reference names (CONTRACT §12.1): a picking by its name — or, once
-    /// that one is done, the open backorder it left — else the open picking of the sales order
-    /// of that name (`sale_id`, not `origin`, which Odoo 18 decorates). References that name
-    /// nothing open are left out.
+    /// The open pickings each reference names (CONTRACT §12.1), oldest first: a picking by its
+    /// name — or, once that one is done, the open backorders it left — else the open pickings
+    /// of the sales order of that name (`sale_id`, not `origin`, which Odoo 18 decorates; an
+    /// order shipped in several steps has a picking per step). References that name nothing
+    /// open are left out.
     pub async fn open_pickings(
         &self,
         references: &[String],
-    ) -> Result<BTreeMap<String, OpenPicking>, OdooError> {
+    ) -> Result<BTreeMap<String, Vec<OpenPicking>>, OdooError> {
         let fields = ["id", "name", "state", "picking_type_id"];
-        let mut found: BTreeMap<String, (i64, String, i64)> = BTreeMap::new();
+        // reference → (id, name, picking type) of each open picking it names
+        let mut found: BTreeMap<String, Vec<(i64, String, i64)>> = BTreeMap::new();
         let rows = self
             .search_read(
                 "stock.picking",
@@ -629,7 +631,10 @@ impl OdooClient {
             named.insert(name.to_owned());
             if OPEN_STATES.contains(&state) {
                 let kind = many2one(&row["picking_type_id"]).unwrap_or_default();
-                found.insert(name.to_owned(), (id, name.to_owned(), kind));
+                found
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push((id, name.to_owned(), kind));
             } else if state == "done" {
                 done.insert(id, name.to_owned());
             }
@@ -664,7 +669,8 @@ impl OdooClient {
                     let kind = many2one(&row["picking_type_id"]).unwrap_or_default();
                     found
                         .entry(reference.clone())
-                        .or_insert((id, name.to_owned(), kind));
+                        .or_default()
+                        .push((id, name.to_owned(), kind));
                 } else if state == "done" {
                     next.insert(id, reference.clone());
                 }
@@ -690,14 +696,11 @@ impl OdooClient {
                             continue;
                         };
                         let kind = many2one(&row["picking_type_id"]).unwrap_or_default();
-                        // Several open pickings of one order: the oldest (lowest id) first.
-                        let entry =
-                            found
-                                .entry(order.to_owned())
-                                .or_insert((id, name.to_owned(), kind));
-                        if id < entry.0 {
-                            *entry = (id, name.to_owned(), kind);
-                        }
+                        found.entry(order.to_owned()).or_default().push((
+                            id,
+                            name.to_owned(),
+                            kind,
+                        ));
                     }
                 }
                 // No sales app in this database: no picking has a `sale_id`.
@@ -710,7 +713,7 @@ impl OdooClient {
         if found.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let ids: Vec<i64> = found.values().map(|(id, ..)| *id).collect();
+        let ids: Vec<i64> = found.values().flatten().map(|(id, ..)| *id).collect();
         let moves = self
             .search_read(
                 "stock.move",
@@ -735,19 +738,24 @@ impl OdooClient {
         }
         Ok(found
             .into_iter()
-            .map(|(reference, (id, name, picking_type))| {
-                // Two references (a picking's name and its order's) may name one picking.
-                let mut moves = by_picking.get(&id).cloned().unwrap_or_default();
-                moves.sort_unstable();
-                (
-                    reference,
-                    OpenPicking {
-                        id,
-                        name,
-                        picking_type,
-                        moves,
-                    },
-                )
+            .map(|(reference, mut candidates)| {
+                candidates.sort_unstable();
+                let candidates = candidates
+                    .into_iter()
+                    .map(|(id, name, picking_type)| {
+                        // Two references (a picking's name and its order's) may name one
+                        // picking.
+                        let mut moves = by_picking.get(&id).cloned().unwrap_or_default();
+                        moves.sort_unstable();
+                        OpenPicking {
+                            id,
+                            name,
+                            picking_type,
+                            moves,
+                        }
+                    })
+                    .collect();
+                (reference, candidates)
             })
             .collect())
     }
