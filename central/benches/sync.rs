@@ -74,7 +74,7 @@ fn central_config(dir: &Path, tls: &tally_central::tls::GeneratedCert) -> Config
         token_grace: Duration::from_secs(60),
         max_connections: 20_000,
         odoo: None,
-        merge_window: Duration::ZERO,
+        merge: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
 
+use crate::merge::MergeSettings;
 use crate::odoo::OdooConfig;
 
 /// Timeout of one Odoo call, before the time added per picking line (half a second: a
@@ -56,6 +57,11 @@ pub struct ConfigArgs {
     /// in Odoo as a few pickings, such as 2s; 0s merges at once [default: 1s].
     #[arg(long, env = "TALLY_MERGE_WINDOW", value_name = "DURATION")]
     pub merge_window: Option<String>,
+    /// Calls that change data (create, validate, ...) in flight at once against Odoo, across
+    /// warehouses. Odoo serialises validations, so more only helps a server with spare
+    /// workers [default: 1].
+    #[arg(long, env = "TALLY_ODOO_MAX_WRITES", value_name = "N")]
+    pub odoo_max_writes: Option<usize>,
     /// Most agent connections at once [default: 10000].
     #[arg(long, env = "TALLY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
@@ -93,6 +99,7 @@ struct FileConfig {
     admin_token: Option<String>,
     token_grace: Option<String>,
     merge_window: Option<String>,
+    odoo_max_writes: Option<usize>,
     max_connections: Option<usize>,
     odoo_url: Option<String>,
     odoo_db: Option<String>,
@@ -122,8 +129,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Where to merge; `None` journals only.
     pub odoo: Option<OdooConfig>,
-    /// How long the merge gathers new events before a pass.
-    pub merge_window: Duration,
+    /// How the merge paces itself.
+    pub merge: MergeSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +226,10 @@ impl ConfigArgs {
         if merge_window > Duration::from_secs(3600) {
             return Err(invalid("merge_window", "must be at most 1h"));
         }
+        let max_writes = self.odoo_max_writes.or(file.odoo_max_writes).unwrap_or(1);
+        if !(1..=64).contains(&max_writes) {
+            return Err(invalid("odoo_max_writes", "must be between 1 and 64"));
+        }
         let max_connections = self
             .max_connections
             .or(file.max_connections)
@@ -241,7 +252,10 @@ impl ConfigArgs {
             token_grace,
             max_connections,
             odoo,
-            merge_window,
+            merge: MergeSettings {
+                window: merge_window,
+                max_writes,
+            },
         })
     }
 }
@@ -422,7 +436,7 @@ mod tests {
 
     #[test]
     fn the_merge_window_defaults_to_a_second_and_is_bounded() {
-        assert_eq!(args().load().unwrap().merge_window, Duration::from_secs(1));
+        assert_eq!(args().load().unwrap().merge, MergeSettings::default());
         let with = |text: &str| {
             ConfigArgs {
                 merge_window: Some(text.into()),
@@ -430,7 +444,22 @@ mod tests {
             }
             .load()
         };
-        assert_eq!(with("0s").unwrap().merge_window, Duration::ZERO);
+        assert_eq!(with("0s").unwrap().merge.window, Duration::ZERO);
+        for writes in [0, 65] {
+            let err = ConfigArgs {
+                odoo_max_writes: Some(writes),
+                ..args()
+            }
+            .load()
+            .unwrap_err();
+            assert!(matches!(
+                err,
+                ConfigError::Invalid {
+                    key: "odoo_max_writes",
+                    ..
+                }
+            ));
+        }
         for bad in ["2d", "soon"] {
             assert!(matches!(
                 with(bad).unwrap_err(),

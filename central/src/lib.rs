@@ -81,7 +81,7 @@ impl Central {
                 tracker.spawn(merge::run(
                     self.store.clone(),
                     odoo.clone(),
-                    self.config.merge_window,
+                    self.config.merge,
                     ctx.journal.commits(),
                     Arc::clone(&merge_status),
                     shutdown.clone(),

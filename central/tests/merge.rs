@@ -11,7 +11,7 @@ use tally_central::odoo::{ErrorKind, OdooClient, OdooConfig};
 use tally_central::store::Store;
 use tally_central::store::journal::{self, JournalHandle};
 use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Secret, Timestamp};
-use tally_tests::odoo_sim::{ADMIN_UID, Fault, FaultKind, OdooSim, SimConfig, Version};
+use tally_tests::odoo_sim::{ADMIN_UID, Fault, FaultKind, Latency, OdooSim, SimConfig, Version};
 
 const LOG: LogId = LogId([0xab; 16]);
 
@@ -855,4 +855,63 @@ async fn a_fill_cut_short_at_any_call_is_applied_once_and_a_picking_validated_by
         .map(|(_, _, seq, letter)| (seq, letter.reason))
         .collect();
     assert_eq!(parked, vec![(1, "picking-conflict".to_owned())]);
+}
+
+#[tokio::test]
+async fn warehouses_merge_side_by_side_within_the_write_permits() {
+    for max_writes in [1, 2] {
+        let s = setup(Version::V18).await;
+        s.store.add_agent("wh2-agent", "WH2").unwrap();
+        s.sim.set_latency(Latency {
+            per_call: Duration::from_millis(20),
+            per_line: Duration::ZERO,
+        });
+        s.journal(
+            1,
+            &[(Receipt, "SKU-001", 3, None), (Pick, "SKU-002", 1, None)],
+        )
+        .await;
+        let wh2: Vec<LoggedEvent> = [(1, Receipt, "SKU-001", 5), (2, Pick, "SKU-002", 2)]
+            .into_iter()
+            .map(|(seq, kind, sku, qty)| LoggedEvent {
+                seq,
+                received_at: Timestamp::now(),
+                event: Event {
+                    id: None,
+                    kind,
+                    sku: sku.into(),
+                    qty: Qty::from_units(qty),
+                    location: None,
+                    to_location: None,
+                    lot: None,
+                    reference: None,
+                    reason: None,
+                    occurred_at: None,
+                    device: None,
+                    user: None,
+                },
+            })
+            .collect();
+        s.journal
+            .append(Arc::from("wh2-agent"), LOG, wh2)
+            .await
+            .unwrap();
+        let client = OdooClient::connect(&OdooConfig {
+            url: s.sim.url(),
+            db: s.sim.db().to_owned(),
+            login: s.sim.login().to_owned(),
+            api_key: Secret::new(s.sim.api_key()),
+            call_timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap()
+        .with_max_writes(max_writes);
+        let mut engine = Engine::new(s.store.clone(), client, RetryPolicy::default());
+        assert_eq!(engine.merge_all().await.unwrap(), 4);
+        assert_eq!(s.sim.on_hand_in_warehouse("SKU-001", "WH2"), 5.0);
+        assert_eq!(s.sim.on_hand_in_warehouse("SKU-002", "WH2"), -2.0);
+        // Both lanes write the same way at the same pace: with two permits their writes
+        // overlap; with one they never do.
+        assert_eq!(s.sim.max_concurrent_writes(), max_writes as u64);
+    }
 }

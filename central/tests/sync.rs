@@ -37,7 +37,7 @@ impl TestCentral {
             token_grace: Duration::from_secs(60),
             max_connections: 100,
             odoo: None,
-            merge_window: Duration::ZERO,
+            merge: Default::default(),
         };
         let central = Central::open(config).unwrap();
         let store = central.store().clone();

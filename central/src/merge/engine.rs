@@ -3,6 +3,7 @@
 //! park what Odoo refuses, and move the stream's cursor.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tally_protocol::{EventKind, LogId, LoggedEvent};
@@ -94,31 +95,29 @@ enum Found {
     },
 }
 
-/// Applies journaled events to one Odoo database.
+/// Applies journaled events to one Odoo database: a [`Lane`] per warehouse, the lanes at the
+/// same time (their keys never overlap), each strictly in order. Calls that change data share
+/// the client's write permits.
 #[derive(Debug)]
 pub struct Engine {
     store: Store,
-    odoo: OdooClient,
+    odoo: Arc<OdooClient>,
     policy: RetryPolicy,
-    warehouses: HashMap<String, Warehouse>,
-    products: HashMap<String, Found>,
-    /// (warehouse code, location name) → the location, if the warehouse has it.
-    locations: HashMap<(String, String), Option<i64>>,
+    lanes: HashMap<String, Lane>,
 }
 
 impl Engine {
     pub fn new(store: Store, odoo: OdooClient, policy: RetryPolicy) -> Engine {
         Engine {
             store,
-            odoo,
+            odoo: Arc::new(odoo),
             policy,
-            warehouses: HashMap::new(),
-            products: HashMap::new(),
-            locations: HashMap::new(),
+            lanes: HashMap::new(),
         }
     }
 
-    /// Merges everything journaled so far; returns how many events were resolved.
+    /// Merges everything journaled so far; returns how many events were resolved. When a lane
+    /// fails, the others still finish their pass; the first error is returned.
     pub async fn merge_all(&mut self) -> Result<u64, MergeError> {
         let warehouse_of: HashMap<String, String> = self
             .store
@@ -126,24 +125,78 @@ impl Engine {
             .into_iter()
             .map(|a| (a.agent_id, a.warehouse))
             .collect();
-        let mut total = 0;
-        // Retries first, everywhere: they are older than anything new of their keys.
-        let streams = self.store.streams()?;
-        for stream in &streams {
-            let Some(warehouse) = warehouse_of.get(&stream.agent_id) else {
-                continue;
-            };
-            total += self
-                .retry_stream(&stream.agent_id, stream.log_id, warehouse)
-                .await?;
+        let mut streams: HashMap<String, Vec<(String, LogId)>> = HashMap::new();
+        for stream in self.store.streams()? {
+            if let Some(warehouse) = warehouse_of.get(&stream.agent_id) {
+                streams
+                    .entry(warehouse.clone())
+                    .or_default()
+                    .push((stream.agent_id, stream.log_id));
+            }
         }
-        for stream in &streams {
-            let Some(warehouse) = warehouse_of.get(&stream.agent_id) else {
-                continue;
-            };
-            total += self
-                .merge_stream(&stream.agent_id, stream.log_id, warehouse)
-                .await?;
+        for code in streams.keys() {
+            if !self.lanes.contains_key(code) {
+                let lane = Lane::new(self.store.clone(), self.odoo.clone(), self.policy, code);
+                self.lanes.insert(code.clone(), lane);
+            }
+        }
+        let passes = self
+            .lanes
+            .iter_mut()
+            .filter_map(|(code, lane)| Some(lane.merge(streams.remove(code)?)));
+        let mut total = 0;
+        let mut first_error = None;
+        for result in futures_util::future::join_all(passes).await {
+            match result {
+                Ok(merged) => total += merged,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+}
+
+/// One warehouse's merge: its streams in order, with its own caches of what Odoo holds.
+#[derive(Debug)]
+struct Lane {
+    store: Store,
+    odoo: Arc<OdooClient>,
+    policy: RetryPolicy,
+    code: String,
+    warehouse: Option<Warehouse>,
+    products: HashMap<String, Found>,
+    /// Location name → the location, if the warehouse has it.
+    locations: HashMap<String, Option<i64>>,
+}
+
+impl Lane {
+    fn new(store: Store, odoo: Arc<OdooClient>, policy: RetryPolicy, code: &str) -> Lane {
+        Lane {
+            store,
+            odoo,
+            policy,
+            code: code.to_owned(),
+            warehouse: None,
+            products: HashMap::new(),
+            locations: HashMap::new(),
+        }
+    }
+
+    /// Queued retries of every stream first (they are older than anything new of their keys),
+    /// then what is new.
+    async fn merge(&mut self, streams: Vec<(String, LogId)>) -> Result<u64, MergeError> {
+        let code = self.code.clone();
+        let mut total = 0;
+        for (agent, log_id) in &streams {
+            total += self.retry_stream(agent, *log_id, &code).await?;
+        }
+        for (agent, log_id) in &streams {
+            total += self.merge_stream(agent, *log_id, &code).await?;
         }
         Ok(total)
     }
@@ -233,7 +286,7 @@ impl Engine {
     }
 
     async fn warehouse(&mut self, code: &str) -> Result<Warehouse, MergeError> {
-        if let Some(found) = self.warehouses.get(code) {
+        if let Some(found) = &self.warehouse {
             return Ok(found.clone());
         }
         let row = self
@@ -261,7 +314,7 @@ impl Engine {
             customers: virtuals.customers,
             inventory_adjustment: virtuals.inventory_adjustment,
         };
-        self.warehouses.insert(code.to_owned(), warehouse.clone());
+        self.warehouse = Some(warehouse.clone());
         Ok(warehouse)
     }
 
@@ -314,11 +367,7 @@ impl Engine {
             .iter()
             .flat_map(|e| [e.event.location.clone(), e.event.to_location.clone()])
             .flatten()
-            .filter(|n| {
-                !self
-                    .locations
-                    .contains_key(&(warehouse.code.clone(), n.clone()))
-            })
+            .filter(|n| !self.locations.contains_key(n))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -329,7 +378,7 @@ impl Engine {
                 .await?;
             for name in names {
                 let id = found.get(&name).copied();
-                self.locations.insert((warehouse.code.clone(), name), id);
+                self.locations.insert(name, id);
             }
         }
         Ok(())
@@ -392,12 +441,7 @@ impl Engine {
             }
             let location = |name: &Option<String>| match name {
                 None => Ok(warehouse.stock_location),
-                Some(n) => self
-                    .locations
-                    .get(&(code.to_owned(), n.clone()))
-                    .copied()
-                    .flatten()
-                    .ok_or(n.clone()),
+                Some(n) => self.locations.get(n).copied().flatten().ok_or(n.clone()),
             };
             let refusal = match self.products.get(&ev.sku) {
                 Some(Found::Refused { reason, message }) => Some((*reason, message.clone())),

@@ -26,6 +26,24 @@ const IDLE_PASS: Duration = Duration::from_secs(10);
 /// again.
 const AUTH_PAUSE: Duration = Duration::from_secs(60);
 
+/// How the merge paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeSettings {
+    /// How long a pass waits after the commit that woke it, gathering what else is journaled.
+    pub window: Duration,
+    /// Calls that change data in flight at once against the Odoo database (across warehouses).
+    pub max_writes: usize,
+}
+
+impl Default for MergeSettings {
+    fn default() -> Self {
+        MergeSettings {
+            window: Duration::from_secs(1),
+            max_writes: 1,
+        }
+    }
+}
+
 /// The merge's state, for the admin API.
 #[derive(Debug, Default)]
 pub struct MergeStatus {
@@ -63,13 +81,13 @@ impl MergeStatus {
     }
 }
 
-/// Merges journaled events into Odoo until `shutdown`: `window` after a journal commit (what
-/// else is journaled meanwhile joins the same run), at once when woken for a retry, and every
+/// Merges journaled events into Odoo until `shutdown`: a merge window after a journal commit
+/// (what else is journaled meanwhile joins the same run), at once when woken for a retry, and every
 /// [`IDLE_PASS`] otherwise. Retryable failures back off; auth failures pause and raise an alert.
 pub async fn run(
     store: Store,
     config: OdooConfig,
-    window: Duration,
+    settings: MergeSettings,
     mut commits: watch::Receiver<u64>,
     status: Arc<MergeStatus>,
     shutdown: CancellationToken,
@@ -91,7 +109,7 @@ pub async fn run(
             client = OdooClient::connect_with(&config, breaker.clone()) => client,
         };
         let client = match client {
-            Ok(client) => client,
+            Ok(client) => client.with_max_writes(settings.max_writes),
             Err(error) => {
                 let auth = error.kind == ErrorKind::Auth;
                 tracing::error!(%error, url = %config.url, "cannot connect to Odoo");
@@ -161,11 +179,11 @@ pub async fn run(
                 () = status.wake.notified() => false,
                 () = tokio::time::sleep(IDLE_PASS) => false,
             };
-            if committed && !window.is_zero() {
+            if committed && !settings.window.is_zero() {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = status.wake.notified() => {}
-                    () = tokio::time::sleep(window) => {}
+                    () = tokio::time::sleep(settings.window) => {}
                 }
             }
         }

@@ -307,7 +307,7 @@ impl OdooClient {
             values["move_line_ids"] = json!(lot_lines);
         }
         match self
-            .execute_kw_lines(
+            .execute_write(
                 "stock.picking",
                 "create",
                 json!([values]),
@@ -341,11 +341,12 @@ impl OdooClient {
                 continue;
             }
             let created = self
-                .execute_kw(
+                .execute_write(
                     "stock.lot",
                     "create",
                     json!([{"name": name, "product_id": line.product}]),
                     json!({}),
+                    0,
                 )
                 .await;
             match created {
@@ -411,7 +412,7 @@ impl OdooClient {
         let context =
             json!({"skip_backorder": true, "picking_ids_not_to_backorder": [id], "skip_sms": true});
         let result = self
-            .execute_kw_lines(
+            .execute_write(
                 "stock.picking",
                 "button_validate",
                 json!([[id]]),
@@ -578,9 +579,15 @@ impl OdooClient {
 
     /// Cancels a picking so it leaves no reservation behind.
     pub async fn cancel_picking(&self, id: i64) -> Result<(), OdooError> {
-        self.execute_kw("stock.picking", "action_cancel", json!([[id]]), json!({}))
-            .await
-            .map(|_| ())
+        self.execute_write(
+            "stock.picking",
+            "action_cancel",
+            json!([[id]]),
+            json!({}),
+            0,
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -786,7 +793,7 @@ impl OdooClient {
             .map(|m| json!([1, m.move_id, {"quantity": qty_value(m.qty), "picked": true}]))
             .collect();
         let note = format!("{note}<p>{}</p>", fill.marker());
-        self.execute_kw_lines(
+        self.execute_write(
             "stock.picking",
             "write",
             json!([[fill.picking], {"note": note, "move_ids": moves}]),
@@ -802,7 +809,7 @@ impl OdooClient {
     pub async fn validate_with_backorder(&self, fill: &PlannedFill) -> Result<bool, OdooError> {
         let context = json!({"skip_backorder": true, "skip_sms": true});
         let result = self
-            .execute_kw_lines(
+            .execute_write(
                 "stock.picking",
                 "button_validate",
                 json!([[fill.picking]]),

@@ -54,6 +54,9 @@ pub struct OdooClient {
     next_id: AtomicU64,
     timeout: Duration,
     breaker: Arc<Breaker>,
+    /// Permits for calls that change data: Odoo serialises validations, and concurrent ones
+    /// only fail with serialisation errors (CONTRACT §8).
+    writes: Arc<tokio::sync::Semaphore>,
     /// Odoo's clock minus central's, in microseconds, from the `Date` of Odoo's last answer
     /// (whole seconds, so within about half a second).
     clock_offset: AtomicI64,
@@ -96,6 +99,7 @@ impl OdooClient {
             next_id: AtomicU64::new(1),
             timeout: config.call_timeout,
             breaker,
+            writes: Arc::new(tokio::sync::Semaphore::new(1)),
             clock_offset: AtomicI64::new(0),
         };
         let version = client
@@ -178,6 +182,30 @@ impl OdooClient {
             kwargs
         ]);
         self.call("object", "execute_kw", params, timeout).await
+    }
+
+    /// Allows `max` calls that change data in flight at once (1 unless set).
+    pub fn with_max_writes(mut self, max: usize) -> OdooClient {
+        self.writes = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+        self
+    }
+
+    /// [`OdooClient::execute_kw_lines`] for a call that changes data: it waits for one of the
+    /// write permits first.
+    pub async fn execute_write(
+        &self,
+        model: &str,
+        method: &str,
+        args: Value,
+        kwargs: Value,
+        lines: usize,
+    ) -> Result<Option<Value>, OdooError> {
+        let _permit =
+            self.writes.acquire().await.map_err(|_| {
+                OdooError::new(ErrorKind::Retryable, "closed", "the client is closing")
+            })?;
+        self.execute_kw_lines(model, method, args, kwargs, lines)
+            .await
     }
 
     /// How far Odoo's clock is ahead of central's (microseconds; negative when behind), as

@@ -278,6 +278,7 @@ impl OdooSim {
             gate: tokio::sync::Mutex::new(()),
             faults: Mutex::new(faults::Faults::default()),
             calls: Mutex::new(BTreeMap::new()),
+            writes: Mutex::new((0, 0)),
             clock: clock::Clock::default(),
             latency: Mutex::new(config.latency),
             stopping: stopping.clone(),
@@ -402,6 +403,12 @@ impl OdooSim {
             .get(&(model.to_owned(), method.to_owned()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most calls that change data (create, write, validate, ...) that were in flight at
+    /// once, from arrival to answer.
+    pub fn max_concurrent_writes(&self) -> u64 {
+        self.shared.writes.lock().expect("writes lock").1
     }
 
     /// Every (model, method) called, with counts.

@@ -34,6 +34,8 @@ pub struct Shared {
     pub gate: tokio::sync::Mutex<()>,
     pub faults: Mutex<Faults>,
     pub calls: Mutex<BTreeMap<(String, String), u64>>,
+    /// Calls that change data, in flight now and at most so far (arrival to answer).
+    pub writes: Mutex<(u64, u64)>,
     pub clock: Clock,
     pub latency: Mutex<Latency>,
     /// Flips to `true` when the simulator stops, releasing hung handlers.
@@ -125,6 +127,8 @@ async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         .expect("calls lock")
         .entry((model.clone(), method.clone()))
         .or_insert(0) += 1;
+    let _write = (call.service == "object" && WRITE_METHODS.contains(&method.as_str()))
+        .then(|| WriteInFlight::start(&shared));
     let fault = shared
         .faults
         .lock()
@@ -179,6 +183,39 @@ async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Err(error) => rpc::failure(&call.id, &error),
     };
     json_response(StatusCode::OK, &body)
+}
+
+/// Methods that change data, for counting concurrent writes.
+const WRITE_METHODS: [&str; 10] = [
+    "create",
+    "write",
+    "unlink",
+    "button_validate",
+    "action_cancel",
+    "action_confirm",
+    "action_assign",
+    "action_apply_inventory",
+    "process",
+    "process_cancel_backorder",
+];
+
+/// A write call in flight, from its arrival until its answer is built (or the handler is
+/// dropped).
+struct WriteInFlight<'a>(&'a Shared);
+
+impl<'a> WriteInFlight<'a> {
+    fn start(shared: &'a Shared) -> WriteInFlight<'a> {
+        let mut writes = shared.writes.lock().expect("writes lock");
+        writes.0 += 1;
+        writes.1 = writes.1.max(writes.0);
+        WriteInFlight(shared)
+    }
+}
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.writes.lock().expect("writes lock").0 -= 1;
+    }
 }
 
 /// The web client's version route (some clients probe it).
