@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tally_protocol::{EventKind, LogId, LoggedEvent};
+use tokio::sync::OnceCell;
 
 use super::apply::{RetryPolicy, apply_once, fill_once, resume};
 use super::plan::{
     PlannedFill, PlannedPicking, Product, ResolvedEvent, Warehouse, cut, fill, may_fill, plan,
 };
 use super::state::{DeadLetter, Notice, now_micros};
+use crate::odoo::api::VirtualLocations;
 use crate::odoo::{ErrorKind, OdooClient, OdooError};
 use crate::store::{Store, StoreError};
 
@@ -103,6 +105,8 @@ pub struct Engine {
     store: Store,
     odoo: Arc<OdooClient>,
     policy: RetryPolicy,
+    /// Odoo's virtual locations, read once for every lane.
+    virtuals: Arc<OnceCell<VirtualLocations>>,
     lanes: HashMap<String, Lane>,
 }
 
@@ -112,6 +116,7 @@ impl Engine {
             store,
             odoo: Arc::new(odoo),
             policy,
+            virtuals: Arc::default(),
             lanes: HashMap::new(),
         }
     }
@@ -136,7 +141,16 @@ impl Engine {
         }
         for code in streams.keys() {
             if !self.lanes.contains_key(code) {
-                let lane = Lane::new(self.store.clone(), self.odoo.clone(), self.policy, code);
+                let lane = Lane {
+                    store: self.store.clone(),
+                    odoo: self.odoo.clone(),
+                    policy: self.policy,
+                    code: code.clone(),
+                    virtuals: self.virtuals.clone(),
+                    warehouse: None,
+                    products: HashMap::new(),
+                    locations: HashMap::new(),
+                };
                 self.lanes.insert(code.clone(), lane);
             }
         }
@@ -168,6 +182,7 @@ struct Lane {
     odoo: Arc<OdooClient>,
     policy: RetryPolicy,
     code: String,
+    virtuals: Arc<OnceCell<VirtualLocations>>,
     warehouse: Option<Warehouse>,
     products: HashMap<String, Found>,
     /// Location name → the location, if the warehouse has it.
@@ -175,18 +190,6 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(store: Store, odoo: Arc<OdooClient>, policy: RetryPolicy, code: &str) -> Lane {
-        Lane {
-            store,
-            odoo,
-            policy,
-            code: code.to_owned(),
-            warehouse: None,
-            products: HashMap::new(),
-            locations: HashMap::new(),
-        }
-    }
-
     /// Queued retries of every stream first (they are older than anything new of their keys),
     /// then what is new.
     async fn merge(&mut self, streams: Vec<(String, LogId)>) -> Result<u64, MergeError> {
@@ -302,7 +305,10 @@ impl Lane {
                     format!("Odoo has no warehouse with code {code:?}"),
                 )
             })?;
-        let virtuals = self.odoo.virtual_locations().await?;
+        let virtuals = *self
+            .virtuals
+            .get_or_try_init(|| self.odoo.virtual_locations())
+            .await?;
         let warehouse = Warehouse {
             code: code.to_owned(),
             view_location: row.view_location,
