@@ -382,3 +382,56 @@ async fn revoking_closes_the_live_session_at_once() {
         .unwrap();
     assert_eq!(unauthorised.status(), 401);
 }
+
+#[tokio::test]
+async fn the_dead_letter_api_refuses_bad_input_with_clear_errors() {
+    let central = TestCentral::start().await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: &str| {
+        client
+            .post(format!("http://{}{path}", central.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    let cases = [
+        ("/v1/dead-letters/retry", "{}", 400, "invalid_body"),
+        ("/v1/dead-letters/retry", "not json", 400, "invalid_body"),
+        (
+            "/v1/dead-letters/retry",
+            r#"{"warehouse":"WH","sku":"A","extra":1}"#,
+            400,
+            "invalid_body",
+        ),
+        (
+            "/v1/dead-letters/discard",
+            r#"{"warehouse":"WH","sku":"A","reason":"  "}"#,
+            422,
+            "missing_reason",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let answer = post(path, body).await.unwrap();
+        assert_eq!(answer.status(), status, "{path} {body}");
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], code, "{path} {body}: {answer}");
+    }
+    // Nothing parked for that key: nothing queued.
+    let answer = post("/v1/dead-letters/retry", r#"{"warehouse":"WH","sku":"A"}"#)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap()["queued"],
+        0
+    );
+    for path in ["/v1/dead-letters", "/v1/notices"] {
+        let unauthorised = client
+            .get(format!("http://{}{path}", central.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unauthorised.status(), 401, "{path}");
+    }
+}
