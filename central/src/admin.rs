@@ -327,6 +327,23 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     use prometheus_client::registry::Registry;
 
     type Agent = [(&'static str, String); 1];
+    // What the merge has left: per agent, events journaled but not yet resolved in Odoo; and
+    // the parked events.
+    let store = state.store.clone();
+    let merge_backlog = tokio::task::spawn_blocking(move || {
+        let mut behind: std::collections::BTreeMap<String, u64> = Default::default();
+        for stream in store.streams()? {
+            let merged = store.merge_cursor(&stream.agent_id, stream.log_id)?;
+            *behind.entry(stream.agent_id).or_default() += stream.stored_seq.saturating_sub(merged);
+        }
+        Ok::<_, crate::store::StoreError>((behind, store.dead_letters()?.len()))
+    })
+    .await;
+    let (behind, parked) = match merge_backlog {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return blocking_error(e),
+        Err(e) => return blocking_error(e),
+    };
     let live = state.hub.snapshot();
     let mut registry = Registry::with_prefix("tally_central");
     let connected = Gauge::<i64>::default();
@@ -364,6 +381,56 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         "Events the agent holds that central has not journaled yet",
         lag,
     );
+    if let Some(merge) = &state.merge {
+        let status = merge.snapshot();
+        let unmerged = Family::<Agent, Gauge>::default();
+        for (agent, events) in &behind {
+            unmerged
+                .get_or_create(&[("agent", agent.clone())])
+                .set(gauge(*events));
+        }
+        registry.register(
+            "agent_unmerged_events",
+            "Events journaled for the agent that the merge has not applied to Odoo or parked yet",
+            unmerged,
+        );
+        let flags: [(&str, &str, bool); 3] = [
+            (
+                "odoo_connected",
+                "1 while central is logged in to Odoo",
+                status.connected,
+            ),
+            (
+                "odoo_alert",
+                "1 while merging is paused on an error a person must fix (see GET /v1/merge)",
+                status.alert.is_some(),
+            ),
+            (
+                "odoo_circuit_open",
+                "1 while calls to Odoo are held back after repeated failures",
+                status.circuit == Some(crate::odoo::breaker::CircuitState::Open),
+            ),
+        ];
+        for (name, help, on) in flags {
+            let flag = Gauge::<i64>::default();
+            flag.set(i64::from(on));
+            registry.register(name, help, flag);
+        }
+        let merged = Gauge::<i64>::default();
+        merged.set(gauge(status.merged_events));
+        registry.register(
+            "merged_events",
+            "Events resolved by the merge since central started",
+            merged,
+        );
+        let dead = Gauge::<i64>::default();
+        dead.set(gauge(parked as u64));
+        registry.register(
+            "dead_letters",
+            "Events parked because Odoo could not take them (see GET /v1/dead-letters)",
+            dead,
+        );
+    }
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     (

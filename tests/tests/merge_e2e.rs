@@ -481,6 +481,18 @@ async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
             reasons == ["unknown-sku", "parked-behind"],
             "dlq list: {listed}"
         );
+        let metrics = reqwest::get(format!("{}/metrics", central.admin_url()))
+            .await?
+            .text()
+            .await?;
+        for line in [
+            "tally_central_dead_letters 2",
+            "tally_central_odoo_connected 1",
+            "tally_central_odoo_circuit_open 0",
+            "tally_central_agent_unmerged_events{agent=\"e2e-agent\"} 0",
+        ] {
+            ensure!(metrics.contains(line), "no {line:?} in {metrics}");
+        }
 
         sim.add_product("NEW-SKU", Tracking::None)?;
         let queued: Value = serde_json::from_str(
