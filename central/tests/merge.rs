@@ -36,6 +36,29 @@ async fn setup(version: Version) -> Setup {
     }
 }
 
+/// Event `seq`: `qty` units of `sku`, received now, nothing else set (adjustments get a
+/// reason, as the agent requires).
+fn logged(seq: u64, kind: EventKind, sku: &str, qty: i64) -> LoggedEvent {
+    LoggedEvent {
+        seq,
+        received_at: Timestamp::now(),
+        event: Event {
+            id: None,
+            kind,
+            sku: sku.into(),
+            qty: Qty::from_units(qty),
+            location: None,
+            to_location: None,
+            lot: None,
+            reference: None,
+            reason: (kind == EventKind::Adjustment).then(|| "test".into()),
+            occurred_at: None,
+            device: None,
+            user: None,
+        },
+    }
+}
+
 impl Setup {
     async fn engine(&self, attempts: u32) -> Engine {
         let client = OdooClient::connect(&OdooConfig {
@@ -60,23 +83,10 @@ impl Setup {
         let records = events
             .iter()
             .enumerate()
-            .map(|(i, (kind, sku, qty, location))| LoggedEvent {
-                seq: first + i as u64,
-                received_at: Timestamp::now(),
-                event: Event {
-                    id: None,
-                    kind: *kind,
-                    sku: (*sku).into(),
-                    qty: Qty::from_units(*qty),
-                    location: location.map(Into::into),
-                    to_location: None,
-                    lot: None,
-                    reference: None,
-                    reason: (*kind == EventKind::Adjustment).then(|| "test".into()),
-                    occurred_at: None,
-                    device: None,
-                    user: None,
-                },
+            .map(|(i, (kind, sku, qty, location))| {
+                let mut e = logged(first + i as u64, *kind, sku, *qty);
+                e.event.location = location.map(Into::into);
+                e
             })
             .collect();
         self.journal
@@ -395,26 +405,10 @@ async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
             .await
             .unwrap();
         // The count, taken a minute ago: 7 on the shelf.
-        let count = LoggedEvent {
-            seq: 2,
-            received_at: Timestamp::now(),
-            event: Event {
-                id: None,
-                kind: Count,
-                sku: "SKU-001".into(),
-                qty: Qty::from_units(7),
-                location: None,
-                to_location: None,
-                lot: None,
-                reference: None,
-                reason: None,
-                occurred_at: Some(Timestamp::from_micros(
-                    Timestamp::now().as_micros() - 60_000_000,
-                )),
-                device: None,
-                user: None,
-            },
-        };
+        let mut count = logged(2, Count, "SKU-001", 7);
+        count.event.occurred_at = Some(Timestamp::from_micros(
+            Timestamp::now().as_micros() - 60_000_000,
+        ));
         s.journal
             .append(Arc::from("wh-agent"), LOG, vec![count])
             .await
@@ -503,24 +497,9 @@ async fn a_count_is_placed_among_odoos_moves_through_both_clock_offsets() {
         .unwrap();
     assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), before + 5.0);
     let agent_now = Timestamp::now().as_micros() + 30 * 60 * 1_000_000;
-    let count = LoggedEvent {
-        seq: 1,
-        received_at: Timestamp::from_micros(agent_now),
-        event: Event {
-            id: None,
-            kind: Count,
-            sku: "SKU-001".into(),
-            qty: Qty::from_units(7),
-            location: None,
-            to_location: None,
-            lot: None,
-            reference: None,
-            reason: None,
-            occurred_at: Some(Timestamp::from_micros(agent_now - 60_000_000)),
-            device: None,
-            user: None,
-        },
-    };
+    let mut count = logged(1, Count, "SKU-001", 7);
+    count.received_at = Timestamp::from_micros(agent_now);
+    count.event.occurred_at = Some(Timestamp::from_micros(agent_now - 60_000_000));
     s.journal
         .append(Arc::from("wh-agent"), LOG, vec![count])
         .await
@@ -582,23 +561,10 @@ async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
         s.sim
             .set_on_hand("SKU-005", "WH/Stock", Some("LOT-A"), 10.0)
             .unwrap();
-        let event = |seq: u64, kind: EventKind, qty: i64, lot: &str| LoggedEvent {
-            seq,
-            received_at: Timestamp::now(),
-            event: Event {
-                id: None,
-                kind,
-                sku: "SKU-005".into(),
-                qty: Qty::from_units(qty),
-                location: None,
-                to_location: None,
-                lot: Some(lot.into()),
-                reference: None,
-                reason: None,
-                occurred_at: None,
-                device: None,
-                user: None,
-            },
+        let event = |seq: u64, kind: EventKind, qty: i64, lot: &str| {
+            let mut e = logged(seq, kind, "SKU-005", qty);
+            e.event.lot = Some(lot.into());
+            e
         };
         let events = vec![
             event(1, Pick, 3, "LOT-A"),
@@ -648,26 +614,11 @@ async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
     }
 }
 
-/// A pick of `qty` units of `sku` naming `reference`.
+/// A pick or receipt of `qty` units of `sku` naming `reference`.
 fn referenced(seq: u64, kind: EventKind, sku: &str, qty: i64, reference: &str) -> LoggedEvent {
-    LoggedEvent {
-        seq,
-        received_at: Timestamp::now(),
-        event: Event {
-            id: None,
-            kind,
-            sku: sku.into(),
-            qty: Qty::from_units(qty),
-            location: None,
-            to_location: None,
-            lot: None,
-            reference: Some(reference.into()),
-            reason: None,
-            occurred_at: None,
-            device: None,
-            user: None,
-        },
-    }
+    let mut e = logged(seq, kind, sku, qty);
+    e.event.reference = Some(reference.into());
+    e
 }
 
 #[tokio::test]
@@ -873,24 +824,7 @@ async fn warehouses_merge_side_by_side_within_the_write_permits() {
         .await;
         let wh2: Vec<LoggedEvent> = [(1, Receipt, "SKU-001", 5), (2, Pick, "SKU-002", 2)]
             .into_iter()
-            .map(|(seq, kind, sku, qty)| LoggedEvent {
-                seq,
-                received_at: Timestamp::now(),
-                event: Event {
-                    id: None,
-                    kind,
-                    sku: sku.into(),
-                    qty: Qty::from_units(qty),
-                    location: None,
-                    to_location: None,
-                    lot: None,
-                    reference: None,
-                    reason: None,
-                    occurred_at: None,
-                    device: None,
-                    user: None,
-                },
-            })
+            .map(|(seq, kind, sku, qty)| logged(seq, kind, sku, qty))
             .collect();
         s.journal
             .append(Arc::from("wh2-agent"), LOG, wh2)

@@ -49,6 +49,35 @@ fn live_odoo() -> Option<OdooConfig> {
     })
 }
 
+/// A simulator of `version` with `skus` (untracked) and `WH/Stock/Shelf 2`, and the settings
+/// central needs to reach it.
+async fn simulator(version: Version, skus: &[&str]) -> anyhow::Result<(OdooSim, OdooConfig)> {
+    let sim = OdooSim::start(SimConfig::new(version)).await?;
+    for sku in skus {
+        sim.add_product(sku, Tracking::None)?;
+    }
+    sim.add_location(STOCK, "Shelf 2")?;
+    let config = OdooConfig {
+        url: sim.url(),
+        db: sim.db().to_owned(),
+        login: sim.login().to_owned(),
+        api_key: Secret::new(sim.api_key()),
+        call_timeout: Duration::from_secs(60),
+    };
+    Ok((sim, config))
+}
+
+/// The warehouse's agent, syncing to central through the proxy on `port` (plain `ws://`).
+async fn agent_through(dir: &Path, port: u16, token: &str) -> anyhow::Result<AgentProcess> {
+    AgentProcess::builder(dir.join("agent"))
+        .token(SCANNER_TOKEN)
+        .warehouse(WAREHOUSE)
+        .agent_id(AGENT_ID)
+        .central(&format!("ws://127.0.0.1:{port}/v1/sync"), token, None)
+        .spawn()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_lands_in_odoo_exactly_once_through_a_central_crash() {
     if let Some(odoo) = live_odoo() {
@@ -66,18 +95,7 @@ async fn every_event_lands_in_odoo_exactly_once_through_a_central_crash() {
     for version in [Version::V17, Version::V18] {
         println!("merge_e2e: against the Odoo simulator ({version:?}), not a real Odoo");
         with_temp_dir(&format!("merge-e2e-{version:?}"), |dir| async move {
-            let sim = OdooSim::start(SimConfig::new(version)).await?;
-            for sku in SKUS {
-                sim.add_product(sku, Tracking::None)?;
-            }
-            sim.add_location(STOCK, "Shelf 2")?;
-            let odoo = OdooConfig {
-                url: sim.url(),
-                db: sim.db().to_owned(),
-                login: sim.login().to_owned(),
-                api_key: Secret::new(sim.api_key()),
-                call_timeout: Duration::from_secs(60),
-            };
+            let (_sim, odoo) = simulator(version, &SKUS).await?;
             scenario(&dir, &odoo).await
         })
         .await;
@@ -433,15 +451,7 @@ async fn scenario(dir: &Path, config: &OdooConfig) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
     with_temp_dir("merge-e2e-retry", |dir| async move {
-        let sim = OdooSim::start(SimConfig::new(Version::V18)).await?;
-        sim.add_product("CHAIR-OAK", Tracking::None)?;
-        let odoo = OdooConfig {
-            url: sim.url(),
-            db: sim.db().to_owned(),
-            login: sim.login().to_owned(),
-            api_key: Secret::new(sim.api_key()),
-            call_timeout: Duration::from_secs(60),
-        };
+        let (sim, odoo) = simulator(Version::V18, &["CHAIR-OAK"]).await?;
         let central_dir = dir.join("central");
         let token = add_agent_offline(&central_dir, ADMIN_TOKEN, AGENT_ID, WAREHOUSE).await?;
         let central = CentralProcess::builder(&central_dir)
@@ -604,19 +614,8 @@ async fn central_sigkilled_at_each_step_of_a_batch_applies_it_once() {
 }
 
 async fn killed_at(dir: &Path, step: &Step) -> anyhow::Result<()> {
-    let sim = OdooSim::start(SimConfig::new(Version::V17)).await?;
-    for sku in SKUS {
-        sim.add_product(sku, Tracking::None)?;
-    }
-    sim.add_location(STOCK, "Shelf 2")?;
+    let (sim, config) = simulator(Version::V17, &SKUS).await?;
     sim.set_on_hand("LAMP-BRASS", STOCK, None, 50.0)?;
-    let config = OdooConfig {
-        url: sim.url(),
-        db: sim.db().to_owned(),
-        login: sim.login().to_owned(),
-        api_key: Secret::new(sim.api_key()),
-        call_timeout: Duration::from_secs(60),
-    };
     let odoo = Odoo::connect(&config).await?;
     let (delivery, delivery_name) = odoo.expect(false, "LAMP-BRASS", 5.0).await?;
 
@@ -629,17 +628,7 @@ async fn killed_at(dir: &Path, step: &Step) -> anyhow::Result<()> {
     sim.inject(step.fault.clone());
     let first = builder.spawn().await?;
     let link = tally_tests::Proxy::start(first.sync_addr()).await?;
-    let agent = AgentProcess::builder(dir.join("agent"))
-        .token(SCANNER_TOKEN)
-        .warehouse(WAREHOUSE)
-        .agent_id(AGENT_ID)
-        .central(
-            &format!("ws://127.0.0.1:{}/v1/sync", link.port()),
-            &token,
-            None,
-        )
-        .spawn()
-        .await?;
+    let agent = agent_through(dir, link.port(), &token).await?;
     let scanner = agent.client();
     let events = vec![
         event("r1", "receipt", "CHAIR-OAK", "5"),
@@ -693,15 +682,7 @@ async fn killed_at(dir: &Path, step: &Step) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_api_key_pauses_the_merge_with_an_alert_until_it_is_fixed() {
     with_temp_dir("merge-e2e-auth", |dir| async move {
-        let sim = OdooSim::start(SimConfig::new(Version::V17)).await?;
-        sim.add_product("CHAIR-OAK", Tracking::None)?;
-        let good = OdooConfig {
-            url: sim.url(),
-            db: sim.db().to_owned(),
-            login: sim.login().to_owned(),
-            api_key: Secret::new(sim.api_key()),
-            call_timeout: Duration::from_secs(60),
-        };
+        let (sim, good) = simulator(Version::V17, &["CHAIR-OAK"]).await?;
         let bad = OdooConfig {
             api_key: Secret::new("not-the-key-0123456789"),
             ..good.clone()
@@ -716,17 +697,7 @@ async fn a_rejected_api_key_pauses_the_merge_with_an_alert_until_it_is_fixed() {
         };
         let first = builder(&bad).spawn().await?;
         let link = tally_tests::Proxy::start(first.sync_addr()).await?;
-        let agent = AgentProcess::builder(dir.join("agent"))
-            .token(SCANNER_TOKEN)
-            .warehouse(WAREHOUSE)
-            .agent_id(AGENT_ID)
-            .central(
-                &format!("ws://127.0.0.1:{}/v1/sync", link.port()),
-                &token,
-                None,
-            )
-            .spawn()
-            .await?;
+        let agent = agent_through(&dir, link.port(), &token).await?;
         let scanner = agent.client();
         let answer = scanner
             .post_events(&event("r1", "receipt", "CHAIR-OAK", "4"))
