@@ -21,6 +21,7 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use tally_central::odoo::{OdooClient, OdooConfig};
 use tally_protocol::Secret;
+use tally_tests::odoo_orders::{Direction, open_picking};
 use tally_tests::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{
     AdminClient, AgentProcess, CentralProcess, TlsFiles, add_agent_offline, gen_cert, wait_synced,
@@ -163,56 +164,14 @@ impl Odoo {
         Ok(out)
     }
 
-    /// Creates and confirms a picking of `qty` units of `sku`: an expected receipt (Vendors →
-    /// WH/Stock) or a delivery (WH/Stock → Customers), as a purchase or a sale would. Returns
-    /// its (id, name).
+    /// An open receipt or delivery of `qty` `sku`, as a purchase or a sale would leave.
     async fn expect(&self, receipt: bool, sku: &str, qty: f64) -> anyhow::Result<(i64, String)> {
-        let wh = self
-            .client
-            .warehouses(&[WAREHOUSE.to_owned()])
-            .await?
-            .into_iter()
-            .next()
-            .context("no warehouse WH")?;
-        let virtuals = self.client.virtual_locations().await?;
-        let (kind, from, to) = if receipt {
-            (wh.receipt_type, virtuals.vendors, wh.stock_location)
+        let direction = if receipt {
+            Direction::Receipt
         } else {
-            (wh.delivery_type, wh.stock_location, virtuals.customers)
+            Direction::Delivery
         };
-        let product = self.products[sku];
-        let uom = self.client.products(&[sku.to_owned()]).await?[0].uom_id;
-        let created = self
-            .client
-            .execute_kw(
-                "stock.picking",
-                "create",
-                json!([{
-                    "picking_type_id": kind, "location_id": from, "location_dest_id": to,
-                    "origin": "tally merge_e2e",
-                    "move_ids": [[0, 0, {"name": sku, "product_id": product, "product_uom": uom,
-                                         "product_uom_qty": qty, "location_id": from,
-                                         "location_dest_id": to}]],
-                }]),
-                json!({}),
-            )
-            .await?
-            .context("no answer to create")?;
-        let id = created
-            .as_i64()
-            .or_else(|| created.get(0).and_then(Value::as_i64))
-            .context("picking id")?;
-        for method in ["action_confirm", "action_assign"] {
-            self.client
-                .execute_kw("stock.picking", method, json!([[id]]), json!({}))
-                .await?;
-        }
-        let (_, name, state) = self.picking(id).await?;
-        ensure!(
-            matches!(state.as_str(), "assigned" | "confirmed"),
-            "the expected picking {name} is {state}"
-        );
-        Ok((id, name))
+        open_picking(&self.client, direction, sku, qty, "tally merge_e2e").await
     }
 
     /// (id, name, state) of a picking.

@@ -17,6 +17,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tally_central::odoo::{OdooClient, OdooConfig};
 use tally_protocol::Secret;
+use tally_tests::odoo_orders::{Direction, open_picking};
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{
     AgentProcess, CentralProcess, Proxy, add_agent_offline, gen_cert, wait_synced, wait_until,
@@ -118,52 +119,6 @@ fn feed(delivery: &str) -> Vec<Value> {
         events.push(json!({"id": format!("so-pick-{i:04}"), "type": "pick", "sku": "LAMP-BRASS", "qty": "1", "location": "WH/Stock", "reference": delivery, "device": "gun-3", "user": "ana"}));
     }
     events
-}
-
-/// Creates and confirms a delivery of `qty` `sku` from WH, as a sales order would; returns its
-/// name and its `origin` (unique to this run, and copied by Odoo onto its backorders).
-async fn open_delivery(odoo: &OdooClient, sku: &str, qty: f64) -> anyhow::Result<(String, String)> {
-    let wh = odoo
-        .warehouses(&["WH".into()])
-        .await?
-        .into_iter()
-        .next()
-        .context("Odoo has no warehouse WH")?;
-    let customers = odoo.virtual_locations().await?.customers;
-    let product = odoo
-        .products(&[sku.to_owned()])
-        .await?
-        .into_iter()
-        .next()
-        .with_context(|| format!("Odoo has no product {sku}"))?;
-    let origin = format!("tally-demo order {:08x}", rand::random::<u32>());
-    let created = odoo
-        .execute_kw(
-            "stock.picking",
-            "create",
-            json!([{"picking_type_id": wh.delivery_type, "location_id": wh.stock_location,
-                    "location_dest_id": customers, "origin": origin,
-                    "move_ids": [[0, 0, {"name": sku, "product_id": product.id,
-                        "product_uom": product.uom_id, "product_uom_qty": qty,
-                        "location_id": wh.stock_location, "location_dest_id": customers}]]}]),
-            json!({}),
-        )
-        .await?
-        .context("no answer to stock.picking.create")?;
-    let id = created
-        .as_i64()
-        .or_else(|| created.get(0).and_then(Value::as_i64))
-        .context("no picking id")?;
-    odoo.execute_kw("stock.picking", "action_confirm", json!([[id]]), json!({}))
-        .await?;
-    let rows = odoo
-        .search_read("stock.picking", json!([["id", "=", id]]), &["name"], None)
-        .await?;
-    let name = rows
-        .first()
-        .and_then(|r| r["name"].as_str())
-        .context("the delivery's name")?;
-    Ok((name.to_owned(), origin))
 }
 
 /// The deliveries of an order (`origin`): each picking's name, state and quantity (shipped
@@ -319,7 +274,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("  scanners post to {}/v1/events", agent.base_url());
 
     step("Scanners post a morning's feed: receipts, a transfer, an adjustment, a count, picks");
-    let (delivery_name, order) = open_delivery(&odoo, "LAMP-BRASS", 5.0).await?;
+    let order = format!("tally-demo order {:08x}", rand::random::<u32>());
+    let (_, delivery_name) =
+        open_picking(&odoo, Direction::Delivery, "LAMP-BRASS", 5.0, &order).await?;
     println!(
         "  Odoo has an open delivery {delivery_name} of 5 LAMP-BRASS (a sales order); three picks name it"
     );
