@@ -814,7 +814,7 @@ async fn warehouses_merge_side_by_side_within_the_write_permits() {
         let s = setup(Version::V18).await;
         s.store.add_agent("wh2-agent", "WH2").unwrap();
         s.sim.set_latency(Latency {
-            per_call: Duration::from_millis(20),
+            per_call: Duration::from_millis(100),
             per_line: Duration::ZERO,
         });
         s.journal(
