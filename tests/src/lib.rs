@@ -285,6 +285,21 @@ pub fn test_seed() -> anyhow::Result<u64> {
     }
 }
 
+/// The environment variable that makes the crash and outage tests longer: how many times
+/// their schedule of kills, cuts and outages is multiplied (1 in CI).
+pub const SOAK_ENV: &str = "TALLY_SOAK";
+
+/// The multiplier [`SOAK_ENV`] sets, 1 to 1000 (1 when unset).
+pub fn soak_factor() -> anyhow::Result<usize> {
+    match std::env::var(SOAK_ENV) {
+        Ok(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => anyhow::bail!("{SOAK_ENV} must be a whole number from 1 to 1000, not {text:?}"),
+        },
+        Err(_) => Ok(1),
+    }
+}
+
 /// How to start `tally-agent run`.
 #[derive(Debug, Clone)]
 pub struct AgentBuilder {

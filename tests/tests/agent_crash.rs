@@ -81,7 +81,7 @@ async fn run(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let seed = test_seed()?;
     let mut rng = StdRng::seed_from_u64(seed);
-    let rounds = rng.random_range(MIN_ROUNDS..=MAX_ROUNDS);
+    let rounds = rng.random_range(MIN_ROUNDS..=MAX_ROUNDS) * tally_tests::soak_factor()?;
 
     let mut agent = AgentProcess::spawn(data_dir, TEST_TOKEN).await?;
     let log_id = agent.client().status().await?["log_id"]

@@ -370,7 +370,8 @@ async fn run(base: &Path) -> anyhow::Result<()> {
 
     // The schedule: which kills wait for an open picking (at least one), and before which kills
     // a simulator fault is armed (the first one: before the first kill).
-    let mut moments: Vec<Moment> = (0..KILLS)
+    let kills = KILLS * tally_tests::soak_factor()?;
+    let mut moments: Vec<Moment> = (0..kills)
         .map(|_| {
             if rng.random_bool(OPEN_PICKING_KILL) {
                 Moment::OpenPicking
@@ -380,10 +381,10 @@ async fn run(base: &Path) -> anyhow::Result<()> {
         })
         .collect();
     if !moments.iter().any(|m| matches!(m, Moment::OpenPicking)) {
-        moments[rng.random_range(0..KILLS)] = Moment::OpenPicking;
+        moments[rng.random_range(0..kills)] = Moment::OpenPicking;
     }
     // One fault on a create, one on a validation, the others on either.
-    let fault_at: BTreeMap<usize, &str> = rand::seq::index::sample(&mut rng, KILLS, SIM_FAULTS)
+    let fault_at: BTreeMap<usize, &str> = rand::seq::index::sample(&mut rng, kills, SIM_FAULTS)
         .into_iter()
         .enumerate()
         .map(|(n, cycle)| {

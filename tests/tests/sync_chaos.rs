@@ -160,6 +160,7 @@ async fn run(base: &Path) -> anyhow::Result<()> {
         slots.push(slot);
     }
 
+    let soak = tally_tests::soak_factor()?;
     let mut faults: Vec<Fault> = [
         (Fault::Cut, CUTS),
         (Fault::KillCentral, CENTRAL_KILLS),
@@ -168,7 +169,7 @@ async fn run(base: &Path) -> anyhow::Result<()> {
         (Fault::Outage, OUTAGES),
     ]
     .iter()
-    .flat_map(|&(fault, count)| std::iter::repeat_n(fault, count))
+    .flat_map(|&(fault, count)| std::iter::repeat_n(fault, count * soak))
     .collect();
     faults.shuffle(&mut rng);
 
