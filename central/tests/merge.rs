@@ -849,3 +849,34 @@ async fn warehouses_merge_side_by_side_within_the_write_permits() {
         assert_eq!(s.sim.max_concurrent_writes(), max_writes as u64);
     }
 }
+
+#[tokio::test]
+async fn an_over_pick_of_a_filled_delivery_ships_what_was_scanned() {
+    let s = setup(Version::V17).await;
+    s.sim
+        .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
+        .unwrap();
+    let order = s
+        .sim
+        .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
+        .unwrap();
+    let events = vec![referenced(1, Pick, "SKU-002", 6, &order.name)];
+    s.journal
+        .append(Arc::from("wh-agent"), LOG, events)
+        .await
+        .unwrap();
+    s.engine(3).await.merge_all().await.unwrap();
+    assert_eq!(s.sim.on_hand("SKU-002", "WH/Stock"), 74.0);
+    let delivery = s.sim.picking(&order.deliveries[0]).unwrap();
+    assert_eq!(delivery.state, "done");
+    let shipped: f64 = delivery.moves.iter().map(|m| m.quantity).sum();
+    assert_eq!(shipped, 6.0);
+    assert!(
+        !s.sim
+            .pickings()
+            .iter()
+            .any(|p| p.backorder_of.as_deref() == Some(delivery.name.as_str())),
+        "nothing left to ship"
+    );
+    assert_eq!(s.sim.call_count("stock.picking", "create"), 0);
+}
