@@ -455,34 +455,79 @@ async fn merge_status(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// Events parked because Odoo could not take them, with the reason.
-async fn dead_letters(State(state): State<AdminState>) -> Response {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// The `limit` of a list: 1000 unless given, at most 10,000.
+fn list_limit(
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<usize, Response> {
+    let limit = query.ok().map(|Query(q)| q.limit.unwrap_or(1000));
+    match limit {
+        Some(limit) if (1..=10_000).contains(&limit) => Ok(limit),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "limit must be between 1 and 10000",
+        )),
+    }
+}
+
+/// Events parked because Odoo could not take them, with the reason: the first `limit` (in
+/// agent, log and seq order) and how many there are.
+async fn dead_letters(
+    State(state): State<AdminState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let limit = match list_limit(query) {
+        Ok(limit) => limit,
+        Err(response) => return response,
+    };
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.dead_letters()).await {
-        Ok(Ok(letters)) => {
+    match tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.dead_letters()?, store.retries()?.len()))
+    })
+    .await
+    {
+        Ok(Ok((letters, retrying))) => {
+            let total = letters.len();
             let out: Vec<Value> = letters
                 .into_iter()
+                .take(limit)
                 .map(|(agent, log, seq, l)| {
                     json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq, "warehouse": l.warehouse,
                            "sku": l.sku, "reason": l.reason, "message": l.message,
                            "parked_at": time(Timestamp::from_micros(l.parked_at))})
                 })
                 .collect();
-            let retrying = state.store.retries().map_or(0, |r| r.len());
-            Json(json!({ "dead_letters": out, "queued_for_retry": retrying })).into_response()
+            Json(json!({ "dead_letters": out, "total": total, "queued_for_retry": retrying }))
+                .into_response()
         }
         Ok(Err(e)) => blocking_error(e),
         Err(e) => blocking_error(e),
     }
 }
 
-/// What the merge noticed and applied anyway (a count pending in Odoo, say).
-async fn notices(State(state): State<AdminState>) -> Response {
+/// What the merge noticed and applied anyway (a count pending in Odoo, say): the first `limit`
+/// and how many there are.
+async fn notices(
+    State(state): State<AdminState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let limit = match list_limit(query) {
+        Ok(limit) => limit,
+        Err(response) => return response,
+    };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.notices()).await {
         Ok(Ok(notices)) => {
+            let total = notices.len();
             let out: Vec<Value> = notices
                 .into_iter()
+                .take(limit)
                 .map(|(agent, log, seq, n)| {
                     json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq,
                            "warehouse": n.warehouse, "sku": n.sku, "kind": n.kind,
@@ -490,7 +535,7 @@ async fn notices(State(state): State<AdminState>) -> Response {
                            "noticed_at": time(Timestamp::from_micros(n.noticed_at))})
                 })
                 .collect();
-            Json(json!({ "notices": out })).into_response()
+            Json(json!({ "notices": out, "total": total })).into_response()
         }
         Ok(Err(e)) => blocking_error(e),
         Err(e) => blocking_error(e),

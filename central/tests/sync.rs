@@ -426,6 +426,25 @@ async fn the_dead_letter_api_refuses_bad_input_with_clear_errors() {
         answer.json::<serde_json::Value>().await.unwrap()["queued"],
         0
     );
+    for query in ["?limit=0", "?limit=10001", "?limit=many", "?page=2"] {
+        let answer = client
+            .get(format!("http://{}/v1/dead-letters{query}", central.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{query}");
+    }
+    let listed: serde_json::Value = client
+        .get(format!("http://{}/v1/dead-letters?limit=5", central.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
     for path in ["/v1/dead-letters", "/v1/notices"] {
         let unauthorised = client
             .get(format!("http://{}{path}", central.admin))
