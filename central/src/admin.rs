@@ -461,19 +461,20 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// The `limit` of a list: 1000 unless given, at most 10,000.
+/// The `limit` of a list: 1000 unless given, at most 10,000; `None` when it is not one.
 fn list_limit(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<usize, Response> {
-    let limit = query.ok().map(|Query(q)| q.limit.unwrap_or(1000));
-    match limit {
-        Some(limit) if (1..=10_000).contains(&limit) => Ok(limit),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "limit must be between 1 and 10000",
-        )),
-    }
+) -> Option<usize> {
+    let Query(query) = query.ok()?;
+    Some(query.limit.unwrap_or(1000)).filter(|limit| (1..=10_000).contains(limit))
+}
+
+fn bad_limit() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        "limit must be between 1 and 10000",
+    )
 }
 
 /// Events parked because Odoo could not take them, with the reason: the first `limit` (in
@@ -482,9 +483,8 @@ async fn dead_letters(
     State(state): State<AdminState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let limit = match list_limit(query) {
-        Ok(limit) => limit,
-        Err(response) => return response,
+    let Some(limit) = list_limit(query) else {
+        return bad_limit();
     };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || {
@@ -517,9 +517,8 @@ async fn notices(
     State(state): State<AdminState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let limit = match list_limit(query) {
-        Ok(limit) => limit,
-        Err(response) => return response,
+    let Some(limit) = list_limit(query) else {
+        return bad_limit();
     };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.notices()).await {
