@@ -193,13 +193,12 @@ impl Lane {
     /// Queued retries of every stream first (they are older than anything new of their keys),
     /// then what is new.
     async fn merge(&mut self, streams: Vec<(String, LogId)>) -> Result<u64, MergeError> {
-        let code = self.code.clone();
         let mut total = 0;
         for (agent, log_id) in &streams {
-            total += self.retry_stream(agent, *log_id, &code).await?;
+            total += self.retry_stream(agent, *log_id).await?;
         }
         for (agent, log_id) in &streams {
-            total += self.merge_stream(agent, *log_id, &code).await?;
+            total += self.merge_stream(agent, *log_id).await?;
         }
         Ok(total)
     }
@@ -217,12 +216,7 @@ impl Lane {
 
     /// Applies the parked events of this stream an operator asked to retry, in seq order, as
     /// runs of their own under the retry's generation.
-    async fn retry_stream(
-        &mut self,
-        agent: &str,
-        log_id: LogId,
-        warehouse: &str,
-    ) -> Result<u64, MergeError> {
+    async fn retry_stream(&mut self, agent: &str, log_id: LogId) -> Result<u64, MergeError> {
         let mut total = 0;
         loop {
             if self.finish_recorded(agent, log_id).await? {
@@ -253,21 +247,14 @@ impl Lane {
                 .into());
             }
             let run = &events[..cut(&events)];
-            let plan = self
-                .plan_run(agent, log_id, warehouse, run, Some(generation))
-                .await?;
+            let plan = self.plan_run(agent, log_id, run, Some(generation)).await?;
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
             total += run.len() as u64;
             self.execute(agent, log_id, plan, false).await?;
         }
     }
 
-    async fn merge_stream(
-        &mut self,
-        agent: &str,
-        log_id: LogId,
-        warehouse: &str,
-    ) -> Result<u64, MergeError> {
+    async fn merge_stream(&mut self, agent: &str, log_id: LogId) -> Result<u64, MergeError> {
         let mut total = 0;
         loop {
             if self.finish_recorded(agent, log_id).await? {
@@ -281,17 +268,19 @@ impl Lane {
                 return Ok(total);
             }
             let run = &events[..cut(&events)];
-            let plan = self.plan_run(agent, log_id, warehouse, run, None).await?;
+            let plan = self.plan_run(agent, log_id, run, None).await?;
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
             total += run.len() as u64;
             self.execute(agent, log_id, plan, false).await?;
         }
     }
 
-    async fn warehouse(&mut self, code: &str) -> Result<Warehouse, MergeError> {
+    /// The lane's warehouse as Odoo describes it (read once).
+    async fn warehouse(&mut self) -> Result<Warehouse, MergeError> {
         if let Some(found) = &self.warehouse {
             return Ok(found.clone());
         }
+        let code = self.code.as_str();
         let row = self
             .odoo
             .warehouses(&[code.to_owned()])
@@ -394,10 +383,11 @@ impl Lane {
         &mut self,
         agent: &str,
         log_id: LogId,
-        code: &str,
         run: &[LoggedEvent],
         retry: Option<u64>,
     ) -> Result<StoredPlan, MergeError> {
+        let code = self.code.clone();
+        let code = code.as_str();
         let (first, through) = (run[0].seq, run[run.len() - 1].seq);
         let skus: BTreeMap<u64, String> =
             run.iter().map(|e| (e.seq, e.event.sku.clone())).collect();
@@ -417,7 +407,7 @@ impl Lane {
                 },
             ));
         };
-        let warehouse = self.warehouse(code).await?;
+        let warehouse = self.warehouse().await?;
         self.resolve(&warehouse, run).await?;
         // A key with parked events, or events waiting for a retry, takes nothing new until
         // those are through; a retry run itself waits only behind what is parked.
