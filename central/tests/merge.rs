@@ -880,3 +880,29 @@ async fn an_over_pick_of_a_filled_delivery_ships_what_was_scanned() {
     );
     assert_eq!(s.sim.call_count("stock.picking", "create"), 0);
 }
+
+#[tokio::test]
+async fn an_agent_for_a_warehouse_odoo_lacks_holds_only_its_own_events() {
+    let s = setup(Version::V17).await;
+    s.store.add_agent("ghost-agent", "NOWHERE").unwrap();
+    s.journal(1, &[(Receipt, "SKU-001", 3, None)]).await;
+    s.journal
+        .append(
+            Arc::from("ghost-agent"),
+            LOG,
+            vec![logged(1, Receipt, "SKU-001", 100)],
+        )
+        .await
+        .unwrap();
+    let before = s.sim.on_hand("SKU-001", "WH/Stock");
+    let mut engine = s.engine(3).await;
+    // WH's receipt of 3 is merged; the unknown warehouse's 100 wait.
+    assert_eq!(engine.merge_all().await.unwrap(), 1);
+    assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), before + 3.0);
+    let stuck = engine.stuck();
+    assert_eq!(stuck.len(), 1);
+    assert!(stuck[0].contains("NOWHERE"), "{stuck:?}");
+    // Nothing of it was parked or skipped: it waits.
+    assert_eq!(s.store.merge_cursor("ghost-agent", LOG).unwrap(), 0);
+    assert!(s.store.dead_letters().unwrap().is_empty());
+}

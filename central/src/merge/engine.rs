@@ -108,6 +108,9 @@ pub struct Engine {
     /// Odoo's virtual locations, read once for every lane.
     virtuals: Arc<OnceCell<VirtualLocations>>,
     lanes: HashMap<String, Lane>,
+    /// Warehouses whose lane cannot run until a person fixes something (the code is not a
+    /// warehouse in Odoo), with why; the other lanes keep merging.
+    stuck: BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -118,6 +121,7 @@ impl Engine {
             policy,
             virtuals: Arc::default(),
             lanes: HashMap::new(),
+            stuck: BTreeMap::new(),
         }
     }
 
@@ -154,15 +158,21 @@ impl Engine {
                 self.lanes.insert(code.clone(), lane);
             }
         }
-        let passes = self
-            .lanes
-            .iter_mut()
-            .filter_map(|(code, lane)| Some(lane.merge(streams.remove(code)?)));
+        let passes = self.lanes.iter_mut().filter_map(|(code, lane)| {
+            let streams = streams.remove(code)?;
+            Some(async move { (code.clone(), lane.merge(streams).await) })
+        });
         let mut total = 0;
         let mut first_error = None;
-        for result in futures_util::future::join_all(passes).await {
+        for (code, result) in futures_util::future::join_all(passes).await {
             match result {
-                Ok(merged) => total += merged,
+                Ok(merged) => {
+                    total += merged;
+                    self.stuck.remove(&code);
+                }
+                Err(MergeError::Odoo(e)) if e.name == UNKNOWN_WAREHOUSE => {
+                    self.stuck.insert(code, e.message);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -174,6 +184,16 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// Why some warehouses cannot merge, for the operator (empty when all can).
+    pub fn stuck(&self) -> Vec<String> {
+        self.stuck.values().cloned().collect()
+    }
+}
+
+/// The name of the error for an agent's warehouse code Odoo does not have.
+const UNKNOWN_WAREHOUSE: &str = "unknown-warehouse";
 
 /// One warehouse's merge: its streams in order, with its own caches of what Odoo holds.
 #[derive(Debug)]
@@ -290,8 +310,10 @@ impl Lane {
             .ok_or_else(|| {
                 OdooError::new(
                     ErrorKind::Auth,
-                    "configuration",
-                    format!("Odoo has no warehouse with code {code:?}"),
+                    UNKNOWN_WAREHOUSE,
+                    format!(
+                        "Odoo has no warehouse with code {code:?}: its agents' events wait until the warehouse exists or the agents are registered for another"
+                    ),
                 )
             })?;
         let virtuals = *self

@@ -136,6 +136,8 @@ pub async fn run(
             s.alert = None;
         });
         let mut engine = Engine::new(store.clone(), client, policy);
+        // Warehouses already reported as unable to merge (logged once, not every pass).
+        let mut reported: Vec<String> = Vec::new();
         loop {
             let pass = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -145,9 +147,15 @@ pub async fn run(
                 Ok(merged) => {
                     failures = 0;
                     show_circuit(&status);
+                    let stuck = engine.stuck();
+                    for reason in stuck.iter().filter(|r| !reported.contains(*r)) {
+                        tracing::warn!(%reason, "a warehouse cannot merge");
+                    }
+                    reported = stuck.clone();
                     status.update(|s| {
                         s.merged_events += merged;
                         s.last_error = None;
+                        s.alert = (!stuck.is_empty()).then(|| stuck.join("; "));
                     });
                 }
                 Err(error) => {
