@@ -94,6 +94,22 @@ fn blocking_error(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// Runs `work` on the store off the async workers and answers with `render` of its result, or
+/// with a 500 (logged) when the store fails.
+async fn with_store<T, W, R>(store: &Store, work: W, render: R) -> Response
+where
+    T: Send + 'static,
+    W: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    R: FnOnce(T) -> Response,
+{
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || work(&store)).await {
+        Ok(Ok(value)) => render(value),
+        Ok(Err(e)) => blocking_error(e),
+        Err(e) => blocking_error(e),
+    }
+}
+
 fn registry_error(e: RegistryError) -> Response {
     match e {
         RegistryError::Exists(_) => error(StatusCode::CONFLICT, "exists", e.to_string()),
@@ -336,7 +352,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             let merged = store.merge_cursor(&stream.agent_id, stream.log_id)?;
             *behind.entry(stream.agent_id).or_default() += stream.stored_seq.saturating_sub(merged);
         }
-        Ok::<_, crate::store::StoreError>((behind, store.dead_letters()?.len()))
+        Ok::<_, crate::store::StoreError>((behind, store.dead_letters_page(0)?.1))
     })
     .await;
     let (behind, parked) = match merge_backlog {
@@ -424,7 +440,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             merged,
         );
         let dead = Gauge::<i64>::default();
-        dead.set(gauge(parked as u64));
+        dead.set(gauge(parked));
         registry.register(
             "dead_letters",
             "Events parked because Odoo could not take them (see GET /v1/dead-letters)",
@@ -486,29 +502,20 @@ async fn dead_letters(
     let Some(limit) = list_limit(query) else {
         return bad_limit();
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.dead_letters()?, store.retries()?.len()))
+    let work = move |store: &Store| Ok((store.dead_letters_page(limit)?, store.retry_count()?));
+    with_store(&state.store, work, |((letters, total), retrying)| {
+        let out: Vec<Value> = letters
+            .into_iter()
+            .map(|(agent, log, seq, l)| {
+                json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq, "warehouse": l.warehouse,
+                       "sku": l.sku, "reason": l.reason, "message": l.message,
+                       "parked_at": time(Timestamp::from_micros(l.parked_at))})
+            })
+            .collect();
+        Json(json!({ "dead_letters": out, "total": total, "queued_for_retry": retrying }))
+            .into_response()
     })
     .await
-    {
-        Ok(Ok((letters, retrying))) => {
-            let total = letters.len();
-            let out: Vec<Value> = letters
-                .into_iter()
-                .take(limit)
-                .map(|(agent, log, seq, l)| {
-                    json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq, "warehouse": l.warehouse,
-                           "sku": l.sku, "reason": l.reason, "message": l.message,
-                           "parked_at": time(Timestamp::from_micros(l.parked_at))})
-                })
-                .collect();
-            Json(json!({ "dead_letters": out, "total": total, "queued_for_retry": retrying }))
-                .into_response()
-        }
-        Ok(Err(e)) => blocking_error(e),
-        Err(e) => blocking_error(e),
-    }
 }
 
 /// What the merge noticed and applied anyway (a count pending in Odoo, say): the first `limit`
@@ -520,25 +527,20 @@ async fn notices(
     let Some(limit) = list_limit(query) else {
         return bad_limit();
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.notices()).await {
-        Ok(Ok(notices)) => {
-            let total = notices.len();
-            let out: Vec<Value> = notices
-                .into_iter()
-                .take(limit)
-                .map(|(agent, log, seq, n)| {
-                    json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq,
-                           "warehouse": n.warehouse, "sku": n.sku, "kind": n.kind,
-                           "message": n.message,
-                           "noticed_at": time(Timestamp::from_micros(n.noticed_at))})
-                })
-                .collect();
-            Json(json!({ "notices": out, "total": total })).into_response()
-        }
-        Ok(Err(e)) => blocking_error(e),
-        Err(e) => blocking_error(e),
-    }
+    let work = move |store: &Store| store.notices_page(limit);
+    with_store(&state.store, work, |(notices, total)| {
+        let out: Vec<Value> = notices
+            .into_iter()
+            .map(|(agent, log, seq, n)| {
+                json!({"agent_id": agent, "log_id": log.to_string(), "seq": seq,
+                       "warehouse": n.warehouse, "sku": n.sku, "kind": n.kind,
+                       "message": n.message,
+                       "noticed_at": time(Timestamp::from_micros(n.noticed_at))})
+            })
+            .collect();
+        Json(json!({ "notices": out, "total": total })).into_response()
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -561,19 +563,16 @@ async fn retry_dead_letters(
             "expected {\"warehouse\", \"sku\"}",
         );
     };
-    let store = state.store.clone();
     let (warehouse, sku) = (body.warehouse.clone(), body.sku.clone());
-    match tokio::task::spawn_blocking(move || store.retry_dead_letters(&warehouse, &sku)).await {
-        Ok(Ok(queued)) => {
-            tracing::info!(warehouse = %body.warehouse, sku = %body.sku, queued, "parked events queued for a retry");
-            if let Some(merge) = &state.merge {
-                merge.wake();
-            }
-            Json(json!({"queued": queued})).into_response()
+    let work = move |store: &Store| store.retry_dead_letters(&warehouse, &sku);
+    with_store(&state.store, work, |queued| {
+        tracing::info!(warehouse = %body.warehouse, sku = %body.sku, queued, "parked events queued for a retry");
+        if let Some(merge) = &state.merge {
+            merge.wake();
         }
-        Ok(Err(e)) => blocking_error(e),
-        Err(e) => blocking_error(e),
-    }
+        Json(json!({"queued": queued})).into_response()
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -603,20 +602,15 @@ async fn discard_dead_letters(
             "a reason is required to discard events",
         );
     }
-    let store = state.store.clone();
     let (warehouse, sku, reason) = (
         body.warehouse.clone(),
         body.sku.clone(),
         body.reason.clone(),
     );
-    match tokio::task::spawn_blocking(move || store.discard_dead_letters(&warehouse, &sku, &reason))
-        .await
-    {
-        Ok(Ok(discarded)) => {
-            tracing::warn!(warehouse = %body.warehouse, sku = %body.sku, discarded, reason = %body.reason, "parked events discarded");
-            Json(json!({"discarded": discarded})).into_response()
-        }
-        Ok(Err(e)) => blocking_error(e),
-        Err(e) => blocking_error(e),
-    }
+    let work = move |store: &Store| store.discard_dead_letters(&warehouse, &sku, &reason);
+    with_store(&state.store, work, |discarded| {
+        tracing::warn!(warehouse = %body.warehouse, sku = %body.sku, discarded, reason = %body.reason, "parked events discarded");
+        Json(json!({"discarded": discarded})).into_response()
+    })
+    .await
 }

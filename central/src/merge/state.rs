@@ -9,7 +9,7 @@
 //!   retry's generation (which makes the retry's picking keys new);
 //! - `discarded_letters`: (agent, log, seq) → a parked event given up on, with the reason.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tally_protocol::{LogId, Timestamp};
 
@@ -136,7 +136,17 @@ impl Store {
 
     /// Every parked event: (agent, log, seq, letter).
     pub fn dead_letters(&self) -> Result<Vec<(String, LogId, u64, DeadLetter)>, StoreError> {
-        self.read_letters(DEAD_LETTERS, "dead letter")
+        Ok(self
+            .read_letters(DEAD_LETTERS, "dead letter", usize::MAX)?
+            .0)
+    }
+
+    /// The first `limit` parked events, and how many there are.
+    pub fn dead_letters_page(
+        &self,
+        limit: usize,
+    ) -> Result<(Letters<DeadLetter>, u64), StoreError> {
+        self.read_letters(DEAD_LETTERS, "dead letter", limit)
     }
 
     /// Whether (warehouse, sku) has parked events: later events of that key park behind them,
@@ -160,7 +170,12 @@ impl Store {
 
     /// Every event queued for a retry: (agent, log, seq, retry), in key order.
     pub fn retries(&self) -> Result<Vec<(String, LogId, u64, Retry)>, StoreError> {
-        self.read_letters(RETRIES, "retry")
+        Ok(self.read_letters(RETRIES, "retry", usize::MAX)?.0)
+    }
+
+    /// How many events are queued for a retry.
+    pub fn retry_count(&self) -> Result<u64, StoreError> {
+        Ok(self.read_letters::<Retry>(RETRIES, "retry", 0)?.1)
     }
 
     /// Queues every parked event of (warehouse, sku) for another attempt, under a new retry
@@ -243,32 +258,43 @@ impl Store {
 
     /// Every notice: (agent, log, seq, notice).
     pub fn notices(&self) -> Result<Vec<(String, LogId, u64, Notice)>, StoreError> {
-        self.read_letters(NOTICES, "notice")
+        Ok(self.read_letters(NOTICES, "notice", usize::MAX)?.0)
+    }
+
+    /// The first `limit` notices, and how many there are.
+    pub fn notices_page(&self, limit: usize) -> Result<(Letters<Notice>, u64), StoreError> {
+        self.read_letters(NOTICES, "notice", limit)
     }
 }
 
+/// Rows of one of the (agent, log, seq) → JSON tables: (agent, log, seq, value).
+pub type Letters<T> = Vec<(String, LogId, u64, T)>;
+
 impl Store {
-    /// Every row of one of the (agent, log, seq) → JSON tables, decoded.
+    /// The first `limit` rows of one of the (agent, log, seq) → JSON tables, decoded, and how
+    /// many rows it has (counted by redb, not by reading them).
     fn read_letters<T: serde::de::DeserializeOwned>(
         &self,
         definition: TableDefinition<(&str, u128, u64), &[u8]>,
         what: &str,
-    ) -> Result<Vec<(String, LogId, u64, T)>, StoreError> {
+        limit: usize,
+    ) -> Result<(Letters<T>, u64), StoreError> {
         let txn = self.db().begin_read().storage()?;
         let table = match txn.open_table(definition) {
             Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), 0)),
             Err(e) => return Err(StoreError::Storage(e.into())),
         };
+        let total = table.len().storage()?;
         let mut out = Vec::new();
-        for entry in table.iter().storage()? {
+        for entry in table.iter().storage()?.take(limit) {
             let (k, v) = entry.storage()?;
             let (agent, log, seq) = k.value();
             let value: T = serde_json::from_slice(v.value())
                 .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
             out.push((agent.to_owned(), LogId(log.to_be_bytes()), seq, value));
         }
-        Ok(out)
+        Ok((out, total))
     }
 }
 
