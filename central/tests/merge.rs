@@ -11,7 +11,9 @@ use tally_central::odoo::{ErrorKind, OdooClient, OdooConfig};
 use tally_central::store::Store;
 use tally_central::store::journal::{self, JournalHandle};
 use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Secret, Timestamp};
-use tally_tests::odoo_sim::{ADMIN_UID, Fault, FaultKind, Latency, OdooSim, SimConfig, Version};
+use tally_tests::odoo_sim::{
+    ADMIN_UID, Fault, FaultKind, Latency, OdooSim, SaleOrderInfo, SimConfig, Version,
+};
 
 const LOG: LogId = LogId([0xab; 16]);
 
@@ -78,6 +80,28 @@ impl Setup {
         Engine::new(self.store.clone(), client, policy)
     }
 
+    /// Journals `events` for `wh-agent`.
+    async fn append(&self, events: Vec<LoggedEvent>) {
+        self.journal
+            .append(Arc::from("wh-agent"), LOG, events)
+            .await
+            .unwrap();
+    }
+
+    /// An order of 5 SKU-002 from WH (80 on hand) and a journaled pick of `picked` naming it.
+    async fn order_picked(&self, picked: i64) -> SaleOrderInfo {
+        self.sim
+            .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
+            .unwrap();
+        let order = self
+            .sim
+            .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
+            .unwrap();
+        self.append(vec![referenced(1, Pick, "SKU-002", picked, &order.name)])
+            .await;
+        order
+    }
+
     /// Journals `events` (kind, sku, qty, location) as seqs after `first - 1`.
     async fn journal(&self, first: u64, events: &[(EventKind, &str, i64, Option<&str>)]) {
         let records = events
@@ -89,10 +113,7 @@ impl Setup {
                 e
             })
             .collect();
-        self.journal
-            .append(Arc::from("wh-agent"), LOG, records)
-            .await
-            .unwrap();
+        self.append(records).await;
     }
 }
 
@@ -409,10 +430,7 @@ async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
         count.event.occurred_at = Some(Timestamp::from_micros(
             Timestamp::now().as_micros() - 60_000_000,
         ));
-        s.journal
-            .append(Arc::from("wh-agent"), LOG, vec![count])
-            .await
-            .unwrap();
+        s.append(vec![count]).await;
         engine.merge_all().await.unwrap();
         // 7 counted, plus the +5 booked in Odoo after the count.
         assert_eq!(
@@ -434,10 +452,7 @@ async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
                     .clone()
             },
         };
-        s.journal
-            .append(Arc::from("wh-agent"), LOG, vec![same])
-            .await
-            .unwrap();
+        s.append(vec![same]).await;
         engine.merge_all().await.unwrap();
         assert_eq!(s.sim.call_count("stock.picking", "create"), before);
         assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), 12.0);
@@ -500,10 +515,7 @@ async fn a_count_is_placed_among_odoos_moves_through_both_clock_offsets() {
     let mut count = logged(1, Count, "SKU-001", 7);
     count.received_at = Timestamp::from_micros(agent_now);
     count.event.occurred_at = Some(Timestamp::from_micros(agent_now - 60_000_000));
-    s.journal
-        .append(Arc::from("wh-agent"), LOG, vec![count])
-        .await
-        .unwrap();
+    s.append(vec![count]).await;
     s.engine(3).await.merge_all().await.unwrap();
     // Without either correction the +5 would look older than the count and be counted over.
     assert_eq!(s.sim.on_hand("SKU-001", "WH/Stock"), 12.0);
@@ -576,10 +588,7 @@ async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
             event(5, Count, 3, "LOT-COUNTED"),
             event(6, Pick, 1, "LOT-NOWHERE"),
         ];
-        s.journal
-            .append(Arc::from("wh-agent"), LOG, events)
-            .await
-            .unwrap();
+        s.append(events).await;
         let mut engine = s.engine(3).await;
         engine.merge_all().await.unwrap();
         assert_eq!(
@@ -663,10 +672,7 @@ async fn a_partial_pick_of_a_sales_delivery_leaves_a_backorder_and_releases_the_
             referenced(3, Pick, "SKU-003", 3, &delivery),
             referenced(4, Pick, "SKU-001", 1, &delivery),
         ];
-        s.journal
-            .append(Arc::from("wh-agent"), LOG, events)
-            .await
-            .unwrap();
+        s.append(events).await;
         let mut engine = s.engine(3).await;
         assert_eq!(engine.merge_all().await.unwrap(), 4);
         assert!(s.store.dead_letters().unwrap().is_empty(), "{version:?}");
@@ -698,10 +704,7 @@ async fn a_partial_pick_of_a_sales_delivery_leaves_a_backorder_and_releases_the_
         // The next scans of the order fill the backorder, found through the original's name;
         // a replay of a finished plan reads the picking once and changes nothing.
         let events = vec![referenced(5, Pick, "SKU-002", 2, &delivery)];
-        s.journal
-            .append(Arc::from("wh-agent"), LOG, events)
-            .await
-            .unwrap();
+        s.append(events).await;
         engine.merge_all().await.unwrap();
         assert_eq!(s.sim.picking(&backorder.name).unwrap().state, "done");
         assert_eq!(s.sim.on_hand("SKU-002", "WH/Stock"), on_hand2 - 5.0);
@@ -726,18 +729,7 @@ async fn a_fill_cut_short_at_any_call_is_applied_once_and_a_picking_validated_by
     ] {
         for method in ["search_read", "write", "button_validate"] {
             let s = setup(Version::V17).await;
-            s.sim
-                .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
-                .unwrap();
-            let order = s
-                .sim
-                .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
-                .unwrap();
-            let events = vec![referenced(1, Pick, "SKU-002", 3, &order.name)];
-            s.journal
-                .append(Arc::from("wh-agent"), LOG, events)
-                .await
-                .unwrap();
+            s.order_picked(3).await;
             // Planning reads pickings too: fail the calls of the fill itself.
             let mut first = s.engine(1).await;
             let skip = if method == "search_read" { 2 } else { 0 };
@@ -770,18 +762,7 @@ async fn a_fill_cut_short_at_any_call_is_applied_once_and_a_picking_validated_by
     // Someone validates the delivery in Odoo between planning and applying: the scans are
     // parked with the reason, not applied to some other picking.
     let s = setup(Version::V18).await;
-    s.sim
-        .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
-        .unwrap();
-    let order = s
-        .sim
-        .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
-        .unwrap();
-    let events = vec![referenced(1, Pick, "SKU-002", 3, &order.name)];
-    s.journal
-        .append(Arc::from("wh-agent"), LOG, events)
-        .await
-        .unwrap();
+    let order = s.order_picked(3).await;
     s.sim
         .inject(Fault::new(FaultKind::Http500).on("stock.picking", "write"));
     assert!(s.engine(1).await.merge_all().await.is_err());
@@ -853,18 +834,7 @@ async fn warehouses_merge_side_by_side_within_the_write_permits() {
 #[tokio::test]
 async fn an_over_pick_of_a_filled_delivery_ships_what_was_scanned() {
     let s = setup(Version::V17).await;
-    s.sim
-        .set_on_hand("SKU-002", "WH/Stock", None, 80.0)
-        .unwrap();
-    let order = s
-        .sim
-        .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
-        .unwrap();
-    let events = vec![referenced(1, Pick, "SKU-002", 6, &order.name)];
-    s.journal
-        .append(Arc::from("wh-agent"), LOG, events)
-        .await
-        .unwrap();
+    let order = s.order_picked(6).await;
     s.engine(3).await.merge_all().await.unwrap();
     assert_eq!(s.sim.on_hand("SKU-002", "WH/Stock"), 74.0);
     let delivery = s.sim.picking(&order.deliveries[0]).unwrap();
