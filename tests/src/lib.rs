@@ -42,7 +42,7 @@ pub use odoo_sim::{
     Fault, FaultKind, Latency, OdooSim, SimConfig, Tracking, Version as OdooVersion,
 };
 pub use proxy::{Proxy, ProxyStats};
-pub use wait::{wait_for_acks, wait_synced, wait_until};
+pub use wait::{Current, Generation, next_generation, wait_for_acks, wait_synced, wait_until};
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -97,3 +97,32 @@ pub async fn wait_for_acks(
     );
     Ok(())
 }
+
+/// One run of an agent process that a test kills and restarts: which run, and a client for it.
+#[derive(Debug)]
+pub struct Generation {
+    pub number: u64,
+    pub client: crate::AgentClient,
+}
+
+/// The agent process clients should talk to: `None` while it is down.
+pub type Current = Option<std::sync::Arc<Generation>>;
+
+/// The agent process to talk to: the current one, or (after a failure on generation `after`) a
+/// newer one, within `deadline`.
+pub async fn next_generation(
+    current: &mut watch::Receiver<Current>,
+    after: Option<u64>,
+    deadline: Duration,
+) -> anyhow::Result<std::sync::Arc<Generation>> {
+    let wanted = |g: &Current| {
+        g.as_ref()
+            .is_some_and(|g| after.is_none_or(|after| g.number > after))
+    };
+    let generation = tokio::time::timeout(deadline, current.wait_for(wanted))
+        .await
+        .with_context(|| format!("no (new) agent process came up within {deadline:?}"))?
+        .context("the controller is gone")?
+        .clone();
+    generation.context("unreachable: waited for Some")
+}

@@ -19,8 +19,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use tally_tests::{
-    Acceptance, AgentClient, AgentProcess, EventRequest, Expectations, TEST_TOKEN, check_log,
-    event_for_id, export, test_seed, wait_for_acks, with_agent_data_dir,
+    Acceptance, AgentProcess, Current, EventRequest, Expectations, Generation, TEST_TOKEN,
+    check_log, event_for_id, export, next_generation, test_seed, wait_for_acks,
+    with_agent_data_dir,
 };
 use tokio::sync::watch;
 
@@ -38,15 +39,6 @@ const FINAL_EVENTS: u64 = 1000;
 const WAIT: Duration = Duration::from_secs(60);
 /// A request resent this often without an answer fails the test.
 const MAX_UNANSWERED: u32 = 10;
-
-/// The agent the clients should talk to: `None` while it is down.
-#[derive(Debug)]
-struct Generation {
-    number: u64,
-    client: AgentClient,
-}
-
-type Current = Option<Arc<Generation>>;
 
 #[derive(Debug)]
 struct Shared {
@@ -269,7 +261,7 @@ async fn client(
                 request
             }
         };
-        let generation = next_generation(&mut current, None).await?;
+        let generation = next_generation(&mut current, None, WAIT).await?;
         match generation.client.post_events(&request.body).await {
             Ok(answer) => {
                 let acceptance = request.acceptance(&answer)?;
@@ -306,29 +298,11 @@ async fn client(
                 pending = Some(request);
                 // The agent is (being) killed: resend to the next one. An error from a live
                 // agent shows up as this wait timing out.
-                next_generation(&mut current, Some(generation.number))
+                next_generation(&mut current, Some(generation.number), WAIT)
                     .await
                     .with_context(|| format!("client {n}: after a failed request ({error})"))?;
             }
         }
     }
     Ok(report)
-}
-
-/// The agent to talk to: the current one, or (after a failure on generation `after`) a newer
-/// one.
-async fn next_generation(
-    current: &mut watch::Receiver<Current>,
-    after: Option<u64>,
-) -> anyhow::Result<Arc<Generation>> {
-    let wanted = |g: &Current| {
-        g.as_ref()
-            .is_some_and(|g| after.is_none_or(|after| g.number > after))
-    };
-    let generation = tokio::time::timeout(WAIT, current.wait_for(wanted))
-        .await
-        .with_context(|| format!("no (new) agent came up within {WAIT:?}"))?
-        .context("the controller is gone")?
-        .clone();
-    generation.context("unreachable: waited for Some")
 }

@@ -28,9 +28,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tally_tests::{
-    Acceptance, AgentBuilder, AgentClient, AgentProcess, CentralBuilder, CentralProcess,
-    EventRequest, Expectations, Proxy, TlsFiles, check_journal, check_log, event_for_id, gen_cert,
-    test_seed, wait_for_acks, wait_synced, wait_until, with_temp_dir,
+    Acceptance, AgentBuilder, AgentClient, AgentProcess, CentralBuilder, CentralProcess, Current,
+    EventRequest, Expectations, Generation, Proxy, TlsFiles, check_journal, check_log,
+    event_for_id, gen_cert, next_generation, test_seed, wait_for_acks, wait_synced, wait_until,
+    with_temp_dir,
 };
 use tokio::sync::watch;
 
@@ -69,15 +70,6 @@ enum Fault {
     /// has tried to reconnect and been refused.
     Outage,
 }
-
-/// The agent process a client should talk to: `None` while it is down.
-#[derive(Debug)]
-struct Generation {
-    number: u64,
-    client: AgentClient,
-}
-
-type Current = Option<Arc<Generation>>;
 
 #[derive(Debug)]
 struct Shared {
@@ -569,7 +561,7 @@ async fn client(
                 request
             }
         };
-        let generation = next_generation(&mut current, None).await?;
+        let generation = next_generation(&mut current, None, WAIT).await?;
         match generation.client.post_events(&request.body).await {
             Ok(answer) => {
                 let acceptance = request.acceptance(&answer)?;
@@ -601,7 +593,7 @@ async fn client(
                 pending = Some(request);
                 // The agent is (being) killed: resend to its next process. An error from a
                 // live agent shows up as this wait timing out.
-                next_generation(&mut current, Some(generation.number))
+                next_generation(&mut current, Some(generation.number), WAIT)
                     .await
                     .with_context(|| {
                         format!("client {prefix}: after a failed request ({error})")
@@ -610,22 +602,4 @@ async fn client(
         }
     }
     Ok(report)
-}
-
-/// The agent process to talk to: the current one, or (after a failure on generation `after`)
-/// a newer one.
-async fn next_generation(
-    current: &mut watch::Receiver<Current>,
-    after: Option<u64>,
-) -> anyhow::Result<Arc<Generation>> {
-    let wanted = |g: &Current| {
-        g.as_ref()
-            .is_some_and(|g| after.is_none_or(|after| g.number > after))
-    };
-    let generation = tokio::time::timeout(WAIT, current.wait_for(wanted))
-        .await
-        .with_context(|| format!("no (new) agent process came up within {WAIT:?}"))?
-        .context("the controller is gone")?
-        .clone();
-    generation.context("unreachable: waited for Some")
 }
