@@ -208,7 +208,10 @@ impl Store {
     /// Records how far the agent's clock is behind central's (`offset_micros`; negative when
     /// it is ahead), measured when it connected.
     pub fn set_clock_offset(&self, agent_id: &str, offset_micros: i64) -> Result<(), StoreError> {
-        let txn = self.db().begin_write().storage()?;
+        let mut txn = self.db().begin_write().storage()?;
+        // Advisory and measured again at every connection: no fsync of its own (a storm of
+        // reconnections must not cost one each); the next journal commit makes it durable.
+        txn.set_durability(redb::Durability::None).storage()?;
         txn.open_table(CLOCKS)
             .storage()?
             .insert(agent_id, (offset_micros, Timestamp::now().as_micros()))
