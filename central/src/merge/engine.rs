@@ -76,6 +76,11 @@ pub enum MergeError {
     Odoo(#[from] OdooError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An agent is registered for a warehouse code Odoo does not have: its lane waits.
+    #[error(
+        "Odoo has no warehouse with code {0:?}: its agents' events wait until the warehouse exists or the agents are registered for another"
+    )]
+    UnknownWarehouse(String),
 }
 
 impl MergeError {
@@ -83,6 +88,7 @@ impl MergeError {
         match self {
             MergeError::Odoo(e) => e.kind,
             MergeError::Store(_) => ErrorKind::Retryable,
+            MergeError::UnknownWarehouse(_) => ErrorKind::Auth,
         }
     }
 }
@@ -170,8 +176,8 @@ impl Engine {
                     total += merged;
                     self.stuck.remove(&code);
                 }
-                Err(MergeError::Odoo(e)) if e.name == UNKNOWN_WAREHOUSE => {
-                    self.stuck.insert(code, e.message);
+                Err(e @ MergeError::UnknownWarehouse(_)) => {
+                    self.stuck.insert(code, e.to_string());
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -191,9 +197,6 @@ impl Engine {
         self.stuck.values().cloned().collect()
     }
 }
-
-/// The name of the error for an agent's warehouse code Odoo does not have.
-const UNKNOWN_WAREHOUSE: &str = "unknown-warehouse";
 
 /// One warehouse's merge: its streams in order, with its own caches of what Odoo holds.
 #[derive(Debug)]
@@ -307,15 +310,7 @@ impl Lane {
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| {
-                OdooError::new(
-                    ErrorKind::Auth,
-                    UNKNOWN_WAREHOUSE,
-                    format!(
-                        "Odoo has no warehouse with code {code:?}: its agents' events wait until the warehouse exists or the agents are registered for another"
-                    ),
-                )
-            })?;
+            .ok_or_else(|| MergeError::UnknownWarehouse(code.to_owned()))?;
         let virtuals = *self
             .virtuals
             .get_or_try_init(|| self.odoo.virtual_locations())
