@@ -158,12 +158,7 @@ async fn apply_from(
 
 /// Whether `note` carries `marker` as a whole (not as the prefix of a longer picking name).
 fn has_marker(note: &str, marker: &str) -> bool {
-    note.match_indices(marker).any(|(at, _)| {
-        note[at + marker.len()..]
-            .chars()
-            .next()
-            .is_none_or(|c| c == '<' || c.is_whitespace())
-    })
+    crate::merge::plan::markers(note).any(|m| m == marker)
 }
 
 #[derive(Debug, Clone, Copy)]

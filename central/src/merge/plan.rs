@@ -271,16 +271,23 @@ impl PlannedFill {
     }
 }
 
-/// Whether a picking's `note` says Tally filled that very picking (a marker naming it; a
-/// backorder carries a copy of its original's marker, which names the original).
-pub fn filled_by_tally(note: &str, picking_name: &str) -> bool {
-    note.match_indices("tally:").any(|(at, _)| {
+/// The fill markers (`tally:<key>@<picking>`) in a picking's `note`, each up to the end of its
+/// HTML paragraph.
+pub fn markers(note: &str) -> impl Iterator<Item = &str> {
+    note.match_indices("tally:").map(|(at, _)| {
         let rest = &note[at..];
         let end = rest
             .find(|c: char| c == '<' || c.is_whitespace())
             .unwrap_or(rest.len());
-        rest[..end]
-            .rsplit_once('@')
+        &rest[..end]
+    })
+}
+
+/// Whether a picking's `note` says Tally filled that very picking (a marker naming it; a
+/// backorder carries a copy of its original's marker, which names the original).
+pub fn filled_by_tally(note: &str, picking_name: &str) -> bool {
+    markers(note).any(|m| {
+        m.rsplit_once('@')
             .is_some_and(|(_, name)| name == picking_name)
     })
 }
