@@ -29,8 +29,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const META_LOG_ID: &str = "log_id";
 const META_ACKED_SEQ: &str = "acked_seq";
-/// The highest seq ever assigned. Kept apart from the `events` table because pruning may
-/// empty that table, and seqs must never be reused.
+/// The highest seq assigned when events were last pruned. Pruning may empty the `events`
+/// table and seqs must never be reused, so the head is the larger of this and the last event's
+/// seq. Only pruning writes it: an append would pay a page write per commit for it.
 const META_HEAD_SEQ: &str = "head_seq";
 /// Every event up to this seq has its client id in the `ids` table. Ids of later events live
 /// in the writer's memory (rebuilt from `events` on open) and reach `ids` in sorted batches:
@@ -263,6 +264,13 @@ impl Log {
                     break;
                 }
                 doomed.push(seq.value());
+            }
+            if let Some(&last_doomed) = doomed.last() {
+                let head = read_u64(&meta, META_HEAD_SEQ).map_err(err)?;
+                if last_doomed > head {
+                    meta.insert(META_HEAD_SEQ, last_doomed.to_be_bytes().as_slice())
+                        .map_err(|e| err(e.into()))?;
+                }
             }
             for seq in &doomed {
                 events.remove(seq).map_err(|e| err(e.into()))?;
@@ -677,11 +685,6 @@ impl LogWriter {
                 next_seq += new_records.len() as u64;
                 outcomes.push(RequestOutcome::Stored(plan.accepted));
             }
-        }
-        if next_seq != self.next_seq {
-            let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
-            meta.insert(META_HEAD_SEQ, (next_seq - 1).to_be_bytes().as_slice())
-                .map_err(|e| err(e.into()))?;
         }
         txn.commit().map_err(|e| err(e.into()))?;
         if flush {
