@@ -3,13 +3,15 @@
 //! port bound, and a bad value is reported with the key that holds it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
+pub use tally_service::ConfigError;
+use tally_service::{invalid, parse_duration, read_toml};
 
 use crate::sync::connect::Endpoint;
 
@@ -134,31 +136,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8917";
 const DEFAULT_MAX_LOG_BYTES: u64 = 10 << 30;
 const DEFAULT_MAX_BODY_BYTES: u64 = 4 << 20;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
-    #[error("{key}: {message}")]
-    Invalid { key: &'static str, message: String },
-}
-
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
-
 impl ConfigArgs {
     /// Merges file, environment and flags (clap has already merged the last two) and validates.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let file = match &self.config {
-            Some(path) => read_file(path)?,
+            Some(path) => read_toml(path)?,
             None => FileConfig::default(),
         };
         let data_dir = self
@@ -254,12 +236,7 @@ impl ConfigArgs {
                         file: Option<String>|
          -> Result<Duration, ConfigError> {
             match flag.cloned().or(file) {
-                Some(text) => humantime::parse_duration(text.trim()).map_err(|e| {
-                    invalid(
-                        key,
-                        format!("{text:?} is not a duration such as 12h or 7d: {e}"),
-                    )
-                }),
+                Some(text) => parse_duration(&text).map_err(|m| invalid(key, m)),
                 None => Ok(Duration::from_secs(7 * 86_400)),
             }
         };
@@ -282,17 +259,6 @@ impl ConfigArgs {
             id_retention,
         })
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
 }
 
 /// Identifiers (agent id, warehouse code): 1..=64 characters of letters, digits, `-`, `_`, `.`.

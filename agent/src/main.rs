@@ -1,6 +1,6 @@
 //! The `tally-agent` command line: parse, validate, then hand over to the library.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 use tally_agent::config::{Config, ConfigArgs};
 use tally_agent::ingest::EventJson;
 use tally_agent::log::{LOG_FILE, Log};
-use tokio_util::sync::CancellationToken;
 
 /// Exit status for a configuration error (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -49,7 +48,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    tally_service::init_logging();
     match cli.command {
         Command::Run(args) => {
             let config = match load(&args) {
@@ -80,16 +79,6 @@ fn main() -> ExitCode {
         }
         Command::Export { data_dir, after } => report(export(data_dir, after)),
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 fn load(args: &ConfigArgs) -> Result<Config, ExitCode> {
@@ -126,40 +115,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, agent_id = %config.agent_id, warehouse = %config.warehouse, log_id = %agent.state().log.log_id(), "tally-agent ready");
         // One line on stdout for supervisors and test harnesses that asked for port 0.
-        println!("tally-agent listening on http://{addr}");
-        let _ = std::io::stdout().flush();
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-
-        let shutdown = CancellationToken::new();
-        tokio::spawn(signal_shutdown(shutdown.clone()));
-        agent.serve(listener, shutdown).await
+        tally_service::ready(&format!("tally-agent listening on http://{addr}"));
+        agent.serve(listener, tally_service::shutdown_on_signal()).await
     })
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT (Ctrl-C).
-async fn signal_shutdown(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown requested: finishing in-flight requests");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    shutdown.cancel();
 }
 
 fn status(config: Config, url: Option<String>) -> anyhow::Result<()> {

@@ -2,12 +2,14 @@
 //! of precedence — validated before any file is opened or port bound.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
+pub use tally_service::ConfigError;
+use tally_service::{invalid, parse_duration, read_toml};
 
 use crate::merge::MergeSettings;
 use crate::odoo::OdooConfig;
@@ -133,30 +135,10 @@ pub struct Config {
     pub merge: MergeSettings,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
-    #[error("{key}: {message}")]
-    Invalid { key: &'static str, message: String },
-}
-
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
-
 impl ConfigArgs {
     pub fn load(&self) -> Result<Config, ConfigError> {
         let file = match &self.config {
-            Some(path) => read_file(path)?,
+            Some(path) => read_toml(path)?,
             None => FileConfig::default(),
         };
         let data_dir = self
@@ -305,23 +287,6 @@ fn odoo_config(
     }))
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-/// Parses a duration such as `90s`, `15m`, `24h` or `7d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?} is not a duration such as 90s, 15m, 24h or 7d: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,14 +394,5 @@ mod tests {
         for bad in ["2d", "soon"] {
             assert_eq!(refused(with(bad)), "merge_window");
         }
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert!(parse_duration("seven days").is_err());
-        assert!(parse_duration("h").is_err());
     }
 }

@@ -1,6 +1,5 @@
 //! The `tally-central` command line: parse, validate, then hand over to the library.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +8,6 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 use tally_central::config::{Config, ConfigArgs};
 use tally_central::store::{Store, StoreError};
-use tokio_util::sync::CancellationToken;
 
 /// Exit status for a configuration error (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
@@ -98,13 +96,7 @@ enum DlqAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    tally_service::init_logging();
     let result = match cli.command {
         Command::Run(args) => match load(&args) {
             Ok(config) => run(config),
@@ -177,38 +169,13 @@ fn run(config: Config) -> anyhow::Result<()> {
         let (sync_addr, admin_addr) = (sync.local_addr()?, admin.local_addr()?);
         tracing::info!(%sync_addr, %admin_addr, "tally-central ready");
         // One line on stdout for supervisors and test harnesses that asked for port 0.
-        println!("tally-central listening on {sync_addr} admin http://{admin_addr}");
-        let _ = std::io::stdout().flush();
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        let shutdown = CancellationToken::new();
-        tokio::spawn(signal_shutdown(shutdown.clone()));
-        central.serve(sync, admin, shutdown).await
+        tally_service::ready(&format!(
+            "tally-central listening on {sync_addr} admin http://{admin_addr}"
+        ));
+        central
+            .serve(sync, admin, tally_service::shutdown_on_signal())
+            .await
     })
-}
-
-async fn signal_shutdown(shutdown: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutdown requested");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    shutdown.cancel();
 }
 
 /// Agent management: through the admin API when central runs (it holds the database), or

@@ -1,0 +1,160 @@
+//! What `tally-agent` and `tally-central` share as long-running services: reading a TOML
+//! configuration file and naming what is wrong with it, logging to stderr, and telling systemd
+//! (when it is there) that the service is ready or stopping.
+//!
+//! Nothing here knows about stock events or sync; each daemon keeps its own configuration keys.
+
+#![forbid(unsafe_code)]
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+/// Why a configuration was refused. The message names the file or the key, so
+/// `check-config` can print it as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The error for a bad value of `key`.
+pub fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Reads a TOML configuration file into `T` (whose `deny_unknown_fields`, if any, refuses
+/// misspelt keys).
+pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Parses a duration such as `90s`, `15m`, `24h` or `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration such as 90s, 15m, 24h or 7d: {e}"))
+}
+
+/// Logs to stderr at the level `TALLY_LOG` names (`info` when unset), in colour on a terminal.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Prints the line that says where the service listens (scripts and tests wait for it) and
+/// tells systemd the service is ready.
+pub fn ready(listening: &str) {
+    println!("{listening}");
+    let _ = std::io::stdout().flush();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT (Ctrl-C on Windows), which also tells
+/// systemd the service is stopping. Call it inside the runtime.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    shutdown
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested: finishing in-flight work");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        name: String,
+    }
+
+    #[test]
+    fn a_file_is_read_and_its_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "name = \"wh1\"\n").unwrap();
+        assert_eq!(read_toml::<Sample>(&good).unwrap().name, "wh1");
+
+        let misspelt = dir.path().join("misspelt.toml");
+        std::fs::write(&misspelt, "nmae = \"wh1\"\n").unwrap();
+        let error = read_toml::<Sample>(&misspelt).unwrap_err();
+        assert!(matches!(error, ConfigError::Parse { .. }), "{error:?}");
+        let text = error.to_string();
+        assert!(
+            text.contains("misspelt.toml") && text.contains("nmae"),
+            "{text}"
+        );
+
+        let missing = dir.path().join("missing.toml");
+        let error = read_toml::<Sample>(&missing).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }), "{error:?}");
+        assert!(error.to_string().contains("missing.toml"));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 24h "), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        let error = parse_duration("seven days").unwrap_err();
+        assert!(error.contains("\"seven days\""), "{error}");
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn invalid_names_the_key() {
+        assert_eq!(
+            invalid("listen", "is not an address").to_string(),
+            "listen: is not an address"
+        );
+    }
+}
