@@ -107,7 +107,7 @@ fn workspace_dir() -> anyhow::Result<PathBuf> {
 fn feed(delivery: &str) -> Vec<Value> {
     let mut events = vec![
         json!({"id": "rcv-0001", "type": "receipt", "sku": "CHAIR-OAK", "qty": "40", "location": "WH/Stock", "reference": "vendor-asn-7", "device": "dock-1", "user": "sam"}),
-        json!({"id": "rcv-0002", "type": "receipt", "sku": "LAMP-BRASS", "qty": "25", "location": "WH/Stock", "reference": "vendor-asn-7", "device": "dock-1", "user": "sam"}),
+        json!({"id": "rcv-0002", "type": "receipt", "sku": "LAMP-BRASS", "qty": "40", "location": "WH/Stock", "reference": "vendor-asn-7", "device": "dock-1", "user": "sam"}),
         json!({"id": "xfr-0001", "type": "transfer", "sku": "CHAIR-OAK", "qty": "10", "location": "WH/Stock", "to_location": "WH/Stock/Shelf 2", "device": "gun-3", "user": "ana"}),
         json!({"id": "adj-0001", "type": "adjustment", "sku": "LAMP-BRASS", "qty": "-1", "reason": "broken in handling", "device": "gun-3", "user": "ana"}),
         json!({"id": "cnt-0001", "type": "count", "sku": "DESK-PINE", "qty": "12", "location": "WH/Stock", "device": "gun-4", "user": "lee"}),
