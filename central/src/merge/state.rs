@@ -61,6 +61,28 @@ pub struct DeadLetter {
     pub parked_at: i64,
 }
 
+/// Records `parked` as dead letters of (`agent`, `log_id`) and removes that log's plan: how
+/// both a merge and a retry end, inside the caller's transaction.
+fn park_and_end_plan(
+    txn: &redb::WriteTransaction,
+    agent: &str,
+    log_id: LogId,
+    parked: &[(u64, DeadLetter)],
+) -> Result<(), StoreError> {
+    let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
+    for (seq, letter) in parked {
+        let bytes = serde_json::to_vec(letter).expect("serialising a plain struct");
+        letters
+            .insert((agent, key(log_id), *seq), bytes.as_slice())
+            .storage()?;
+    }
+    txn.open_table(PLANS)
+        .storage()?
+        .remove((agent, key(log_id)))
+        .storage()?;
+    Ok(())
+}
+
 fn key(log_id: LogId) -> u128 {
     u128::from_be_bytes(log_id.0)
 }
@@ -119,18 +141,8 @@ impl Store {
         {
             let mut cursors = txn.open_table(CURSORS).storage()?;
             cursors.insert((agent, key(log_id)), through).storage()?;
-            let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
-            for (seq, letter) in parked {
-                let bytes = serde_json::to_vec(letter).expect("serialising a plain struct");
-                letters
-                    .insert((agent, key(log_id), *seq), bytes.as_slice())
-                    .storage()?;
-            }
-            txn.open_table(PLANS)
-                .storage()?
-                .remove((agent, key(log_id)))
-                .storage()?;
         }
+        park_and_end_plan(&txn, agent, log_id, parked)?;
         txn.commit().storage()
     }
 
@@ -222,18 +234,8 @@ impl Store {
             for seq in seqs {
                 retries.remove((agent, key(log_id), seq)).storage()?;
             }
-            let mut letters = txn.open_table(DEAD_LETTERS).storage()?;
-            for (seq, letter) in parked {
-                let bytes = serde_json::to_vec(letter).expect("serialising a plain struct");
-                letters
-                    .insert((agent, key(log_id), *seq), bytes.as_slice())
-                    .storage()?;
-            }
-            txn.open_table(PLANS)
-                .storage()?
-                .remove((agent, key(log_id)))
-                .storage()?;
         }
+        park_and_end_plan(&txn, agent, log_id, parked)?;
         txn.commit().storage()
     }
 }
