@@ -358,3 +358,164 @@ fn stored_events_render_as_json_with_exact_quantities() {
         })
     );
 }
+
+/// Properties over generated input: whatever arrives is refused cleanly or parsed, and what the
+/// agent exports is accepted again as the same event.
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    /// 1..=`max` characters, no control characters, no white space at either end; not only
+    /// ASCII.
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        let edge = "[A-Za-z0-9/_.é漢-]";
+        let inner = "[A-Za-z0-9 /_.é漢-]";
+        proptest::string::string_regex(&format!("{edge}({inner}{{0,{}}}{edge})?", max - 2))
+            .expect("a valid pattern")
+    }
+
+    fn micros_up_to_max() -> impl Strategy<Value = i64> {
+        prop_oneof![1i64..=10_000_000, 1i64..=Qty::MAX_UNITS * 1_000_000]
+    }
+
+    prop_compose! {
+        fn event()(
+            kind in prop_oneof![
+                Just(EventKind::Receipt),
+                Just(EventKind::Pick),
+                Just(EventKind::Adjustment),
+                Just(EventKind::Count),
+                Just(EventKind::Transfer),
+            ],
+            magnitude in micros_up_to_max(),
+            negative in any::<bool>(),
+            id in proptest::option::of(text(MAX_TEXT_CHARS)),
+            sku in text(MAX_TEXT_CHARS),
+            location in proptest::option::of(text(MAX_TEXT_CHARS)),
+            second_location in text(MAX_TEXT_CHARS),
+            lot in proptest::option::of(text(MAX_TEXT_CHARS)),
+            reference in proptest::option::of(text(MAX_TEXT_CHARS)),
+            reason in proptest::option::of(text(MAX_REASON_CHARS)),
+            occurred_at in proptest::option::of(
+                EARLIEST_OCCURRED_AT..=NOW.as_micros() + MAX_FUTURE_MICROS
+            ),
+            device in proptest::option::of(text(MAX_TEXT_CHARS)),
+            user in proptest::option::of(text(MAX_TEXT_CHARS)),
+        ) -> Event {
+            let (qty, location, to_location, reason) = match kind {
+                EventKind::Adjustment => {
+                    let signed = if negative { -magnitude } else { magnitude };
+                    (signed, location, None, Some(reason.unwrap_or_else(|| "damaged".into())))
+                }
+                EventKind::Count => (magnitude - 1, location, None, reason),
+                EventKind::Transfer => {
+                    let from = location.unwrap_or_else(|| "WH/Stock".into());
+                    let to = if second_location == from { format!("{from}/B") } else { second_location };
+                    (magnitude, Some(from), Some(to), reason)
+                }
+                EventKind::Receipt | EventKind::Pick => (magnitude, location, None, reason),
+            };
+            Event {
+                id,
+                kind,
+                sku,
+                qty: Qty::from_micros(qty),
+                location,
+                to_location,
+                lot,
+                reference,
+                reason,
+                occurred_at: occurred_at.map(Timestamp::from_micros),
+                device,
+                user,
+            }
+        }
+    }
+
+    /// A JSON value of any shape, small.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|n| json!(n)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((key(), inner), 0..6)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Mostly the keys an event has, sometimes another.
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::sample::select(vec![
+                "id", "type", "sku", "qty", "location", "to_location", "lot", "reference",
+                "reason", "occurred_at", "device", "user", "events",
+            ])
+            .prop_map(str::to_owned),
+            1 => "[a-z_]{1,8}",
+        ]
+    }
+
+    fn assert_clean(body: &[u8]) {
+        match parse_body(body, NOW) {
+            Ok(events) => assert!((1..=MAX_EVENTS_PER_REQUEST).contains(&events.len())),
+            Err(error) => {
+                assert!(error.status == 400 || error.status == 422, "{error:?}");
+                assert!(!error.message.is_empty());
+                if error.status == 400 {
+                    assert_eq!(error.code, "malformed_json");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_are_parsed_or_refused_with_400_or_422(
+            body in proptest::collection::vec(any::<u8>(), 0..256)
+        ) {
+            assert_clean(&body);
+        }
+
+        #[test]
+        fn arbitrary_json_is_parsed_or_refused_with_422(value in any_json()) {
+            let body = serde_json::to_vec(&value).unwrap();
+            if let Err(error) = parse_body(&body, NOW) {
+                // Valid JSON is never "malformed".
+                prop_assert_eq!(error.status, 422, "{:?}", error);
+            }
+            assert_clean(&body);
+        }
+
+        #[test]
+        fn an_exported_event_posted_again_is_the_same_event(events in proptest::collection::vec(event(), 1..4)) {
+            // `GET /v1/events` and `export` give each event with what the agent added (seq,
+            // received_at); without those, the export is a valid request for the same events.
+            let exported: Vec<Value> = events
+                .iter()
+                .enumerate()
+                .map(|(i, event)| {
+                    let record = LoggedEvent { seq: i as u64 + 1, received_at: NOW, event: event.clone() };
+                    let mut value = serde_json::to_value(EventJson::new(&record, None)).unwrap();
+                    let object: &mut Map<String, Value> = value.as_object_mut().unwrap();
+                    object.remove("seq");
+                    object.remove("received_at");
+                    value
+                })
+                .collect();
+            let body = serde_json::to_vec(&json!({ "events": exported })).unwrap();
+            let parsed = parse_body(&body, NOW);
+            prop_assert_eq!(parsed.as_ref(), Ok(&events), "{}", String::from_utf8_lossy(&body));
+        }
+    }
+}
