@@ -189,9 +189,7 @@ impl Engine {
             None => Ok(total),
         }
     }
-}
 
-impl Engine {
     /// Why some warehouses cannot merge, for the operator (empty when all can).
     pub fn stuck(&self) -> Vec<String> {
         self.stuck.values().cloned().collect()
