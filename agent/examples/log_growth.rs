@@ -83,17 +83,14 @@ fn event(n: u64, random: bool) -> Event {
     };
     Event {
         id: Some(id),
-        kind: EventKind::Pick,
-        sku: format!("SKU-{:05}", n % 5000),
-        qty: Qty::from_units(1),
         location: Some("WH/Stock/A-25".into()),
-        to_location: None,
-        lot: None,
-        reference: None,
-        reason: None,
         occurred_at: Some(Timestamp::from_micros(1_768_000_000_000_000)),
         device: Some(format!("scanner-{}", n % 64)),
-        user: None,
+        ..Event::new(
+            EventKind::Pick,
+            format!("SKU-{:05}", n % 5000),
+            Qty::from_units(1),
+        )
     }
 }
 

@@ -283,17 +283,7 @@ mod model {
     fn event(id: Option<u8>, qty: i64) -> Event {
         Event {
             id: id.map(|i| format!("id-{i}")),
-            kind: EventKind::Receipt,
-            sku: "S".into(),
-            qty: Qty::from_units(qty),
-            location: None,
-            to_location: None,
-            lot: None,
-            reference: None,
-            reason: None,
-            occurred_at: None,
-            device: None,
-            user: None,
+            ..Event::new(EventKind::Receipt, "S", Qty::from_units(qty))
         }
     }
 

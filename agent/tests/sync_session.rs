@@ -58,17 +58,7 @@ fn log_with(dir: &std::path::Path, events: u64) -> Log {
     let batch: Vec<Event> = (0..events)
         .map(|i| Event {
             id: Some(format!("e{i}")),
-            kind: EventKind::Receipt,
-            sku: "S".into(),
-            qty: Qty::from_units(1),
-            location: None,
-            to_location: None,
-            lot: None,
-            reference: None,
-            reason: None,
-            occurred_at: None,
-            device: None,
-            user: None,
+            ..Event::new(EventKind::Receipt, "S", Qty::from_units(1))
         })
         .collect();
     if events > 0 {

@@ -121,20 +121,7 @@ async fn tally(
             .map(|(n, (_, kind, sku, qty))| LoggedEvent {
                 seq: n as u64 + 1,
                 received_at: Timestamp::now(),
-                event: Event {
-                    id: None,
-                    kind: *kind,
-                    sku: sku.clone(),
-                    qty: Qty::from_units(*qty),
-                    location: None,
-                    to_location: None,
-                    lot: None,
-                    reference: None,
-                    reason: None,
-                    occurred_at: None,
-                    device: None,
-                    user: None,
-                },
+                event: Event::new(*kind, sku.clone(), Qty::from_units(*qty)),
             })
             .collect();
         for chunk in events.chunks(1000) {

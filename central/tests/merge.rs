@@ -45,18 +45,8 @@ fn logged(seq: u64, kind: EventKind, sku: &str, qty: i64) -> LoggedEvent {
         seq,
         received_at: Timestamp::now(),
         event: Event {
-            id: None,
-            kind,
-            sku: sku.into(),
-            qty: Qty::from_units(qty),
-            location: None,
-            to_location: None,
-            lot: None,
-            reference: None,
             reason: (kind == EventKind::Adjustment).then(|| "test".into()),
-            occurred_at: None,
-            device: None,
-            user: None,
+            ..Event::new(kind, sku, Qty::from_units(qty))
         },
     }
 }

@@ -120,17 +120,7 @@ fn events(seqs: std::ops::RangeInclusive<u64>) -> Vec<LoggedEvent> {
         received_at: Timestamp::from_micros(1_000 + seq as i64),
         event: Event {
             id: Some(format!("e{seq}")),
-            kind: EventKind::Pick,
-            sku: "SKU".into(),
-            qty: Qty::from_units(1),
-            location: None,
-            to_location: None,
-            lot: None,
-            reference: None,
-            reason: None,
-            occurred_at: None,
-            device: None,
-            user: None,
+            ..Event::new(EventKind::Pick, "SKU", Qty::from_units(1))
         },
     })
     .collect()

@@ -276,6 +276,28 @@ pub struct Event {
     pub user: Option<String>,
 }
 
+impl Event {
+    /// An event with its kind, SKU and quantity and none of the optional fields; set those with
+    /// struct update syntax (`Event { reason: Some(..), ..Event::new(..) }`). Nothing is
+    /// validated here: that is the agent's ingest.
+    pub fn new(kind: EventKind, sku: impl Into<String>, qty: Qty) -> Event {
+        Event {
+            id: None,
+            kind,
+            sku: sku.into(),
+            qty,
+            location: None,
+            to_location: None,
+            lot: None,
+            reference: None,
+            reason: None,
+            occurred_at: None,
+            device: None,
+            user: None,
+        }
+    }
+}
+
 /// An event as stored in an agent's log: the event plus what the agent added.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedEvent {

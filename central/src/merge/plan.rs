@@ -395,20 +395,7 @@ mod tests {
             LoggedEvent {
                 seq,
                 received_at: Timestamp::from_micros(0),
-                event: Event {
-                    id: None,
-                    kind,
-                    sku: format!("SKU-{sku_id}"),
-                    qty: Qty::from_units(qty),
-                    location: None,
-                    to_location: None,
-                    lot: None,
-                    reference: None,
-                    reason: None,
-                    occurred_at: None,
-                    device: None,
-                    user: None,
-                },
+                event: Event::new(kind, format!("SKU-{sku_id}"), Qty::from_units(qty)),
             },
             Product {
                 id: sku_id,

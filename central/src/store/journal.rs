@@ -322,17 +322,7 @@ mod tests {
             received_at: Timestamp::from_micros(seq as i64),
             event: Event {
                 id: Some(format!("e{seq}")),
-                kind: EventKind::Receipt,
-                sku: "S".into(),
-                qty: Qty::from_units(1),
-                location: None,
-                to_location: None,
-                lot: None,
-                reference: None,
-                reason: None,
-                occurred_at: None,
-                device: None,
-                user: None,
+                ..Event::new(EventKind::Receipt, "S", Qty::from_units(1))
             },
         })
         .collect()
