@@ -64,6 +64,16 @@ pub async fn open_picking(
         odoo.execute_kw("stock.picking", method, json!([[id]]), json!({}))
             .await?;
     }
+    let (name, state) = name_and_state(odoo, id).await?;
+    ensure!(
+        matches!(state.as_str(), "assigned" | "confirmed"),
+        "the new picking {name} is {state}, not open"
+    );
+    Ok((id, name))
+}
+
+/// The name and state of picking `id`.
+pub async fn name_and_state(odoo: &OdooClient, id: i64) -> anyhow::Result<(String, String)> {
     let rows = odoo
         .search_read(
             "stock.picking",
@@ -72,14 +82,11 @@ pub async fn open_picking(
             None,
         )
         .await?;
-    let row = rows.first().context("the picking just created is gone")?;
-    let (name, state) = (
-        row["name"].as_str().unwrap_or_default(),
-        row["state"].as_str().unwrap_or_default(),
-    );
-    ensure!(
-        matches!(state, "assigned" | "confirmed"),
-        "the new picking {name} is {state}, not open"
-    );
-    Ok((id, name.to_owned()))
+    let row = rows
+        .first()
+        .with_context(|| format!("Odoo has no picking {id}"))?;
+    Ok((
+        row["name"].as_str().unwrap_or_default().to_owned(),
+        row["state"].as_str().unwrap_or_default().to_owned(),
+    ))
 }

@@ -21,7 +21,7 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 use tally_central::odoo::{OdooClient, OdooConfig};
 use tally_protocol::Secret;
-use tally_tests::odoo_orders::{Direction, open_picking};
+use tally_tests::odoo_orders::{Direction, name_and_state, open_picking};
 use tally_tests::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{
     AdminClient, AgentProcess, CentralProcess, TlsFiles, add_agent_offline, gen_cert, wait_synced,
@@ -176,21 +176,8 @@ impl Odoo {
 
     /// (id, name, state) of a picking.
     async fn picking(&self, id: i64) -> anyhow::Result<(i64, String, String)> {
-        let rows = self
-            .client
-            .search_read(
-                "stock.picking",
-                json!([["id", "=", id]]),
-                &["name", "state"],
-                None,
-            )
-            .await?;
-        let row = rows.first().context("no such picking")?;
-        Ok((
-            id,
-            row["name"].as_str().unwrap_or_default().to_owned(),
-            row["state"].as_str().unwrap_or_default().to_owned(),
-        ))
+        let (name, state) = name_and_state(&self.client, id).await?;
+        Ok((id, name, state))
     }
 
     /// The demand of each open backorder of picking `id`.
