@@ -50,6 +50,7 @@ async fn sim(latency: Latency) -> anyhow::Result<(OdooSim, OdooClient)> {
         login: sim.login().to_owned(),
         api_key: Secret::new(sim.api_key()),
         call_timeout: Duration::from_secs(600),
+        api: Default::default(),
     })
     .await?;
     Ok((sim, client))

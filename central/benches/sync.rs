@@ -75,6 +75,7 @@ fn central_config(dir: &Path, tls: &tally_central::tls::GeneratedCert) -> Config
         max_connections: 20_000,
         odoo: None,
         merge: Default::default(),
+        deprecated: Vec::new(),
     }
 }
 

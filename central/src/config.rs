@@ -12,7 +12,7 @@ pub use tally_service::ConfigError;
 use tally_service::{invalid, parse_duration, read_toml};
 
 use crate::merge::MergeSettings;
-use crate::odoo::OdooConfig;
+use crate::odoo::{Api, OdooConfig};
 
 /// Timeout of one Odoo call, before the time added per picking line (half a second: a
 /// 200-line picking gets 160 s): a loaded server retries serialisation failures for up to
@@ -86,6 +86,22 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub odoo_api_key: Option<String>,
+    /// Which of Odoo's APIs to use: `auto` (JSON-2 from Odoo 19 on, JSON-RPC before),
+    /// `json2` or `jsonrpc` [default: auto].
+    #[arg(long, env = "TALLY_ODOO_API", value_name = "API")]
+    pub odoo_api: Option<String>,
+}
+
+/// The `[odoo]` table of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OdooFile {
+    url: Option<String>,
+    db: Option<String>,
+    user: Option<String>,
+    api_key: Option<String>,
+    api: Option<String>,
+    max_writes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,10 +119,53 @@ struct FileConfig {
     merge_window: Option<String>,
     odoo_max_writes: Option<usize>,
     max_connections: Option<usize>,
+    #[serde(default)]
+    odoo: OdooFile,
+    // The flat `odoo_*` keys came before the `[odoo]` table; still read, with a warning.
     odoo_url: Option<String>,
     odoo_db: Option<String>,
     odoo_user: Option<String>,
     odoo_api_key: Option<String>,
+}
+
+impl FileConfig {
+    /// The `[odoo]` table with the old flat keys folded in. Setting one value both ways is
+    /// refused rather than guessed at.
+    fn odoo(&mut self) -> Result<(OdooFile, Vec<String>), ConfigError> {
+        let mut odoo = std::mem::take(&mut self.odoo);
+        let mut deprecated = Vec::new();
+        let flat = [
+            ("odoo_url", self.odoo_url.take(), &mut odoo.url),
+            ("odoo_db", self.odoo_db.take(), &mut odoo.db),
+            ("odoo_user", self.odoo_user.take(), &mut odoo.user),
+            ("odoo_api_key", self.odoo_api_key.take(), &mut odoo.api_key),
+        ];
+        for (key, old, new) in flat {
+            let Some(old) = old else { continue };
+            if new.is_some() {
+                return Err(invalid(
+                    key,
+                    format!("is set both as {key} and in [odoo]; keep the [odoo] one"),
+                ));
+            }
+            *new = Some(old);
+            deprecated.push(format!(
+                "the configuration key {key} is deprecated: write it as {} in the [odoo] table",
+                key.trim_start_matches("odoo_")
+            ));
+        }
+        if let Some(old) = self.odoo_max_writes.take() {
+            if odoo.max_writes.is_some() {
+                return Err(invalid(
+                    "odoo_max_writes",
+                    "is set both as odoo_max_writes and in [odoo]; keep the [odoo] one",
+                ));
+            }
+            odoo.max_writes = Some(old);
+            deprecated.push("the configuration key odoo_max_writes is deprecated: write it as max_writes in the [odoo] table".to_owned());
+        }
+        Ok((odoo, deprecated))
+    }
 }
 
 /// How the sync listener speaks.
@@ -133,14 +192,17 @@ pub struct Config {
     pub odoo: Option<OdooConfig>,
     /// How the merge paces itself.
     pub merge: MergeSettings,
+    /// Deprecated settings found, one sentence each, for the log.
+    pub deprecated: Vec<String>,
 }
 
 impl ConfigArgs {
     pub fn load(&self) -> Result<Config, ConfigError> {
-        let file = match &self.config {
+        let mut file = match &self.config {
             Some(path) => read_toml(path)?,
             None => FileConfig::default(),
         };
+        let (odoo_file, deprecated) = file.odoo()?;
         let data_dir = self
             .data_dir
             .clone()
@@ -208,7 +270,7 @@ impl ConfigArgs {
         if merge_window > Duration::from_secs(3600) {
             return Err(invalid("merge_window", "must be at most 1h"));
         }
-        let max_writes = self.odoo_max_writes.or(file.odoo_max_writes).unwrap_or(1);
+        let max_writes = self.odoo_max_writes.or(odoo_file.max_writes).unwrap_or(1);
         if !(1..=64).contains(&max_writes) {
             return Err(invalid("odoo_max_writes", "must be between 1 and 64"));
         }
@@ -219,12 +281,14 @@ impl ConfigArgs {
         if max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1"));
         }
-        let odoo = odoo_config(
-            self.odoo_url.clone().or(file.odoo_url),
-            self.odoo_db.clone().or(file.odoo_db),
-            self.odoo_user.clone().or(file.odoo_user),
-            self.odoo_api_key.clone().or(file.odoo_api_key),
-        )?;
+        let odoo = odoo_config(OdooFile {
+            url: self.odoo_url.clone().or(odoo_file.url),
+            db: self.odoo_db.clone().or(odoo_file.db),
+            user: self.odoo_user.clone().or(odoo_file.user),
+            api_key: self.odoo_api_key.clone().or(odoo_file.api_key),
+            api: self.odoo_api.clone().or(odoo_file.api),
+            max_writes: None,
+        })?;
         Ok(Config {
             data_dir,
             listen,
@@ -238,16 +302,20 @@ impl ConfigArgs {
                 window: merge_window,
                 max_writes,
             },
+            deprecated,
         })
     }
 }
 
-fn odoo_config(
-    url: Option<String>,
-    db: Option<String>,
-    user: Option<String>,
-    key: Option<String>,
-) -> Result<Option<OdooConfig>, ConfigError> {
+fn odoo_config(odoo: OdooFile) -> Result<Option<OdooConfig>, ConfigError> {
+    let OdooFile {
+        url,
+        db,
+        user,
+        api_key: key,
+        api,
+        ..
+    } = odoo;
     let Some(url) = url else {
         if db.is_some() || key.is_some() {
             return Err(invalid(
@@ -284,6 +352,10 @@ fn odoo_config(
             key.ok_or_else(|| invalid("odoo_api_key", "is required with odoo_url"))?,
         ),
         call_timeout: ODOO_CALL_TIMEOUT,
+        api: match api {
+            Some(text) => text.parse().map_err(|m: String| invalid("odoo.api", m))?,
+            None => Api::Auto,
+        },
     }))
 }
 

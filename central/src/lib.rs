@@ -1,5 +1,5 @@
-//! `tally-central`: authenticates agents, journals their events exactly once, and (next
-//! milestone) merges them into Odoo.
+//! `tally-central`: authenticates agents, journals their events exactly once, and merges them
+//! into Odoo.
 
 #![forbid(unsafe_code)]
 
@@ -74,6 +74,9 @@ impl Central {
             limits: SessionLimits::default(),
             shutdown: shutdown.clone(),
         });
+        for warning in &self.config.deprecated {
+            tracing::warn!("{warning}");
+        }
         let tracker = TaskTracker::new();
         let merge_status = Arc::new(merge::MergeStatus::default());
         match &self.config.odoo {

@@ -110,6 +110,9 @@ fn main() -> ExitCode {
                     config.listen,
                     config.admin_listen
                 );
+                for warning in &config.deprecated {
+                    println!("warning: {warning}");
+                }
                 Ok(())
             }
             Err(code) => return code,

@@ -59,6 +59,7 @@ impl Setup {
             login: self.sim.login().to_owned(),
             api_key: Secret::new(self.sim.api_key()),
             call_timeout: Duration::from_millis(500),
+            api: Default::default(),
         })
         .await
         .unwrap();
@@ -384,6 +385,7 @@ async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
             login: s.sim.login().to_owned(),
             api_key: Secret::new(s.sim.api_key()),
             call_timeout: Duration::from_millis(500),
+            api: Default::default(),
         })
         .await
         .unwrap();
@@ -807,6 +809,7 @@ async fn warehouses_merge_side_by_side_within_the_write_permits() {
             login: s.sim.login().to_owned(),
             api_key: Secret::new(s.sim.api_key()),
             call_timeout: Duration::from_secs(5),
+            api: Default::default(),
         })
         .await
         .unwrap()

@@ -31,6 +31,7 @@ async fn connect(sim: &OdooSim) -> OdooClient {
         login: sim.login().to_owned(),
         api_key: Secret::new(sim.api_key()),
         call_timeout: CALL_TIMEOUT,
+        api: Default::default(),
     };
     let breaker = Breaker::new(Duration::from_millis(40), Duration::from_millis(40));
     OdooClient::connect_with(&config, Arc::new(breaker))
@@ -205,6 +206,7 @@ async fn bad_credentials_are_an_auth_error_that_never_shows_the_key() {
         login: sim.login().to_owned(),
         api_key: Secret::new(key),
         call_timeout: CALL_TIMEOUT,
+        api: Default::default(),
     })
     .await
     .unwrap_err();
@@ -216,6 +218,7 @@ async fn bad_credentials_are_an_auth_error_that_never_shows_the_key() {
         login: sim.login().to_owned(),
         api_key: Secret::new(sim.api_key()),
         call_timeout: CALL_TIMEOUT,
+        api: Default::default(),
     })
     .await
     .unwrap_err();

@@ -38,6 +38,7 @@ impl TestCentral {
             max_connections: 100,
             odoo: None,
             merge: Default::default(),
+            deprecated: Vec::new(),
         };
         let central = Central::open(config).unwrap();
         let store = central.store().clone();

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, ensure};
 use serde_json::{Value, json};
+use tally_central::odoo::Call;
 use tally_central::odoo::OdooClient;
 
 /// Which way the goods go.
@@ -41,19 +42,20 @@ pub async fn open_picking(
         .into_iter()
         .next()
         .with_context(|| format!("Odoo has no product {sku}"))?;
+    let mut line = json!({"product_id": product.id, "product_uom": product.uom_id,
+                          "product_uom_qty": qty, "location_id": from, "location_dest_id": to});
+    // Odoo 19 has no move description; 17 and 18 require one.
+    if odoo.major_version() < 19 {
+        line["name"] = json!(sku);
+    }
     let created = odoo
-        .execute_kw(
-            "stock.picking",
-            "create",
+        .execute(Call::model("stock.picking", "create").arg(
+            "vals_list",
             json!([{
                 "picking_type_id": kind, "location_id": from, "location_dest_id": to,
-                "origin": origin,
-                "move_ids": [[0, 0, {"name": sku, "product_id": product.id,
-                                     "product_uom": product.uom_id, "product_uom_qty": qty,
-                                     "location_id": from, "location_dest_id": to}]],
+                "origin": origin, "move_ids": [[0, 0, line]],
             }]),
-            json!({}),
-        )
+        ))
         .await?
         .context("no answer to stock.picking.create")?;
     let id = created
@@ -61,7 +63,7 @@ pub async fn open_picking(
         .or_else(|| created.get(0).and_then(Value::as_i64))
         .context("no picking id")?;
     for method in ["action_confirm", "action_assign"] {
-        odoo.execute_kw("stock.picking", method, json!([[id]]), json!({}))
+        odoo.execute(Call::records("stock.picking", method, vec![id]))
             .await?;
     }
     let (name, state) = name_and_state(odoo, id).await?;

@@ -47,6 +47,7 @@ fn live_odoo() -> Option<OdooConfig> {
         login: var("TALLY_ODOO_USER")?,
         api_key: Secret::new(var("TALLY_ODOO_API_KEY")?),
         call_timeout: Duration::from_secs(300),
+        api: Default::default(),
     })
 }
 
@@ -64,6 +65,7 @@ async fn simulator(version: Version, skus: &[&str]) -> anyhow::Result<(OdooSim, 
         login: sim.login().to_owned(),
         api_key: Secret::new(sim.api_key()),
         call_timeout: Duration::from_secs(60),
+        api: Default::default(),
     };
     Ok((sim, config))
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::odoo::breaker::{Breaker, CircuitState};
-use crate::odoo::{ErrorKind, OdooClient, OdooConfig};
+use crate::odoo::{OdooClient, OdooConfig};
 use crate::store::Store;
 use apply::RetryPolicy;
 use engine::Engine;
@@ -22,8 +22,8 @@ use engine::Engine;
 /// How often the engine looks at the journal even when nothing new was committed (it also
 /// retries parked work that failed for a retryable reason).
 const IDLE_PASS: Duration = Duration::from_secs(10);
-/// How long to wait after an error that needs a person (bad key, missing rights) before trying
-/// again.
+/// How long to wait after an error that needs a person (bad key, missing rights, a field this
+/// Odoo does not have) before trying again.
 const AUTH_PAUSE: Duration = Duration::from_secs(60);
 
 /// How the merge paces itself.
@@ -56,6 +56,8 @@ pub struct MergeStatus {
 pub struct MergeState {
     pub connected: bool,
     pub odoo_version: Option<u32>,
+    /// `jsonrpc` or `json2`, once connected.
+    pub odoo_api: Option<crate::odoo::Transport>,
     pub merged_events: u64,
     /// Set while merging is paused on an error only a person can fix.
     pub alert: Option<String>,
@@ -83,7 +85,9 @@ impl MergeStatus {
 
 /// Merges journaled events into Odoo until `shutdown`: a merge window after a journal commit
 /// (what else is journaled meanwhile joins the same run), at once when woken for a retry, and every
-/// [`IDLE_PASS`] otherwise. Retryable failures back off; auth failures pause and raise an alert.
+/// [`IDLE_PASS`] otherwise. Retryable failures back off; failures only a person can fix (a bad
+/// key, a missing right, Tally and Odoo disagreeing on a field) pause, raise an alert and are
+/// logged once, leaving the events where they are.
 pub async fn run(
     store: Store,
     config: OdooConfig,
@@ -103,6 +107,17 @@ pub async fn run(
         open_for.unwrap_or_default()
     };
     let mut failures = 0u32;
+    // The alert last logged: a paused merge retries every minute, and says so once.
+    let mut logged_alert: Option<String> = None;
+    let mut raise = |status: &MergeStatus, alert: Option<String>| {
+        if let Some(alert) = &alert
+            && logged_alert.as_ref() != Some(alert)
+        {
+            tracing::error!(%alert, "merging into Odoo is paused until a person fixes this");
+        }
+        logged_alert.clone_from(&alert);
+        status.update(|s| s.alert = alert);
+    };
     loop {
         let client = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -111,13 +126,15 @@ pub async fn run(
         let client = match client {
             Ok(client) => client.with_max_writes(settings.max_writes),
             Err(error) => {
-                let auth = error.kind == ErrorKind::Auth;
-                tracing::error!(%error, url = %config.url, "cannot connect to Odoo");
+                let auth = error.kind.needs_person();
+                if !auth {
+                    tracing::warn!(%error, url = %config.url, "cannot connect to Odoo");
+                }
                 status.update(|s| {
                     s.connected = false;
                     s.last_error = Some(error.to_string());
-                    s.alert = auth.then(|| error.to_string());
                 });
+                raise(&status, auth.then(|| error.to_string()));
                 let pause = if auth {
                     AUTH_PAUSE
                 } else {
@@ -129,11 +146,11 @@ pub async fn run(
                 tokio::select! { () = shutdown.cancelled() => return, () = tokio::time::sleep(pause) => continue }
             }
         };
-        tracing::info!(url = %config.url, version = client.major_version(), "connected to Odoo");
+        tracing::info!(url = %config.url, version = client.major_version(), api = %client.transport(), "connected to Odoo");
         status.update(|s| {
             s.connected = true;
             s.odoo_version = Some(client.major_version());
-            s.alert = None;
+            s.odoo_api = Some(client.transport());
         });
         let mut engine = Engine::new(store.clone(), client, policy);
         // Warehouses already reported as unable to merge (logged once, not every pass).
@@ -155,16 +172,16 @@ pub async fn run(
                     status.update(|s| {
                         s.merged_events += merged;
                         s.last_error = None;
-                        s.alert = (!stuck.is_empty()).then(|| stuck.join("; "));
                     });
+                    raise(&status, (!stuck.is_empty()).then(|| stuck.join("; ")));
                 }
                 Err(error) => {
-                    let auth = error.kind() == ErrorKind::Auth;
-                    tracing::warn!(%error, "merge pass stopped");
-                    status.update(|s| {
-                        s.last_error = Some(error.to_string());
-                        s.alert = auth.then(|| error.to_string());
-                    });
+                    let auth = error.kind().needs_person();
+                    if !auth {
+                        tracing::warn!(%error, "merge pass stopped");
+                    }
+                    status.update(|s| s.last_error = Some(error.to_string()));
+                    raise(&status, auth.then(|| error.to_string()));
                     let pause = if auth {
                         AUTH_PAUSE
                     } else {

@@ -1,11 +1,12 @@
-//! Typed calls for what the merge needs, each one JSON-RPC request (CONTRACT §3, §4, §11).
+//! Typed calls for what the merge needs, each one request to Odoo over either transport
+//! (docs/odoo.md).
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 use tally_protocol::Qty;
 
-use super::client::OdooClient;
+use super::client::{Call, OdooClient};
 use super::error::{ErrorKind, OdooError};
 use crate::merge::plan::{Line, OpenPicking, PickingKind, PlannedFill, PlannedPicking};
 
@@ -51,7 +52,7 @@ pub struct PickingState {
 
 fn malformed(what: &str) -> OdooError {
     OdooError::new(
-        ErrorKind::Permanent,
+        ErrorKind::Contract,
         "malformed-answer",
         format!("Odoo's answer to {what} has an unexpected shape"),
     )
@@ -82,14 +83,13 @@ impl OdooClient {
         fields: &[&str],
         context: Option<Value>,
     ) -> Result<Vec<Value>, OdooError> {
-        let mut kwargs = json!({ "fields": fields });
+        let mut call = Call::model(model, "search_read")
+            .arg("domain", domain)
+            .kwarg("fields", json!(fields));
         if let Some(context) = context {
-            kwargs["context"] = context;
+            call = call.context(context);
         }
-        match self
-            .execute_kw(model, "search_read", json!([domain]), kwargs)
-            .await?
-        {
+        match self.execute(call).await? {
             Some(Value::Array(rows)) => Ok(rows),
             _ => Err(malformed(&format!("{model}.search_read"))),
         }
@@ -266,13 +266,16 @@ impl OdooClient {
             .iter()
             .map(|line| {
                 let mut values = json!({
-                    "name": picking.key,
                     "product_id": line.product,
                     "product_uom": line.uom,
                     "product_uom_qty": qty_value(line.qty),
                     "location_id": line.from,
                     "location_dest_id": line.to,
                 });
+                // Odoo 17 and 18 require a move's description; 19 removed the field.
+                if self.major_version() < 19 {
+                    values["name"] = json!(picking.key);
+                }
                 if line.lot.is_none() {
                     values["quantity"] = qty_value(line.qty);
                     values["picked"] = json!(true);
@@ -307,12 +310,10 @@ impl OdooClient {
             values["move_line_ids"] = json!(lot_lines);
         }
         match self
-            .execute_write(
-                "stock.picking",
-                "create",
-                json!([values]),
-                json!({}),
-                picking.lines.len(),
+            .write(
+                Call::model("stock.picking", "create")
+                    .arg("vals_list", json!([values]))
+                    .lines(picking.lines.len()),
             )
             .await?
         {
@@ -341,13 +342,10 @@ impl OdooClient {
                 continue;
             }
             let created = self
-                .execute_write(
-                    "stock.lot",
-                    "create",
+                .write(Call::model("stock.lot", "create").arg(
+                    "vals_list",
                     json!([{"name": name, "product_id": line.product}]),
-                    json!({}),
-                    0,
-                )
+                ))
                 .await;
             match created {
                 Ok(Some(id)) => {
@@ -412,12 +410,10 @@ impl OdooClient {
         let context =
             json!({"skip_backorder": true, "picking_ids_not_to_backorder": [id], "skip_sms": true});
         let result = self
-            .execute_write(
-                "stock.picking",
-                "button_validate",
-                json!([[id]]),
-                json!({ "context": context }),
-                lines,
+            .write(
+                Call::records("stock.picking", "button_validate", vec![id])
+                    .context(context)
+                    .lines(lines),
             )
             .await?;
         Ok(result == Some(Value::Bool(true)))
@@ -579,15 +575,9 @@ impl OdooClient {
 
     /// Cancels a picking so it leaves no reservation behind.
     pub async fn cancel_picking(&self, id: i64) -> Result<(), OdooError> {
-        self.execute_write(
-            "stock.picking",
-            "action_cancel",
-            json!([[id]]),
-            json!({}),
-            0,
-        )
-        .await
-        .map(|_| ())
+        self.write(Call::records("stock.picking", "action_cancel", vec![id]))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -793,12 +783,10 @@ impl OdooClient {
             .map(|m| json!([1, m.move_id, {"quantity": qty_value(m.qty), "picked": true}]))
             .collect();
         let note = format!("{note}<p>{}</p>", fill.marker());
-        self.execute_write(
-            "stock.picking",
-            "write",
-            json!([[fill.picking], {"note": note, "move_ids": moves}]),
-            json!({}),
-            fill.moves.len(),
+        self.write(
+            Call::records("stock.picking", "write", vec![fill.picking])
+                .arg("vals", json!({"note": note, "move_ids": moves}))
+                .lines(fill.moves.len()),
         )
         .await
         .map(|_| ())
@@ -809,12 +797,10 @@ impl OdooClient {
     pub async fn validate_with_backorder(&self, fill: &PlannedFill) -> Result<bool, OdooError> {
         let context = json!({"skip_backorder": true, "skip_sms": true});
         let result = self
-            .execute_write(
-                "stock.picking",
-                "button_validate",
-                json!([[fill.picking]]),
-                json!({ "context": context }),
-                fill.moves.len(),
+            .write(
+                Call::records("stock.picking", "button_validate", vec![fill.picking])
+                    .context(context)
+                    .lines(fill.moves.len()),
             )
             .await?;
         Ok(result == Some(Value::Bool(true)))

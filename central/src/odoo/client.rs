@@ -1,11 +1,14 @@
-//! The JSON-RPC transport: `POST /jsonrpc`, the envelope, and turning every failure into an
-//! [`OdooError`]. Knows nothing about stock; [`super::api`] builds on it.
+//! The transports to Odoo's external API — JSON-RPC (`POST /jsonrpc`, Odoo 17 to 21) and
+//! JSON-2 (`POST /json/2/<model>/<method>`, Odoo 19 and later) — and turning every failure
+//! into an [`OdooError`]. A [`Call`] says what to call once; each transport encodes it its
+//! own way. Knows nothing about stock; [`super::api`] builds on it.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tally_protocol::Secret;
 
 use super::breaker::Breaker;
@@ -14,8 +17,53 @@ use super::error::{ErrorKind, OdooError, classify_application, classify_http};
 /// Largest answer read from Odoo (a 1000-SKU availability read is well under this).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Time added to a call's timeout per picking line it writes or validates: Odoo spends
-/// ~35 ms a line on a small server (CONTRACT §4.2), far more when it is loaded.
+/// ~35 ms a line on a small server (docs/odoo.md), far more when it is loaded.
 const TIMEOUT_PER_LINE: Duration = Duration::from_millis(500);
+/// The first Odoo version that serves JSON-2; `auto` uses it from there on (19 deprecates
+/// `/jsonrpc`, and Odoo's documentation schedules its removal for 22).
+const FIRST_JSON2_MAJOR: u32 = 19;
+
+/// Which of Odoo's external APIs to use (`[odoo] api` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Api {
+    /// JSON-2 from Odoo 19 on, JSON-RPC before.
+    #[default]
+    Auto,
+    Json2,
+    JsonRpc,
+}
+
+impl FromStr for Api {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Api, String> {
+        match text {
+            "auto" => Ok(Api::Auto),
+            "json2" => Ok(Api::Json2),
+            "jsonrpc" => Ok(Api::JsonRpc),
+            other => Err(format!(
+                "{other:?} is not an Odoo API (auto, json2 or jsonrpc)"
+            )),
+        }
+    }
+}
+
+/// The transport a connected client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    JsonRpc,
+    Json2,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::JsonRpc => "jsonrpc",
+            Transport::Json2 => "json2",
+        })
+    }
+}
 
 /// Where and as whom to reach Odoo.
 #[derive(Clone)]
@@ -27,8 +75,9 @@ pub struct OdooConfig {
     /// The integration user's API key (never logged).
     pub api_key: Secret,
     /// Timeout of one call; calls that write or validate picking lines get
-    /// [`TIMEOUT_PER_LINE`] more per line (CONTRACT §4.2).
+    /// [`TIMEOUT_PER_LINE`] more per line.
     pub call_timeout: Duration,
+    pub api: Api,
 }
 
 impl std::fmt::Debug for OdooConfig {
@@ -38,24 +87,115 @@ impl std::fmt::Debug for OdooConfig {
             .field("db", &self.db)
             .field("login", &self.login)
             .field("api_key", &self.api_key)
+            .field("api", &self.api)
             .finish()
+    }
+}
+
+/// One call of a model's method, said once for both transports. JSON-RPC's `execute_kw`
+/// takes the record ids and [`Call::arg`]s by position and [`Call::kwarg`]s by name; JSON-2
+/// takes everything by name (`ids`, each argument's parameter name, `context`).
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    model: &'a str,
+    method: &'a str,
+    ids: Option<Vec<i64>>,
+    args: Vec<(&'static str, Value)>,
+    kwargs: Vec<(&'static str, Value)>,
+    /// Picking lines it writes or validates (its timeout grows with them).
+    lines: usize,
+}
+
+impl<'a> Call<'a> {
+    /// A method of the model itself (`search_read`, `create`).
+    pub fn model(model: &'a str, method: &'a str) -> Call<'a> {
+        Call {
+            model,
+            method,
+            ids: None,
+            args: Vec::new(),
+            kwargs: Vec::new(),
+            lines: 0,
+        }
+    }
+
+    /// A method of the records `ids` (`write`, `button_validate`).
+    pub fn records(model: &'a str, method: &'a str, ids: Vec<i64>) -> Call<'a> {
+        Call {
+            ids: Some(ids),
+            ..Call::model(model, method)
+        }
+    }
+
+    /// The next positional argument, whose parameter is called `name` in Odoo's signature.
+    pub fn arg(mut self, name: &'static str, value: Value) -> Call<'a> {
+        self.args.push((name, value));
+        self
+    }
+
+    /// A keyword argument.
+    pub fn kwarg(mut self, name: &'static str, value: Value) -> Call<'a> {
+        self.kwargs.push((name, value));
+        self
+    }
+
+    pub fn context(self, context: Value) -> Call<'a> {
+        self.kwarg("context", context)
+    }
+
+    pub fn lines(mut self, lines: usize) -> Call<'a> {
+        self.lines = lines;
+        self
+    }
+
+    /// `model.method`, for errors.
+    pub fn target(&self) -> String {
+        format!("{}.{}", self.model, self.method)
+    }
+
+    /// `execute_kw`'s `args` and `kwargs`.
+    fn jsonrpc_args(&self) -> (Value, Value) {
+        let ids = self.ids.iter().map(|ids| json!(ids));
+        let args: Vec<Value> = ids
+            .chain(self.args.iter().map(|(_, v)| v.clone()))
+            .collect();
+        let kwargs: Map<String, Value> = self
+            .kwargs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        (Value::Array(args), Value::Object(kwargs))
+    }
+
+    /// JSON-2's body: every argument by name.
+    fn json2_body(&self) -> Value {
+        let mut body = Map::new();
+        if let Some(ids) = &self.ids {
+            body.insert("ids".into(), json!(ids));
+        }
+        for (name, value) in self.args.iter().chain(&self.kwargs) {
+            body.insert((*name).to_owned(), value.clone());
+        }
+        Value::Object(body)
     }
 }
 
 /// An authenticated connection to one Odoo database.
 pub struct OdooClient {
     http: reqwest::Client,
-    endpoint: String,
+    base: String,
     db: String,
+    login: String,
     uid: i64,
     api_key: Secret,
-    /// The server's major version (17, 18, ...): product type fields differ.
+    /// The server's major version (17, 18, 19, ...): fields differ between them.
     major: u32,
+    transport: Transport,
     next_id: AtomicU64,
     timeout: Duration,
     breaker: Arc<Breaker>,
     /// Permits for calls that change data: Odoo serialises validations, and concurrent ones
-    /// only fail with serialisation errors (CONTRACT §8).
+    /// only fail with serialisation errors (docs/odoo.md).
     writes: Arc<tokio::sync::Semaphore>,
     /// Odoo's clock minus central's, in microseconds, from the `Date` of Odoo's last answer
     /// (whole seconds, so within about half a second).
@@ -65,16 +205,18 @@ pub struct OdooClient {
 impl std::fmt::Debug for OdooClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OdooClient")
-            .field("endpoint", &self.endpoint)
+            .field("base", &self.base)
             .field("db", &self.db)
             .field("uid", &self.uid)
             .field("major", &self.major)
+            .field("transport", &self.transport)
             .finish()
     }
 }
 
 impl OdooClient {
-    /// Detects the version and authenticates (the first call per key costs ~0.8 s on Odoo).
+    /// Detects the version, picks the transport and authenticates (the first call per key
+    /// costs ~0.8 s on Odoo).
     pub async fn connect(config: &OdooConfig) -> Result<OdooClient, OdooError> {
         OdooClient::connect_with(config, Arc::default()).await
     }
@@ -87,101 +229,179 @@ impl OdooClient {
     ) -> Result<OdooClient, OdooError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("tally-central/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OdooError::new(ErrorKind::Auth, "http-client", e.to_string()))?;
         let mut client = OdooClient {
             http,
-            endpoint: format!("{}/jsonrpc", config.url.trim_end_matches('/')),
+            base: config.url.trim_end_matches('/').to_owned(),
             db: config.db.clone(),
+            login: config.login.clone(),
             uid: 0,
             api_key: config.api_key.clone(),
             major: 0,
+            transport: Transport::JsonRpc,
             next_id: AtomicU64::new(1),
             timeout: config.call_timeout,
             breaker,
             writes: Arc::new(tokio::sync::Semaphore::new(1)),
             clock_offset: AtomicI64::new(0),
         };
-        let version = client
-            .call("common", "version", json!([]), config.call_timeout)
-            .await?;
-        client.major = version
+        client.major = client.detect_version().await?;
+        client.transport = match config.api {
+            Api::JsonRpc => Transport::JsonRpc,
+            Api::Json2 => Transport::Json2,
+            Api::Auto if client.major >= FIRST_JSON2_MAJOR => Transport::Json2,
+            Api::Auto => Transport::JsonRpc,
+        };
+        if client.transport == Transport::Json2 && client.major < FIRST_JSON2_MAJOR {
+            return Err(OdooError::new(
+                ErrorKind::Contract,
+                "configuration",
+                format!(
+                    "api = \"json2\" needs Odoo {FIRST_JSON2_MAJOR} or later; this server is Odoo {}",
+                    client.major
+                ),
+            ));
+        }
+        client.uid = match client.transport {
+            Transport::JsonRpc => client.authenticate_jsonrpc().await?,
+            Transport::Json2 => client.authenticate_json2().await?,
+        };
+        Ok(client)
+    }
+
+    /// The major version, from the web client's `/web/webclient/version_info` (no
+    /// credentials; the same answer as `common.version`, on a route that is not the `/jsonrpc`
+    /// endpoint Odoo 19 deprecates).
+    async fn detect_version(&self) -> Result<u32, OdooError> {
+        let request = self
+            .http
+            .post(format!("{}/web/webclient/version_info", self.base))
+            .json(&json!({"jsonrpc": "2.0", "method": "call", "params": {}, "id": 0}));
+        self.breaker.admit(Instant::now())?;
+        let answer = match self.send(request, self.timeout).await {
+            Ok((status, body)) => parse_jsonrpc_answer(status, &body),
+            Err(e) => Err(e),
+        };
+        self.breaker
+            .record(answer.as_ref().map(|_| ()), Instant::now());
+        answer?
             .as_ref()
-            .and_then(|v| v["server_version_info"][0].as_u64())
+            .and_then(|v| v["server_version_info"].get(0))
+            .and_then(Value::as_u64)
             .and_then(|v| u32::try_from(v).ok())
             .ok_or_else(|| {
                 OdooError::new(
-                    ErrorKind::Auth,
+                    ErrorKind::Contract,
                     "version",
-                    "common.version did not report server_version_info",
+                    "/web/webclient/version_info did not report server_version_info",
                 )
-            })?;
-        let uid = client
-            .call(
+            })
+    }
+
+    fn refused_login(&self) -> OdooError {
+        OdooError::new(
+            ErrorKind::Auth,
+            "authenticate",
+            format!(
+                "Odoo refused login {:?} with the configured API key on database {:?}",
+                self.login, self.db
+            ),
+        )
+    }
+
+    async fn authenticate_jsonrpc(&self) -> Result<i64, OdooError> {
+        let uid = self
+            .jsonrpc(
                 "common",
                 "authenticate",
-                json!([config.db, config.login, config.api_key.expose(), {}]),
-                config.call_timeout,
+                json!([self.db, self.login, self.api_key.expose(), {}]),
+                self.timeout,
             )
             .await?;
-        client.uid = match uid {
-            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-            _ => {
-                return Err(OdooError::new(
-                    ErrorKind::Auth,
-                    "authenticate",
-                    format!(
-                        "Odoo refused login {:?} with the configured API key on database {:?}",
-                        config.login, config.db
-                    ),
-                ));
-            }
-        };
-        Ok(client)
+        match uid {
+            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| self.refused_login()),
+            _ => Err(self.refused_login()),
+        }
+    }
+
+    /// JSON-2 has no login: the key says who calls. The key is checked (401 otherwise) and
+    /// its user's login compared with the configured one, so a key pasted from another user
+    /// is caught at start rather than showing up as someone else's changes in Odoo.
+    async fn authenticate_json2(&self) -> Result<i64, OdooError> {
+        let context = self
+            .execute(Call::model("res.users", "context_get"))
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::Auth => self.refused_login(),
+                _ => e,
+            })?;
+        let uid = context
+            .as_ref()
+            .and_then(|c| c["uid"].as_i64())
+            .ok_or_else(|| malformed("res.users.context_get"))?;
+        let rows = self
+            .execute(
+                Call::model("res.users", "search_read")
+                    .arg("domain", json!([["id", "=", uid]]))
+                    .kwarg("fields", json!(["login"])),
+            )
+            .await?;
+        let login = rows
+            .as_ref()
+            .and_then(|r| r[0]["login"].as_str())
+            .ok_or_else(|| malformed("res.users.search_read"))?;
+        if login != self.login {
+            return Err(OdooError::new(
+                ErrorKind::Auth,
+                "authenticate",
+                format!(
+                    "the configured API key belongs to Odoo user {login:?}, not {:?}",
+                    self.login
+                ),
+            ));
+        }
+        Ok(uid)
     }
 
     pub fn major_version(&self) -> u32 {
         self.major
     }
 
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
     pub fn uid(&self) -> i64 {
         self.uid
     }
 
-    /// `object.execute_kw(db, uid, key, model, method, args, kwargs)`. `Ok(None)` is a method
-    /// that returned nothing (Odoo then sends no `result` key at all).
-    pub async fn execute_kw(
-        &self,
-        model: &str,
-        method: &str,
-        args: Value,
-        kwargs: Value,
-    ) -> Result<Option<Value>, OdooError> {
-        self.execute_kw_lines(model, method, args, kwargs, 0).await
-    }
-
-    /// [`OdooClient::execute_kw`] for a call that writes or validates `lines` picking lines:
-    /// its timeout grows with them.
-    pub async fn execute_kw_lines(
-        &self,
-        model: &str,
-        method: &str,
-        args: Value,
-        kwargs: Value,
-        lines: usize,
-    ) -> Result<Option<Value>, OdooError> {
+    /// Calls a model's method. `Ok(None)` is a method that returned nothing.
+    pub async fn execute(&self, call: Call<'_>) -> Result<Option<Value>, OdooError> {
         let timeout = self.timeout
-            + TIMEOUT_PER_LINE.saturating_mul(u32::try_from(lines).unwrap_or(u32::MAX));
-        let params = json!([
-            self.db,
-            self.uid,
-            self.api_key.expose(),
-            model,
-            method,
-            args,
-            kwargs
-        ]);
-        self.call("object", "execute_kw", params, timeout).await
+            + TIMEOUT_PER_LINE.saturating_mul(u32::try_from(call.lines).unwrap_or(u32::MAX));
+        self.breaker.admit(Instant::now())?;
+        let result = match self.transport {
+            Transport::JsonRpc => {
+                let (args, kwargs) = call.jsonrpc_args();
+                let params = json!([
+                    self.db,
+                    self.uid,
+                    self.api_key.expose(),
+                    call.model,
+                    call.method,
+                    args,
+                    kwargs
+                ]);
+                self.send_jsonrpc("object", "execute_kw", params, timeout)
+                    .await
+            }
+            Transport::Json2 => self.send_json2(&call, timeout).await,
+        };
+        self.breaker
+            .record(result.as_ref().map(|_| ()), Instant::now());
+        result.map_err(|e| e.during(call.target()))
     }
 
     /// Allows `max` calls that change data in flight at once (1 unless set).
@@ -190,22 +410,14 @@ impl OdooClient {
         self
     }
 
-    /// [`OdooClient::execute_kw_lines`] for a call that changes data: it waits for one of the
-    /// write permits first.
-    pub async fn execute_write(
-        &self,
-        model: &str,
-        method: &str,
-        args: Value,
-        kwargs: Value,
-        lines: usize,
-    ) -> Result<Option<Value>, OdooError> {
+    /// [`OdooClient::execute`] for a call that changes data: it waits for one of the write
+    /// permits first.
+    pub async fn write(&self, call: Call<'_>) -> Result<Option<Value>, OdooError> {
         let _permit =
             self.writes.acquire().await.map_err(|_| {
                 OdooError::new(ErrorKind::Retryable, "closed", "the client is closing")
             })?;
-        self.execute_kw_lines(model, method, args, kwargs, lines)
-            .await
+        self.execute(call).await
     }
 
     /// How far Odoo's clock is ahead of central's (microseconds; negative when behind), as
@@ -219,7 +431,8 @@ impl OdooClient {
         &self.breaker
     }
 
-    async fn call(
+    /// A JSON-RPC call outside `execute_kw` (the `common` service), through the breaker.
+    async fn jsonrpc(
         &self,
         service: &str,
         method: &str,
@@ -227,13 +440,13 @@ impl OdooClient {
         timeout: Duration,
     ) -> Result<Option<Value>, OdooError> {
         self.breaker.admit(Instant::now())?;
-        let result = self.send(service, method, args, timeout).await;
+        let result = self.send_jsonrpc(service, method, args, timeout).await;
         self.breaker
             .record(result.as_ref().map(|_| ()), Instant::now());
         result
     }
 
-    async fn send(
+    async fn send_jsonrpc(
         &self,
         service: &str,
         method: &str,
@@ -242,11 +455,48 @@ impl OdooClient {
     ) -> Result<Option<Value>, OdooError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "method": "call", "params": {"service": service, "method": method, "args": args}, "id": id});
-        let sent = tally_protocol::Timestamp::now().as_micros();
-        let response = self
+        let request = self.http.post(format!("{}/jsonrpc", self.base)).json(&body);
+        let (status, bytes) = self.send(request, timeout).await?;
+        parse_jsonrpc_answer(status, &bytes)
+    }
+
+    async fn send_json2(
+        &self,
+        call: &Call<'_>,
+        timeout: Duration,
+    ) -> Result<Option<Value>, OdooError> {
+        let request = self
             .http
-            .post(&self.endpoint)
-            .json(&body)
+            .post(format!(
+                "{}/json/2/{}/{}",
+                self.base, call.model, call.method
+            ))
+            .bearer_auth(self.api_key.expose())
+            .header("X-Odoo-Database", &self.db)
+            .json(&call.json2_body());
+        let (status, bytes) = self.send(request, timeout).await?;
+        let parsed = serde_json::from_slice::<Value>(&bytes);
+        match parsed {
+            Ok(value) if status.is_success() => Ok(Some(value).filter(|v| !v.is_null())),
+            Ok(error) if error.get("name").is_some() => {
+                Err(parse_json2_error(status.as_u16(), &error))
+            }
+            _ => Err(OdooError::new(
+                classify_http(status.as_u16()),
+                format!("http-{}", status.as_u16()),
+                format!("Odoo answered HTTP {status} without a JSON-2 body"),
+            )),
+        }
+    }
+
+    /// Sends a request and reads its whole answer (bounded), noting Odoo's clock.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), OdooError> {
+        let sent = tally_protocol::Timestamp::now().as_micros();
+        let response = request
             .timeout(timeout)
             .send()
             .await
@@ -264,22 +514,16 @@ impl OdooClient {
                 .store(odoo + 500_000 - central, Ordering::Relaxed);
         }
         let status = response.status();
-        let bytes = read_limited(response).await?;
-        let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
-        match parsed {
-            Ok(envelope) if envelope.is_object() => parse_envelope(envelope),
-            _ if !status.is_success() => Err(OdooError::new(
-                classify_http(status.as_u16()),
-                format!("http-{}", status.as_u16()),
-                format!("Odoo answered HTTP {status} without a JSON-RPC body"),
-            )),
-            _ => Err(OdooError::new(
-                ErrorKind::Retryable,
-                "non-json",
-                format!("Odoo answered HTTP {status} with a body that is not JSON-RPC"),
-            )),
-        }
+        Ok((status, read_limited(response).await?))
     }
+}
+
+fn malformed(what: &str) -> OdooError {
+    OdooError::new(
+        ErrorKind::Contract,
+        "malformed-answer",
+        format!("Odoo's answer to {what} has an unexpected shape"),
+    )
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, OdooError> {
@@ -317,6 +561,26 @@ fn transport_error(e: reqwest::Error) -> OdooError {
     OdooError::new(ErrorKind::Retryable, name, e.without_url().to_string())
 }
 
+/// A JSON-RPC answer: its envelope's result or error, or what its status says.
+fn parse_jsonrpc_answer(
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Result<Option<Value>, OdooError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(envelope) if envelope.is_object() => parse_envelope(envelope),
+        _ if !status.is_success() => Err(OdooError::new(
+            classify_http(status.as_u16()),
+            format!("http-{}", status.as_u16()),
+            format!("Odoo answered HTTP {status} without a JSON-RPC body"),
+        )),
+        _ => Err(OdooError::new(
+            ErrorKind::Retryable,
+            "non-json",
+            format!("Odoo answered HTTP {status} with a body that is not JSON-RPC"),
+        )),
+    }
+}
+
 /// Splits a JSON-RPC envelope into its result or its classified error.
 pub fn parse_envelope(mut envelope: Value) -> Result<Option<Value>, OdooError> {
     if let Some(error) = envelope.get("error") {
@@ -334,6 +598,18 @@ pub fn parse_envelope(mut envelope: Value) -> Result<Option<Value>, OdooError> {
         ));
     }
     Ok(envelope.get_mut("result").map(Value::take))
+}
+
+/// Turns a JSON-2 error answer (`{"name", "message", "arguments", "context", "debug"}`
+/// with an HTTP error status) into an [`OdooError`]; the `debug` traceback is left out.
+pub fn parse_json2_error(status: u16, error: &Value) -> OdooError {
+    let name = error["name"].as_str().unwrap_or("unknown").to_owned();
+    let message = error["message"].as_str().unwrap_or_default().to_owned();
+    let kind = match status {
+        401 => ErrorKind::Auth,
+        _ => classify_application(&name, &message),
+    };
+    OdooError::new(kind, name, message)
 }
 
 #[cfg(test)]
@@ -380,6 +656,7 @@ mod tests {
             login: "edge-sync".into(),
             api_key: Secret::new("0123456789abcdef0123456789abcdef01234567"),
             call_timeout: Duration::from_secs(1),
+            api: Api::Auto,
         };
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }

@@ -1,7 +1,7 @@
-//! What can go wrong talking to Odoo, sorted into the three kinds the merge engine acts on.
+//! What can go wrong talking to Odoo, sorted into the four kinds the merge engine acts on.
 //!
 //! The classification is a pure function of what came back (`classify_*`), unit-tested against
-//! the error envelopes recorded from real Odoo 17 and 18 servers (`shared/odoo/CONTRACT.md` §1, §8).
+//! the error answers recorded from real Odoo 17, 18 and 19 servers (docs/odoo.md, "Errors").
 
 use std::fmt;
 
@@ -15,9 +15,20 @@ pub enum ErrorKind {
     /// Odoo refused this data (unknown product, missing lot, a constraint): retrying the same
     /// request cannot help; the events behind it are parked.
     Permanent,
-    /// Credentials, rights or configuration are wrong (bad key, missing access right, unknown
-    /// database): nothing for this Odoo can succeed until a person fixes it.
+    /// Credentials or configuration are wrong (bad key, unknown database): nothing for this
+    /// Odoo can succeed until a person fixes it.
     Auth,
+    /// Tally and this Odoo disagree about the API itself — an unknown field, model or method,
+    /// a missing access right, an answer of the wrong shape. It says nothing about the events
+    /// being merged: merging pauses with an alert, and the events wait, never parked.
+    Contract,
+}
+
+impl ErrorKind {
+    /// Whether only a person can end it (merging pauses and raises an alert).
+    pub fn needs_person(self) -> bool {
+        matches!(self, ErrorKind::Auth | ErrorKind::Contract)
+    }
 }
 
 /// An error from Odoo or from the way to it. Never holds the API key or a request body.
@@ -29,6 +40,8 @@ pub struct OdooError {
     pub name: String,
     /// Odoo's message, or a description of the transport failure.
     pub message: String,
+    /// The call that failed (`stock.picking.create`), when it was a model's method.
+    pub call: Option<String>,
 }
 
 impl OdooError {
@@ -37,7 +50,14 @@ impl OdooError {
             kind,
             name: name.into(),
             message: message.into(),
+            call: None,
         }
+    }
+
+    /// Names the call that failed.
+    pub fn during(mut self, call: String) -> OdooError {
+        self.call.get_or_insert(call);
+        self
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -55,6 +75,9 @@ impl OdooError {
 
 impl fmt::Display for OdooError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(call) = &self.call {
+            write!(f, "{call}: ")?;
+        }
         write!(f, "{} ({})", self.message.trim_end(), self.name)
     }
 }
@@ -68,13 +91,25 @@ pub fn classify_application(name: &str, message: &str) -> ErrorKind {
         // An unknown database is configuration; a full server is load.
         "psycopg2.OperationalError" if message.contains("does not exist") => ErrorKind::Auth,
         "psycopg2.OperationalError" => ErrorKind::Retryable,
-        "odoo.exceptions.AccessDenied" | "odoo.exceptions.AccessError" => ErrorKind::Auth,
-        // A model or method that does not exist is a deployment mismatch, not bad data.
-        "builtins.AttributeError" => ErrorKind::Auth,
+        "odoo.exceptions.AccessDenied" => ErrorKind::Auth,
+        // A missing right, a private method: the integration user or Tally must change.
+        "odoo.exceptions.AccessError" => ErrorKind::Contract,
+        // A model, method, field or argument that does not exist is a deployment mismatch
+        // (Odoo 19 removed `stock.move.name`), not bad data.
+        "builtins.AttributeError" | "builtins.TypeError" | "builtins.KeyError" => {
+            ErrorKind::Contract
+        }
+        "builtins.ValueError" if message.starts_with("Invalid field") => ErrorKind::Contract,
+        // JSON-2's own refusals: no such model or method (404), arguments that do not fit
+        // the method (422), no or a wrong key (401).
+        "werkzeug.exceptions.NotFound"
+        | "werkzeug.exceptions.UnprocessableEntity"
+        | "werkzeug.exceptions.BadRequest" => ErrorKind::Contract,
+        "werkzeug.exceptions.Unauthorized" => ErrorKind::Auth,
         "odoo.exceptions.UserError"
             if message.contains("doesn't exist") && message.starts_with("Object ") =>
         {
-            ErrorKind::Auth
+            ErrorKind::Contract
         }
         // A wrong uid surfaces as MissingError on res.users.
         "odoo.exceptions.MissingError" if message.contains("res.users(") => ErrorKind::Auth,
@@ -85,7 +120,9 @@ pub fn classify_application(name: &str, message: &str) -> ErrorKind {
 /// Classifies an HTTP answer that is not a JSON-RPC body.
 pub fn classify_http(status: u16) -> ErrorKind {
     match status {
-        401 | 403 | 404 => ErrorKind::Auth,
+        401 | 403 => ErrorKind::Auth,
+        // No such route: `/jsonrpc` on an Odoo that removed it, or a URL that is not Odoo.
+        404 => ErrorKind::Contract,
         400..=499 => ErrorKind::Permanent,
         _ => ErrorKind::Retryable,
     }
@@ -107,12 +144,12 @@ mod tests {
             (
                 "odoo.exceptions.AccessError",
                 "You are not allowed to access 'System Parameter'",
-                ErrorKind::Auth,
+                ErrorKind::Contract,
             ),
             (
                 "odoo.exceptions.AccessError",
                 "Private methods (such as _action_done) cannot be called remotely.",
-                ErrorKind::Auth,
+                ErrorKind::Contract,
             ),
             (
                 "odoo.exceptions.MissingError",
@@ -147,12 +184,18 @@ mod tests {
             (
                 "odoo.exceptions.UserError",
                 "Object no.such.model doesn't exist",
-                ErrorKind::Auth,
+                ErrorKind::Contract,
             ),
             (
                 "builtins.AttributeError",
                 "The method 'no_such_method' does not exist on the model 'product.product'",
-                ErrorKind::Auth,
+                ErrorKind::Contract,
+            ),
+            // Odoo 19 removed the field Odoo 17 and 18 require.
+            (
+                "builtins.ValueError",
+                "Invalid field 'name' on model 'stock.move'",
+                ErrorKind::Contract,
             ),
             (
                 "odoo.exceptions.UserError",
@@ -189,7 +232,8 @@ mod tests {
         assert_eq!(classify_http(500), ErrorKind::Retryable);
         assert_eq!(classify_http(502), ErrorKind::Retryable);
         assert_eq!(classify_http(503), ErrorKind::Retryable);
-        assert_eq!(classify_http(404), ErrorKind::Auth);
+        assert_eq!(classify_http(401), ErrorKind::Auth);
+        assert_eq!(classify_http(404), ErrorKind::Contract);
         assert_eq!(classify_http(413), ErrorKind::Permanent);
     }
 

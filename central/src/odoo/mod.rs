@@ -9,5 +9,5 @@ pub mod breaker;
 pub mod client;
 pub mod error;
 
-pub use client::{OdooClient, OdooConfig};
+pub use client::{Api, Call, OdooClient, OdooConfig, Transport};
 pub use error::{ErrorKind, OdooError};

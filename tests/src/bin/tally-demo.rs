@@ -196,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 login: args.odoo_user.clone(),
                 api_key: Secret::new(args.odoo_api_key.clone().context("--odoo-api-key")?),
                 call_timeout: Duration::from_secs(300),
+                api: Default::default(),
             }
         }
         None => {
@@ -219,6 +220,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 login: sim.login().to_owned(),
                 api_key: Secret::new(sim.api_key()),
                 call_timeout: Duration::from_secs(60),
+                api: Default::default(),
             };
             _simulator = Some(sim);
             config

@@ -23,6 +23,8 @@ pub struct Credential {
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     pub version: Version,
+    /// What `common.version` and the web client's version route say.
+    pub reported_version: Version,
     pub db_name: String,
     pub credentials: Vec<Credential>,
 }
@@ -38,7 +40,7 @@ pub struct Outcome {
 /// Runs one call against the database at time `now`.
 pub fn handle(db: &mut Db, info: &ServerInfo, now: i64, call: &Call) -> Result<Outcome, OdooError> {
     match (call.service.as_str(), call.method.as_str()) {
-        ("common", "version") => Ok(done(version(info.version))),
+        ("common", "version") => Ok(done(version(info.reported_version))),
         ("common", "about") => Ok(done(json!("See http://openerp.com"))),
         ("common", "authenticate") | ("common", "login") => {
             let db_name = text_arg(&call.args, 0);
@@ -70,8 +72,8 @@ fn done(result: Value) -> Outcome {
     }
 }
 
-/// `common.version()` as 17.0 / 18.0 answer it.
-fn version(version: Version) -> Value {
+/// `common.version()` as 17.0, 18.0 and 19.0 answer it.
+pub fn version(version: Version) -> Value {
     let major = version.major();
     json!({
         "server_version": format!("{major}.0"),
@@ -263,7 +265,7 @@ fn dispatch(
             Version::V17 => {
                 format!("Private methods (such as {method}) cannot be called remotely.")
             }
-            Version::V18 => {
+            Version::V18 | Version::V19 => {
                 format!("Private methods (such as '{model}.{method}') cannot be called remotely.")
             }
         }));
@@ -371,6 +373,11 @@ fn model_method(
         ("stock.backorder.confirmation", "process_cancel_backorder") => Ok(Some(Some(
             stock::process_backorder_wizard(env, &ids, true)?,
         ))),
+        ("res.users", "context_get") => Ok(Some(Some(json!({
+            "lang": "en_US",
+            "tz": false,
+            "uid": env.uid,
+        })))),
         ("sale.order", "action_confirm") => {
             sale::confirm_orders(env, &ids)?;
             yes
@@ -579,7 +586,9 @@ fn generic_method(
                 Version::V17 => {
                     format!("The method '{method}' does not exist on the model '{model}'")
                 }
-                Version::V18 => format!("The method '{model}.{method}' does not exist"),
+                Version::V18 | Version::V19 => {
+                    format!("The method '{model}.{method}' does not exist")
+                }
             }));
         }
     };

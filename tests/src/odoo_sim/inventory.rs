@@ -105,7 +105,7 @@ pub fn create_quants(
             // 18 replaces the whole context here, losing `inventory_name` (§13.1).
             let name = match env.version {
                 Version::V17 => env.ctx_value("inventory_name").as_str().map(str::to_owned),
-                Version::V18 => None,
+                Version::V18 | Version::V19 => None,
             };
             apply_quants(env, &[quant], name)?;
             ids.push(quant);

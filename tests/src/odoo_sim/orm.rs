@@ -652,7 +652,7 @@ static DISPLAY_NAME: Field = Field {
     readonly: true,
     store: false,
     computed: true,
-    only: None,
+    versions: schema::ALL_VERSIONS,
     selection: None,
 };
 

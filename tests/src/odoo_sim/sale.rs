@@ -70,7 +70,7 @@ pub fn confirm_orders(env: &mut Env, orders: &[Id]) -> Result<(), OdooError> {
         let name = env.text("sale.order", *order, "name");
         let reference = env.text("sale.order", *order, "client_order_ref");
         let origin = match env.version {
-            Version::V18 if !reference.is_empty() => format!("{name} - {reference}"),
+            Version::V18 | Version::V19 if !reference.is_empty() => format!("{name} - {reference}"),
             _ => name,
         };
         let source = env.db.field(

@@ -65,11 +65,14 @@ pub struct Field {
     pub store: bool,
     /// Derived by the simulator on read instead of stored.
     pub computed: bool,
-    /// Only present in this major version.
-    pub only: Option<u8>,
+    /// The major versions that have it (inclusive).
+    pub versions: (u8, u8),
     /// For selections: (value, label) for 17 and, when different, for 18.
     pub selection: Option<(Sel, Option<Sel>)>,
 }
+
+/// Every version the simulator knows.
+pub const ALL_VERSIONS: (u8, u8) = (17, u8::MAX);
 
 /// A selection's (value, label) pairs.
 pub type Sel = &'static [(&'static str, &'static str)];
@@ -90,14 +93,12 @@ impl Model {
     pub fn field(&self, name: &str, version: Version) -> Option<&Field> {
         self.fields
             .iter()
-            .find(|f| f.name == name && f.only.is_none_or(|v| v == version.major()))
+            .find(|f| f.name == name && f.exists_in(version))
     }
 
     /// Every field of `version`, in declaration order.
     pub fn fields_of(&self, version: Version) -> impl Iterator<Item = &Field> {
-        self.fields
-            .iter()
-            .filter(move |f| f.only.is_none_or(|v| v == version.major()))
+        self.fields.iter().filter(move |f| f.exists_in(version))
     }
 
     /// Whether records of this model can be archived (`active`), which hides them from
@@ -118,7 +119,7 @@ fn f(name: &'static str, kind: Kind, string: &'static str) -> Field {
         readonly: false,
         store: true,
         computed: false,
-        only: None,
+        versions: ALL_VERSIONS,
         selection: None,
     }
 }
@@ -155,8 +156,14 @@ impl Field {
         self.readonly = true;
         self
     }
-    fn only(mut self, major: u8) -> Field {
-        self.only = Some(major);
+    /// Removed after `major`.
+    fn until(mut self, major: u8) -> Field {
+        self.versions.1 = major;
+        self
+    }
+    /// Added in `major`.
+    fn since(mut self, major: u8) -> Field {
+        self.versions.0 = major;
         self
     }
     fn sel(mut self, v17: Sel, v18: Option<Sel>) -> Field {
@@ -259,7 +266,12 @@ fn build() -> Vec<Model> {
                 f("email", Char, "Email"),
                 f("partner_id", Many2one, "Related Partner").rel("res.partner"),
                 f("company_id", Many2one, "Company").rel("res.company"),
-                f("groups_id", Many2many, "Groups").rel("res.groups"),
+                f("groups_id", Many2many, "Groups")
+                    .rel("res.groups")
+                    .until(18),
+                f("group_ids", Many2many, "Groups")
+                    .rel("res.groups")
+                    .since(19),
                 f("share", Boolean, "Share User").ro(),
                 f("active", Boolean, "Active"),
             ],
@@ -290,8 +302,8 @@ fn build() -> Vec<Model> {
                 f("type", Selection, "Type").sel(TYPE_17, Some(TYPE_18)),
                 f("detailed_type", Selection, "Product Type")
                     .sel(TYPE_17, None)
-                    .only(17),
-                f("is_storable", Boolean, "Track Inventory").only(18),
+                    .until(17),
+                f("is_storable", Boolean, "Track Inventory").since(18),
                 f("tracking", Selection, "Tracking").sel(TRACKING_17, Some(TRACKING_18)),
                 f("uom_id", Many2one, "Unit of Measure").rel("uom.uom"),
                 f("company_id", Many2one, "Company").rel("res.company"),
@@ -461,7 +473,8 @@ fn build() -> Vec<Model> {
             description: "Stock Move",
             order: "sequence, id",
             fields: vec![
-                f("name", Char, "Description").req(),
+                // Odoo 19 removed the move's description.
+                f("name", Char, "Description").req().until(18),
                 f("sequence", Integer, "Sequence"),
                 f("reference", Char, "Reference").calc_stored(),
                 f("origin", Char, "Source Document"),
@@ -708,7 +721,11 @@ impl Field {
     pub fn selection_of(&self, version: Version) -> Option<Sel> {
         self.selection.map(|(v17, v18)| match version {
             Version::V17 => v17,
-            Version::V18 => v18.unwrap_or(v17),
+            Version::V18 | Version::V19 => v18.unwrap_or(v17),
         })
+    }
+
+    pub fn exists_in(&self, version: Version) -> bool {
+        (self.versions.0..=self.versions.1).contains(&version.major())
     }
 }

@@ -213,7 +213,7 @@ pub fn product_record(version: Version, name: &str, sku: &str, tracking: &str) -
             rec.insert("type", json!("product"));
             rec.insert("detailed_type", json!("product"));
         }
-        Version::V18 => {
+        Version::V18 | Version::V19 => {
             rec.insert("type", json!("consu"));
             rec.insert("is_storable", json!(true));
         }
@@ -236,6 +236,10 @@ pub struct SeedOptions {
 /// Fills an empty database; returns who may log in with what.
 pub fn seed(db: &mut Db, options: &SeedOptions) -> Vec<Credential> {
     let version = options.version;
+    let groups = match version {
+        Version::V17 | Version::V18 => "groups_id",
+        Version::V19 => "group_ids",
+    };
     put(
         db,
         "res.company",
@@ -288,7 +292,7 @@ pub fn seed(db: &mut Db, options: &SeedOptions) -> Vec<Credential> {
             ("email", json!("admin@yourcompany.example.com")),
             ("partner_id", json!(3)),
             ("company_id", json!(1)),
-            ("groups_id", json!([1, 2, 3, 4])),
+            (groups, json!([1, 2, 3, 4])),
             ("active", json!(true)),
             ("share", json!(false)),
         ],
@@ -309,7 +313,7 @@ pub fn seed(db: &mut Db, options: &SeedOptions) -> Vec<Credential> {
             ),
             ("partner_id", json!(7)),
             ("company_id", json!(1)),
-            ("groups_id", json!([1, 38])),
+            (groups, json!([1, 38])),
             ("active", json!(true)),
             ("share", json!(false)),
         ],
@@ -322,7 +326,7 @@ pub fn seed(db: &mut Db, options: &SeedOptions) -> Vec<Credential> {
     location(db, 6, "Inter-company transit", Some(1), "transit", false);
     let (wh_types, wh2_types): (TypeIds, TypeIds) = match version {
         Version::V17 => ((1, 2, 5, &[3, 4]), (6, 7, 10, &[8, 9])),
-        Version::V18 => (
+        Version::V18 | Version::V19 => (
             (1, 2, 7, &[3, 4, 5, 6, 8]),
             (9, 10, 15, &[11, 12, 13, 14, 16]),
         ),

@@ -1,4 +1,5 @@
-//! The HTTP side: `POST /jsonrpc` with Odoo's envelope, the fault switch and the latency
+//! The HTTP side: `POST /jsonrpc` with Odoo's envelope, `POST /json/2/<model>/<method>` (19),
+//! the fault switch and the latency
 //! model around each call, and a small admin API under `/sim/` (loopback only, like the
 //! simulator itself) for driving faults from outside a Rust test.
 //!
@@ -11,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -52,6 +53,7 @@ impl Shared {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/jsonrpc", post(jsonrpc))
+        .route("/json/2/{model}/{method}", post(json2))
         .route(
             "/sim/faults",
             post(arm_fault).get(list_faults).delete(clear_faults),
@@ -120,6 +122,121 @@ async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(call) => call,
         Err((id, error)) => return json_response(StatusCode::OK, &rpc::failure(&id, &error)),
     };
+    let body = match run(&shared, &call).await {
+        Ok(Ok(outcome)) => rpc::success(&call.id, outcome.result),
+        Ok(Err(error)) => rpc::failure(&call.id, &error),
+        Err(response) => return response,
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+/// `POST /json/2/<model>/<method>` (Odoo 19): the API key as a bearer token, the database in
+/// `X-Odoo-Database`, every argument by name; the result as plain JSON, errors as
+/// `{name, message, arguments, context, debug}` with the status Odoo gives the exception.
+async fn json2(
+    State(shared): State<Arc<Shared>>,
+    Path((model, method)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let info = shared.info.lock().expect("info lock").clone();
+    if info.version.major() < 19 {
+        return (StatusCode::NOT_FOUND, "Not Found").into_response();
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let Some(credential) = token
+        .as_ref()
+        .and_then(|token| info.credentials.iter().find(|c| c.secrets.contains(token)))
+    else {
+        return json2_failure(
+            StatusCode::UNAUTHORIZED,
+            "werkzeug.exceptions.Unauthorized",
+            "Invalid apikey",
+        );
+    };
+    let db = headers
+        .get("x-odoo-database")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&info.db_name);
+    if db != info.db_name {
+        return json2_failure(
+            StatusCode::NOT_FOUND,
+            "werkzeug.exceptions.NotFound",
+            &format!("database {db:?} not found"),
+        );
+    }
+    let Ok(Value::Object(mut kwargs)) = serde_json::from_slice::<Value>(&body) else {
+        return json2_failure(
+            StatusCode::BAD_REQUEST,
+            "werkzeug.exceptions.BadRequest",
+            "the body must be a JSON object",
+        );
+    };
+    let positional: Vec<Value> = kwargs.remove("ids").into_iter().collect();
+    let call = Call {
+        id: Value::Null,
+        service: "object".into(),
+        method: "execute_kw".into(),
+        args: vec![
+            json!(info.db_name),
+            json!(credential.uid),
+            json!(token.unwrap_or_default()),
+            json!(model),
+            json!(method),
+            Value::Array(positional),
+            Value::Object(kwargs),
+        ],
+    };
+    match run(&shared, &call).await {
+        Ok(Ok(outcome)) => json_response(StatusCode::OK, &outcome.result.unwrap_or(Value::Null)),
+        Ok(Err(error)) => {
+            let (status, name) = match &error {
+                OdooError::UserError(_) | OdooError::ValidationError(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, error.name())
+                }
+                OdooError::AccessDenied | OdooError::AccessError(_) => {
+                    (StatusCode::FORBIDDEN, error.name())
+                }
+                OdooError::MissingError(_) => (StatusCode::NOT_FOUND, error.name()),
+                // The controller turns an unknown method into 404 and arguments that do not
+                // fit the signature into 422.
+                OdooError::AttributeError(_) => {
+                    (StatusCode::NOT_FOUND, "werkzeug.exceptions.NotFound")
+                }
+                OdooError::TypeError(_) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "werkzeug.exceptions.UnprocessableEntity",
+                ),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, error.name()),
+            };
+            json2_failure(status, name, &error.message())
+        }
+        Err(response) => response,
+    }
+}
+
+fn json2_failure(status: StatusCode, name: &str, message: &str) -> Response {
+    let class = name.rsplit('.').next().unwrap_or(name);
+    json_response(
+        status,
+        &json!({
+            "name": name,
+            "message": message,
+            "arguments": [message],
+            "context": {},
+            "debug": format!("Traceback (most recent call last):\n  File \"tally-odoo-sim\" (a simulator, not Odoo)\n{class}: {message}\n"),
+        }),
+    )
+}
+
+/// Runs one call as both routes do: counted, with its fault and latency, serialised on the
+/// gate. `Err` is a response that is not an answer (a simulated crash, hang or lost answer).
+async fn run(shared: &Shared, call: &Call) -> Result<Result<api::Outcome, OdooError>, Response> {
     let (model, method) = call.target();
     *shared
         .calls
@@ -128,7 +245,7 @@ async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         .entry((model.clone(), method.clone()))
         .or_insert(0) += 1;
     let _write = (call.service == "object" && WRITE_METHODS.contains(&method.as_str()))
-        .then(|| WriteInFlight::start(&shared));
+        .then(|| WriteInFlight::start(shared));
     let fault = shared
         .faults
         .lock()
@@ -142,20 +259,11 @@ async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         && !kind.applies()
     {
         return match kind {
-            FaultKind::SerializationFailure => json_response(
-                StatusCode::OK,
-                &rpc::failure(&call.id, &OdooError::SerializationFailure),
-            ),
-            FaultKind::OperationalError => json_response(
-                StatusCode::OK,
-                &rpc::failure(&call.id, &OdooError::too_many_clients()),
-            ),
-            FaultKind::PoolError => json_response(
-                StatusCode::OK,
-                &rpc::failure(&call.id, &OdooError::PoolError),
-            ),
-            FaultKind::Http500 => html_500(),
-            _ => hang(&shared).await,
+            FaultKind::SerializationFailure => Ok(Err(OdooError::SerializationFailure)),
+            FaultKind::OperationalError => Ok(Err(OdooError::too_many_clients())),
+            FaultKind::PoolError => Ok(Err(OdooError::PoolError)),
+            FaultKind::Http500 => Err(html_500()),
+            _ => Err(hang(shared).await),
         };
     }
     let outcome = {
@@ -173,16 +281,11 @@ async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         outcome
     };
     match fault {
-        Some(FaultKind::AppliedThenHttp500) => return html_500(),
-        Some(FaultKind::AppliedThenDrop) => return dropped_connection(),
-        Some(FaultKind::AppliedThenHang) => return hang(&shared).await,
-        _ => {}
+        Some(FaultKind::AppliedThenHttp500) => Err(html_500()),
+        Some(FaultKind::AppliedThenDrop) => Err(dropped_connection()),
+        Some(FaultKind::AppliedThenHang) => Err(hang(shared).await),
+        _ => Ok(outcome),
     }
-    let body = match outcome {
-        Ok(outcome) => rpc::success(&call.id, outcome.result),
-        Err(error) => rpc::failure(&call.id, &error),
-    };
-    json_response(StatusCode::OK, &body)
 }
 
 /// Methods that change data, for counting concurrent writes.
@@ -219,16 +322,15 @@ impl Drop for WriteInFlight<'_> {
 }
 
 /// The web client's version route (some clients probe it).
-async fn version_info(State(shared): State<Arc<Shared>>) -> Response {
-    let major = shared.version().major();
+async fn version_info(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .unwrap_or(Value::Null);
+    let reported = shared.info.lock().expect("info lock").reported_version;
     json_response(
         StatusCode::OK,
-        &json!({"jsonrpc": "2.0", "id": null, "result": {
-            "server_version": format!("{major}.0"),
-            "server_version_info": [major, 0, 0, "final", 0, ""],
-            "server_serie": format!("{major}.0"),
-            "protocol_version": 1,
-        }}),
+        &rpc::success(&id, Some(api::version(reported))),
     )
 }
 

@@ -38,7 +38,7 @@ pub fn is_storable(env: &Env, product: Id) -> bool {
             env.text("product.product", product, "detailed_type") == "product"
                 || env.text("product.product", product, "type") == "product"
         }
-        Version::V18 => env.flag("product.product", product, "is_storable"),
+        Version::V18 | Version::V19 => env.flag("product.product", product, "is_storable"),
     }
 }
 
@@ -276,7 +276,7 @@ struct Scope {
 
 impl Scope {
     fn from_context(env: &Env) -> Scope {
-        let strict = env.version == Version::V18 && env.ctx_flag("strict");
+        let strict = env.version != Version::V17 && env.ctx_flag("strict");
         let location = env.ctx_value("location");
         if !location.is_null() && location != &Value::Bool(false) {
             return Scope {
@@ -445,7 +445,7 @@ pub fn create_product(env: &mut Env, vals: &Map<String, Value>) -> Result<Id, Od
             rec.insert("detailed_type", detailed.clone());
             rec.insert("type", detailed);
         }
-        Version::V18 => {
+        Version::V18 | Version::V19 => {
             rec.entry("type").or_insert(Value::from("consu"));
             rec.entry("is_storable").or_insert(Value::from(false));
         }
@@ -460,7 +460,7 @@ fn duplicate_lot(env: &Env, product: Id, name: &str) -> OdooError {
         Version::V17 => format!(
             "The combination of serial number and product must be unique across a company.\nFollowing combination contains duplicates:\n - Product: {product}, Serial Number: {name}"
         ),
-        Version::V18 => format!(
+        Version::V18 | Version::V19 => format!(
             "The combination of lot/serial number and product must be unique within a company including when no company is defined.\nThe following combinations contain duplicates:\n - Product: {product}, Lot/Serial Number: {name}"
         ),
     })
@@ -1180,7 +1180,7 @@ pub fn write_lines(
         if done && rec.contains_key("quantity") {
             return Err(match env.version {
                 Version::V17 => no_sender_email(),
-                Version::V18 => account_move_access(),
+                Version::V18 | Version::V19 => account_move_access(),
             });
         }
         env.db.update("stock.move.line", *line, |stored| {
@@ -1211,7 +1211,7 @@ fn rewrite_done_move(env: &mut Env, mv: Id, quantity: f64) -> Result<(), OdooErr
     if diff.abs() < EPSILON {
         return Ok(());
     }
-    if env.version == Version::V18 {
+    if env.version != Version::V17 {
         return Err(account_move_access());
     }
     if !user_has_email(env) {
@@ -1264,7 +1264,7 @@ impl ValidateOptions {
 fn backorder_wizard(env: &Env, pickings: &[Id], to_backorder: &[Id]) -> Value {
     let view = match env.version {
         Version::V17 => 842,
-        Version::V18 => 892,
+        Version::V18 | Version::V19 => 892,
     };
     json!({
         "name": "Create Backorder?",
@@ -1291,7 +1291,7 @@ pub fn button_validate(
 ) -> Result<Value, OdooError> {
     env.check_exist("stock.picking", pickings)?;
     let mut pickings = pickings.to_vec();
-    if env.version == Version::V18 {
+    if env.version != Version::V17 {
         // 18 filters out done pickings before anything else.
         pickings.retain(|p| env.text("stock.picking", *p, "state") != "done");
         if pickings.is_empty() {
@@ -1489,7 +1489,7 @@ fn check_lot_names(env: &Env, moves: &[Id]) -> Result<(), OdooError> {
             "You need to supply a Lot/Serial Number for product: \n - {}",
             names.join("\n - ")
         ),
-        Version::V18 => format!(
+        Version::V18 | Version::V19 => format!(
             "You need to supply a Lot/Serial Number for product:\n- {}",
             names.join("\n- ")
         ),
