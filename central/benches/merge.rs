@@ -7,6 +7,9 @@
 //! scales it). The naive side costs the same for every event, and all 10,000 would take about
 //! two hours, so it runs on the first `TALLY_BENCH_NAIVE_EVENTS` (default 300) and is
 //! extrapolated; the output says so. Both end states are checked against the expected stock.
+//!
+//! With `TALLY_ODOO_URL` (and `_DB`, `_USER`, `_API_KEY`) set to a real Odoo 19 it compares the
+//! two transports, JSON-RPC and JSON-2, on the same merge instead (see [`transports`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -202,7 +205,158 @@ async fn naive(
     Ok((started.elapsed(), sim.total_calls() - calls_before, sim))
 }
 
+/// JSON-RPC against JSON-2 on a real Odoo 19 (`TALLY_ODOO_URL`, `_DB`, `_USER`, `_API_KEY`):
+/// the same feed over the lab's SKUs merged in the same small runs by two engines, one per
+/// transport, their runs interleaved so that both see the server in the same state. Each
+/// run is one merge pass (a picking per kind: create + validate), so the figure is the
+/// transport's cost per call, not Odoo's per line. The stock moved is checked: each engine
+/// applies the feed once.
+async fn transports(url: String) -> anyhow::Result<()> {
+    use tally_central::odoo::Api;
+    let var = |name: &str| std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set"));
+    let config = |api| -> anyhow::Result<OdooConfig> {
+        Ok(OdooConfig {
+            url: url.clone(),
+            db: var("TALLY_ODOO_DB")?,
+            login: var("TALLY_ODOO_USER")?,
+            api_key: Secret::new(var("TALLY_ODOO_API_KEY")?),
+            call_timeout: Duration::from_secs(300),
+            api,
+        })
+    };
+    let runs: usize = std::env::var("TALLY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let per_run = 30;
+    let skus = ["LAMP-BRASS", "CHAIR-OAK", "DESK-PINE"];
+    let probe = OdooClient::connect(&config(Api::Json2)?).await?;
+    println!(
+        "tally merge benchmark, transports: Odoo {} at {url}, {runs} runs of {per_run} events over {skus:?} in WH",
+        probe.major_version()
+    );
+    let wh = probe
+        .warehouses(&["WH".to_owned()])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("Odoo has no warehouse WH"))?;
+    let products = probe.products(&skus.map(str::to_owned)).await?;
+    let on_hand = async |client: &OdooClient| -> anyhow::Result<f64> {
+        let mut total = 0.0;
+        for p in &products {
+            total += client.quantity_at(p.id, wh.stock_location, None).await?;
+        }
+        Ok(total)
+    };
+    let before = on_hand(&probe).await?;
+    let mut lanes = Vec::new();
+    for (i, api) in [Api::JsonRpc, Api::Json2].into_iter().enumerate() {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let (journal, thread) = tally_central::store::journal::spawn(store.clone())?;
+        let agent = format!("bench-{}", api.as_str());
+        store.add_agent(&agent, "WH")?;
+        let client = OdooClient::connect(&config(api)?).await?;
+        let log_id = LogId(rand_bytes(i));
+        let engine = Engine::new(store, client, RetryPolicy::default());
+        lanes.push((
+            api,
+            dir,
+            journal,
+            thread,
+            agent,
+            log_id,
+            engine,
+            Duration::ZERO,
+        ));
+    }
+    let mut net = 0i64;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for run in 0..runs {
+        let events: Vec<Event> = (0..per_run)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let qty = (state >> 40) % 3 + 1;
+                let kind = if state % 10 < 6 {
+                    EventKind::Receipt
+                } else {
+                    EventKind::Pick
+                };
+                net += if kind == EventKind::Receipt {
+                    qty as i64
+                } else {
+                    -(qty as i64)
+                };
+                Event::new(
+                    kind,
+                    skus[(state >> 20) as usize % skus.len()],
+                    Qty::from_units(qty as i64),
+                )
+            })
+            .collect();
+        for (_, _, journal, _, agent, log_id, engine, spent) in &mut lanes {
+            let logged = events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| LoggedEvent {
+                    seq: (run * per_run + n) as u64 + 1,
+                    received_at: Timestamp::now(),
+                    event: e.clone(),
+                })
+                .collect();
+            journal
+                .append(Arc::from(agent.as_str()), *log_id, logged)
+                .await?;
+            let started = Instant::now();
+            let merged = engine.merge_all().await?;
+            *spent += started.elapsed();
+            anyhow::ensure!(merged == per_run as u64, "merged {merged} of {per_run}");
+        }
+    }
+    let after = on_hand(&probe).await?;
+    anyhow::ensure!(
+        (after - before - 2.0 * net as f64).abs() < 1e-6,
+        "on hand moved by {}, expected {} (the feed once per transport)",
+        after - before,
+        2 * net
+    );
+    println!();
+    println!("| transport | runs | events | wall time in merge passes | per pass |");
+    println!("|---|---|---|---|---|");
+    for (api, _, _, _, _, _, _, spent) in &lanes {
+        println!(
+            "| {} | {runs} | {} | {:.2} s | {:.1} ms |",
+            api.as_str(),
+            runs * per_run,
+            spent.as_secs_f64(),
+            spent.as_secs_f64() * 1000.0 / runs as f64
+        );
+    }
+    println!(
+        "on hand of the SKUs in WH/Stock moved by {:+} = the feed once per transport",
+        after - before
+    );
+    Ok(())
+}
+
+/// A log id per lane that differs between runs of the benchmark (plans are keyed by it).
+fn rand_bytes(lane: usize) -> [u8; 16] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut id = nanos.to_le_bytes();
+    id[15] = lane as u8;
+    id
+}
+
 async fn run() -> anyhow::Result<()> {
+    if let Ok(url) = std::env::var("TALLY_ODOO_URL") {
+        return transports(url).await;
+    }
     let scale: f64 = std::env::var("TALLY_BENCH_LATENCY_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())

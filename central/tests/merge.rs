@@ -112,7 +112,7 @@ use EventKind::*;
 
 #[tokio::test]
 async fn journaled_events_land_in_odoo_exactly_and_coalesced() {
-    for version in [Version::V17, Version::V18] {
+    for version in [Version::V17, Version::V18, Version::V19] {
         let s = setup(version).await;
         let before = |sku: &str| s.sim.on_hand(sku, "WH/Stock");
         let (a0, b0, c0) = (before("SKU-001"), before("SKU-002"), before("SKU-003"));
@@ -371,7 +371,7 @@ async fn a_pass_cut_short_resumes_its_recorded_plan_without_applying_twice() {
 
 #[tokio::test]
 async fn a_count_lands_as_of_its_time_whatever_was_applied_since() {
-    for version in [Version::V17, Version::V18] {
+    for version in [Version::V17, Version::V18, Version::V19] {
         let s = setup(version).await;
         let mut engine = s.engine(3).await;
         let a0 = s.sim.on_hand("SKU-001", "WH/Stock");
@@ -560,7 +560,7 @@ async fn a_count_pending_in_odoo_is_left_alone_and_reported() {
 
 #[tokio::test]
 async fn lot_quantities_move_exactly_and_an_unknown_lot_parks() {
-    for version in [Version::V17, Version::V18] {
+    for version in [Version::V17, Version::V18, Version::V19] {
         let s = setup(version).await;
         s.sim
             .set_on_hand("SKU-005", "WH/Stock", Some("LOT-A"), 10.0)
@@ -625,7 +625,7 @@ fn referenced(seq: u64, kind: EventKind, sku: &str, qty: i64, reference: &str) -
 #[tokio::test]
 async fn a_partial_pick_of_a_sales_delivery_leaves_a_backorder_and_releases_the_picked_reservation()
 {
-    for version in [Version::V17, Version::V18] {
+    for version in [Version::V17, Version::V18, Version::V19] {
         let s = setup(version).await;
         s.sim
             .set_on_hand("SKU-002", "WH/Stock", None, 80.0)

@@ -65,7 +65,7 @@ async fn receipt(client: &OdooClient, key: &str, sku: &str, qty: i64) -> Planned
 
 #[tokio::test]
 async fn a_picking_is_applied_in_two_calls_and_a_replay_applies_nothing() {
-    for version in [Version::V17, Version::V18] {
+    for version in [Version::V17, Version::V18, Version::V19] {
         let sim = OdooSim::start(SimConfig::new(version)).await.unwrap();
         let client = connect(&sim).await;
         assert_eq!(client.major_version(), version.major() as u32);
@@ -107,7 +107,7 @@ async fn every_failure_kind_ends_with_exactly_one_application() {
         FaultKind::AppliedThenDrop,
         FaultKind::AppliedThenHang,
     ];
-    for version in [Version::V17, Version::V18] {
+    for version in [Version::V17, Version::V18, Version::V19] {
         let sim = OdooSim::start(SimConfig::new(version)).await.unwrap();
         let client = connect(&sim).await;
         for (i, kind) in kinds.into_iter().enumerate() {

@@ -182,6 +182,8 @@ impl CentralBuilder {
             ]
             .map(OsString::from),
         );
+        self.args
+            .extend(["--odoo-api", odoo.api.as_str()].map(OsString::from));
         self.envs
             .push(("TALLY_ODOO_API_KEY".into(), odoo.api_key.expose().into()));
         self

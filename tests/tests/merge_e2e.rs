@@ -3,14 +3,15 @@
 //! and restarted; afterwards Odoo holds exactly the effect of every event, at each location,
 //! and picks and receipts naming an open Odoo picking filled it and left a backorder.
 //!
-//! By default the Odoo is the simulator (17 and 18 in turn). With `TALLY_ODOO_URL`,
+//! By default the Odoo is the simulator (17, 18 and 19 in turn). With `TALLY_ODOO_URL`,
 //! `TALLY_ODOO_DB`, `TALLY_ODOO_USER` and `TALLY_ODOO_API_KEY` set, the same test runs against
 //! that real Odoo instead and says so on stdout (`cargo test -p tally-tests --test merge_e2e --
 //! --nocapture`). The live database needs what `tally-demo` needs: warehouse `WH` with a
 //! location `WH/Stock/Shelf 2` and storable products CHAIR-OAK, LAMP-BRASS and DESK-PINE
 //! without lots; the integration user needs an e-mail address (for backorders) and the rights
 //! the README lists. Checks are relative to the stock found at the start, except the count,
-//! which sets DESK-PINE on Shelf 2 to a known quantity.
+//! which sets DESK-PINE on Shelf 2 to a known quantity. `TALLY_ODOO_API` (auto, json2 or
+//! jsonrpc) picks the transport.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -47,7 +48,13 @@ fn live_odoo() -> Option<OdooConfig> {
         login: var("TALLY_ODOO_USER")?,
         api_key: Secret::new(var("TALLY_ODOO_API_KEY")?),
         call_timeout: Duration::from_secs(300),
-        api: Default::default(),
+        // `TALLY_ODOO_API=jsonrpc` tries 19 over its old transport.
+        api: match var("TALLY_ODOO_API") {
+            Some(api) => api
+                .parse()
+                .expect("TALLY_ODOO_API is auto, json2 or jsonrpc"),
+            None => Default::default(),
+        },
     })
 }
 
@@ -95,7 +102,7 @@ async fn every_event_lands_in_odoo_exactly_once_through_a_central_crash() {
         println!("merge_e2e: LIVE run passed");
         return;
     }
-    for version in [Version::V17, Version::V18] {
+    for version in [Version::V17, Version::V18, Version::V19] {
         println!("merge_e2e: against the Odoo simulator ({version:?}), not a real Odoo");
         with_temp_dir(&format!("merge-e2e-{version:?}"), |dir| async move {
             let (_sim, odoo) = simulator(version, &SKUS).await?;
@@ -686,6 +693,108 @@ async fn a_rejected_api_key_pauses_the_merge_with_an_alert_until_it_is_fixed() {
         link.retarget(second.sync_addr());
         wait_merged(&second.admin()).await?;
         ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 4.0);
+        Ok(())
+    })
+    .await;
+}
+
+/// Odoo 19 dropped `stock.move.name`: Tally 0.1 sent it to every 19 server, each picking
+/// was refused with "Invalid field", and every event of the feed was parked as a dead letter
+/// while `/v1/merge` said all was well. An error saying that Tally and the server disagree
+/// about a field must pause the merge loudly and leave the events waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_the_server_lacks_pauses_the_merge_loudly_and_parks_nothing() {
+    with_temp_dir("merge-e2e-contract", |dir| async move {
+        // A 19 that says it is 18: the client sends the move description 18 requires.
+        let mut config = SimConfig::new(Version::V19);
+        config.reported_version = Some(Version::V18);
+        let sim = OdooSim::start(config).await?;
+        sim.add_product("CHAIR-OAK", Tracking::None)?;
+        let odoo = OdooConfig {
+            url: sim.url(),
+            db: sim.db().to_owned(),
+            login: sim.login().to_owned(),
+            api_key: Secret::new(sim.api_key()),
+            call_timeout: Duration::from_secs(60),
+            api: Default::default(),
+        };
+        let central_dir = dir.join("central");
+        let token = add_agent_offline(&central_dir, ADMIN_TOKEN, AGENT_ID, WAREHOUSE).await?;
+        let builder = || {
+            CentralProcess::builder(&central_dir)
+                .admin_token(ADMIN_TOKEN)
+                .plaintext()
+                .odoo(&odoo)
+        };
+        let first = builder().spawn().await?;
+        let link = tally_tests::Proxy::start(first.sync_addr()).await?;
+        let agent = agent_through(&dir, link.port(), &token).await?;
+        let scanner = agent.client();
+        for (id, kind, qty) in [("c1", "receipt", "6"), ("c2", "pick", "2")] {
+            let answer = scanner
+                .post_events(&event(id, kind, "CHAIR-OAK", qty))
+                .await?;
+            ensure!(answer.status == 201, "{}", answer.body);
+        }
+        wait_synced(&scanner, Duration::from_secs(60)).await?;
+        let http = reqwest::Client::new();
+        let status_url = format!("{}/v1/merge", first.admin_url());
+        let alert = wait_until(
+            "an alert about the field",
+            Duration::from_secs(30),
+            || async {
+                let status: Value = http
+                    .get(&status_url)
+                    .bearer_auth(ADMIN_TOKEN)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok(match status["alert"].as_str() {
+                    Some(alert) => ControlFlow::Break(alert.to_owned()),
+                    None => ControlFlow::Continue(status.to_string()),
+                })
+            },
+        )
+        .await?;
+        ensure!(
+            alert.contains("Invalid field 'name'")
+                && alert.contains("stock.move")
+                && alert.contains("stock.picking.create"),
+            "the alert names the call, model and field: {alert}"
+        );
+        let metrics = http
+            .get(format!("{}/metrics", first.admin_url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?
+            .text()
+            .await?;
+        ensure!(
+            metrics.lines().any(|l| l == "tally_central_odoo_alert 1"),
+            "{metrics}"
+        );
+        let parked = dead_letters(&first.admin()).await?;
+        ensure!(
+            parked["dead_letters"].as_array().is_some_and(Vec::is_empty),
+            "a contract failure parked events: {parked}"
+        );
+        ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 0.0);
+        let log = std::fs::read_to_string(first.stderr_path())?;
+        let said = log.matches("merging into Odoo is paused").count();
+        ensure!(
+            said == 1,
+            "the alert is logged once, not per pass ({said}):\n{log}"
+        );
+
+        // The server is put right and central restarted: the waiting events merge, once.
+        sim.set_reported_version(Version::V19);
+        first.terminate().await?;
+        let second = builder().spawn().await?;
+        link.retarget(second.sync_addr());
+        wait_merged(&second.admin()).await?;
+        ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 4.0);
+        second.terminate().await?;
         Ok(())
     })
     .await;

@@ -33,6 +33,16 @@ pub enum Api {
     JsonRpc,
 }
 
+impl Api {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Auto => "auto",
+            Api::Json2 => "json2",
+            Api::JsonRpc => "jsonrpc",
+        }
+    }
+}
+
 impl FromStr for Api {
     type Err = String;
 

@@ -341,6 +341,11 @@ impl OdooSim {
         self.shared.version()
     }
 
+    /// Changes the version the server reports (see [`SimConfig::reported_version`]).
+    pub fn set_reported_version(&self, version: Version) {
+        self.shared.info.lock().expect("info lock").reported_version = version;
+    }
+
     /// The integration user's login (`edge-sync`).
     pub fn login(&self) -> &str {
         EDGE_LOGIN

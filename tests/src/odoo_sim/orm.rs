@@ -336,7 +336,15 @@ impl Env<'_> {
             fields
                 .iter()
                 .filter(|name| name.as_str() != "id")
-                .map(|name| self.field_def(model, name))
+                .map(|name| {
+                    // 19 words a read of an unknown field apart from a write of one.
+                    self.field_def(model, name).map_err(|e| match self.version {
+                        Version::V19 => {
+                            OdooError::ValueError(format!("Invalid field '{name}' on '{model}'"))
+                        }
+                        _ => e,
+                    })
+                })
                 .collect::<Result<_, _>>()?
         };
         let mut out = Vec::new();

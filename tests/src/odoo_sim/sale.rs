@@ -96,7 +96,9 @@ pub fn confirm_orders(env: &mut Env, orders: &[Id]) -> Result<(), OdooError> {
         let picking = stock::create_picking(env, &vals)?;
         for line in env.db.children("sale.order.line", "order_id", *order) {
             let mut mv = Map::new();
-            mv.insert("name".into(), env.db.field("sale.order.line", line, "name"));
+            if env.version != Version::V19 {
+                mv.insert("name".into(), env.db.field("sale.order.line", line, "name"));
+            }
             mv.insert(
                 "product_id".into(),
                 env.db.field("sale.order.line", line, "product_id"),

@@ -194,6 +194,16 @@ async fn json2(
     };
     match run(&shared, &call).await {
         Ok(Ok(outcome)) => json_response(StatusCode::OK, &outcome.result.unwrap_or(Value::Null)),
+        // The controller looks the model up itself, before any ORM error could say so.
+        Ok(Err(OdooError::UserError(message)))
+            if message.starts_with("Object ") && message.ends_with("doesn't exist") =>
+        {
+            json2_failure(
+                StatusCode::NOT_FOUND,
+                "werkzeug.exceptions.NotFound",
+                &format!("the model '{model}' does not exist"),
+            )
+        }
         Ok(Err(error)) => {
             let (status, name) = match &error {
                 OdooError::UserError(_) | OdooError::ValidationError(_) => {
@@ -272,7 +282,7 @@ async fn run(shared: &Shared, call: &Call) -> Result<Result<api::Outcome, OdooEr
             let info = shared.info.lock().expect("info lock").clone();
             let now = shared.clock.now();
             let mut db = shared.db.lock().expect("db lock");
-            api::handle(&mut db, &info, now, &call)
+            api::handle(&mut db, &info, now, call)
         };
         let lines = outcome.as_ref().map_or(0, |o| o.lines);
         if lines > 0 && !latency.per_line.is_zero() {
