@@ -718,18 +718,23 @@ async fn a_fill_cut_short_at_any_call_is_applied_once_and_a_picking_validated_by
         FaultKind::AppliedThenHttp500,
         FaultKind::SerializationFailure,
     ] {
-        for method in ["search_read", "write", "button_validate"] {
+        for (model, method) in [
+            ("stock.picking", "search_read"),
+            ("stock.move.line", "search_read"),
+            ("stock.picking", "write"),
+            ("stock.picking", "button_validate"),
+        ] {
             let s = setup(Version::V17).await;
             s.order_picked(3).await;
             // Planning reads pickings too: fail the calls of the fill itself.
             let mut first = s.engine(1).await;
-            let skip = if method == "search_read" { 2 } else { 0 };
-            s.sim.inject(
-                Fault::new(kind)
-                    .times(1)
-                    .on("stock.picking", method)
-                    .after(skip),
-            );
+            let skip = if (model, method) == ("stock.picking", "search_read") {
+                2
+            } else {
+                0
+            };
+            s.sim
+                .inject(Fault::new(kind).times(1).on(model, method).after(skip));
             let error = first.merge_all().await.unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Retryable, "{kind:?} {method}");
             drop(first);
