@@ -11,6 +11,7 @@ use tally_central::odoo::{ErrorKind, OdooClient, OdooConfig};
 use tally_central::store::Store;
 use tally_central::store::journal::{self, JournalHandle};
 use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Secret, Timestamp};
+use tally_tests::odoo_orders::{Direction, open_picking};
 use tally_tests::odoo_sim::{
     ADMIN_UID, Fault, FaultKind, Latency, OdooSim, SaleOrderInfo, SimConfig, Version,
 };
@@ -719,18 +720,23 @@ async fn a_fill_cut_short_at_any_call_is_applied_once_and_a_picking_validated_by
         FaultKind::AppliedThenHttp500,
         FaultKind::SerializationFailure,
     ] {
-        for method in ["search_read", "write", "button_validate"] {
+        for (model, method) in [
+            ("stock.picking", "search_read"),
+            ("stock.move.line", "search_read"),
+            ("stock.picking", "write"),
+            ("stock.picking", "button_validate"),
+        ] {
             let s = setup(Version::V17).await;
             s.order_picked(3).await;
             // Planning reads pickings too: fail the calls of the fill itself.
             let mut first = s.engine(1).await;
-            let skip = if method == "search_read" { 2 } else { 0 };
-            s.sim.inject(
-                Fault::new(kind)
-                    .times(1)
-                    .on("stock.picking", method)
-                    .after(skip),
-            );
+            let skip = if (model, method) == ("stock.picking", "search_read") {
+                2
+            } else {
+                0
+            };
+            s.sim
+                .inject(Fault::new(kind).times(1).on(model, method).after(skip));
             let error = first.merge_all().await.unwrap_err();
             assert_eq!(error.kind(), ErrorKind::Retryable, "{kind:?} {method}");
             drop(first);
@@ -868,4 +874,225 @@ async fn an_agent_for_a_warehouse_odoo_lacks_holds_only_its_own_events() {
     // Nothing of it was parked or skipped: it waits.
     assert_eq!(s.store.merge_cursor("ghost-agent", LOG).unwrap(), 0);
     assert!(s.store.dead_letters().unwrap().is_empty());
+}
+
+const STOCK: &str = "WH/Stock";
+const SHELF: &str = "WH/Stock/Shelf 2";
+
+impl Setup {
+    /// `sku` on hand at WH/Stock and at Shelf 2, the shelf's stock the older when
+    /// `shelf_oldest` (so Odoo's FIFO reserves there first), else the younger.
+    fn stock_at_both(&self, sku: &str, lot: Option<(&str, &str)>, shelf_oldest: bool) {
+        self.sim.add_location(STOCK, "Shelf 2").ok();
+        let (stock_lot, shelf_lot) = lot.unzip();
+        self.sim.set_on_hand(sku, STOCK, stock_lot, 80.0).unwrap();
+        self.sim.set_on_hand(sku, SHELF, shelf_lot, 20.0).unwrap();
+        let (old, young) = if shelf_oldest {
+            (SHELF, STOCK)
+        } else {
+            (STOCK, SHELF)
+        };
+        for q in self.sim.quants(sku) {
+            let date = match q.location.as_str() {
+                l if l == old => "2026-01-01 08:00:00",
+                l if l == young => "2026-06-01 08:00:00",
+                _ => continue,
+            };
+            self.sim.set_quant_in_date(q.id, date).unwrap();
+        }
+    }
+
+    /// (on hand, reserved) of `sku` at exactly `location`.
+    fn at(&self, sku: &str, location: &str) -> (f64, f64) {
+        self.sim
+            .quants(sku)
+            .iter()
+            .filter(|q| q.location == location)
+            .fold((0.0, 0.0), |(on, res), q| {
+                (on + q.quantity, res + q.reserved)
+            })
+    }
+
+    /// The demand of each open backorder of `picking`.
+    fn backorder_demand(&self, picking: &str) -> Vec<f64> {
+        self.sim
+            .pickings()
+            .iter()
+            .filter(|p| p.backorder_of.as_deref() == Some(picking))
+            .flat_map(|p| p.moves.iter().map(|m| m.demand))
+            .collect()
+    }
+
+    /// A client for making orders as Odoo's users do.
+    async fn client(&self) -> OdooClient {
+        OdooClient::connect(&OdooConfig {
+            url: self.sim.url(),
+            db: self.sim.db().to_owned(),
+            login: self.sim.login().to_owned(),
+            api_key: Secret::new(self.sim.api_key()),
+            call_timeout: Duration::from_secs(5),
+            api: Default::default(),
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// A pick or receipt naming `reference`, scanned at `location`.
+fn scanned(
+    seq: u64,
+    kind: EventKind,
+    sku: &str,
+    qty: i64,
+    reference: &str,
+    location: &str,
+) -> LoggedEvent {
+    let mut e = referenced(seq, kind, sku, qty, reference);
+    e.event.location = Some(location.into());
+    e
+}
+
+/// Regression (issue 9): a fill wrote the move's quantity, which Odoo applies to the lines it
+/// reserved, so a scan at WH/Stock shipped from the shelf Odoo had reserved.
+#[tokio::test]
+async fn a_pick_filling_a_delivery_leaves_from_where_it_was_scanned_not_where_odoo_reserved() {
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        s.stock_at_both("SKU-002", None, true);
+        let order = s
+            .sim
+            .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
+            .unwrap();
+        let delivery = &order.deliveries[0];
+        // Odoo's FIFO reserved the shelf's older stock.
+        assert_eq!(s.at("SKU-002", SHELF), (20.0, 5.0), "{version:?}");
+        s.append(vec![scanned(1, Pick, "SKU-002", 3, delivery, STOCK)])
+            .await;
+        s.engine(3).await.merge_all().await.unwrap();
+        assert!(s.store.dead_letters().unwrap().is_empty());
+        assert_eq!(s.sim.picking(delivery).unwrap().state, "done");
+        let shipped: Vec<(String, f64)> = s
+            .sim
+            .done_move_lines()
+            .into_iter()
+            .filter(|l| l.picking.as_deref() == Some(delivery.as_str()))
+            .map(|l| (l.from, l.quantity))
+            .collect();
+        assert_eq!(shipped, vec![(STOCK.to_owned(), 3.0)], "{version:?}");
+        // The shelf's reservation went back; the backorder of 2 reserved it again.
+        assert_eq!(s.at("SKU-002", STOCK), (77.0, 0.0), "{version:?}");
+        assert_eq!(s.at("SKU-002", SHELF), (20.0, 2.0), "{version:?}");
+        assert_eq!(s.backorder_demand(delivery), vec![2.0]);
+    }
+}
+
+#[tokio::test]
+async fn picks_of_one_delivery_at_two_locations_each_leave_from_their_own() {
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        s.stock_at_both("SKU-002", None, false);
+        let order = s
+            .sim
+            .create_sale_order("WH", "Customer", &[("SKU-002", 5.0)], None)
+            .unwrap();
+        let delivery = &order.deliveries[0];
+        assert_eq!(s.at("SKU-002", STOCK), (80.0, 5.0), "{version:?}");
+        // At the reserved location and at another, in one run, one of them twice.
+        s.append(vec![
+            scanned(1, Pick, "SKU-002", 1, delivery, STOCK),
+            scanned(2, Pick, "SKU-002", 2, &order.name, SHELF),
+            scanned(3, Pick, "SKU-002", 1, delivery, STOCK),
+        ])
+        .await;
+        s.engine(3).await.merge_all().await.unwrap();
+        assert!(s.store.dead_letters().unwrap().is_empty());
+        assert_eq!(s.sim.picking(delivery).unwrap().state, "done");
+        assert_eq!(s.at("SKU-002", SHELF), (18.0, 0.0), "{version:?}");
+        // 2 left WH/Stock; the backorder's 1 is reserved there again.
+        assert_eq!(s.at("SKU-002", STOCK), (78.0, 1.0), "{version:?}");
+        assert_eq!(s.backorder_demand(delivery), vec![1.0]);
+        // One write for the whole picking.
+        assert_eq!(s.sim.call_count("stock.picking", "write"), 1);
+        assert_eq!(s.sim.call_count("stock.picking", "create"), 0);
+    }
+}
+
+#[tokio::test]
+async fn receipts_filling_an_expected_receipt_land_where_they_were_scanned() {
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        s.sim.add_location(STOCK, "Shelf 2").unwrap();
+        let client = s.client().await;
+        let (_, whole) = open_picking(&client, Direction::Receipt, "SKU-001", 4.0, "PO-1")
+            .await
+            .unwrap();
+        let (_, split) = open_picking(&client, Direction::Receipt, "SKU-003", 5.0, "PO-2")
+            .await
+            .unwrap();
+        let before = |sku| (s.at(sku, STOCK).0, s.at(sku, SHELF).0);
+        let (one, three) = (before("SKU-001"), before("SKU-003"));
+        s.append(vec![
+            // All 4 expected into WH/Stock go to the shelf.
+            scanned(1, Receipt, "SKU-001", 4, &whole, SHELF),
+            // 3 of 5: 2 to the shelf, 1 where expected.
+            scanned(2, Receipt, "SKU-003", 2, &split, SHELF),
+            scanned(3, Receipt, "SKU-003", 1, &split, STOCK),
+        ])
+        .await;
+        s.engine(3).await.merge_all().await.unwrap();
+        assert!(s.store.dead_letters().unwrap().is_empty());
+        assert_eq!(before("SKU-001"), (one.0, one.1 + 4.0), "{version:?}");
+        assert_eq!(before("SKU-003"), (three.0 + 1.0, three.1 + 2.0));
+        for name in [&whole, &split] {
+            assert_eq!(s.sim.picking(name).unwrap().state, "done", "{name}");
+        }
+        assert!(s.backorder_demand(&whole).is_empty());
+        assert_eq!(s.backorder_demand(&split), vec![2.0], "{version:?}");
+        assert_eq!(s.sim.call_count("stock.picking", "create"), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_lot_tracked_delivery_is_filled_from_the_scanned_lot_and_an_unknown_lot_parks() {
+    for version in [Version::V17, Version::V18] {
+        let s = setup(version).await;
+        s.stock_at_both("SKU-005", Some(("LOT-A", "LOT-B")), false);
+        let order = s
+            .sim
+            .create_sale_order("WH", "Customer", &[("SKU-005", 5.0)], None)
+            .unwrap();
+        let delivery = &order.deliveries[0];
+        assert_eq!(s.at("SKU-005", STOCK), (80.0, 5.0), "{version:?}");
+        let mut pick = scanned(1, Pick, "SKU-005", 3, delivery, SHELF);
+        pick.event.lot = Some("LOT-B".into());
+        s.append(vec![pick]).await;
+        s.engine(3).await.merge_all().await.unwrap();
+        assert!(s.store.dead_letters().unwrap().is_empty(), "{version:?}");
+        assert_eq!(s.sim.on_hand_lot("SKU-005", SHELF, "LOT-B"), 17.0);
+        assert_eq!(s.sim.on_hand_lot("SKU-005", STOCK, "LOT-A"), 80.0);
+        assert_eq!(s.backorder_demand(delivery), vec![2.0]);
+
+        // A lot Odoo does not know cannot fill the backorder: Odoo refuses, the scan parks,
+        // and nothing ships.
+        let backorder = s
+            .sim
+            .pickings()
+            .into_iter()
+            .find(|p| p.backorder_of.as_deref() == Some(delivery.as_str()))
+            .unwrap();
+        let mut pick = scanned(2, Pick, "SKU-005", 2, delivery, STOCK);
+        pick.event.lot = Some("LOT-NOWHERE".into());
+        s.append(vec![pick]).await;
+        s.engine(3).await.merge_all().await.unwrap();
+        let parked: Vec<u64> = s
+            .store
+            .dead_letters()
+            .unwrap()
+            .into_iter()
+            .map(|(_, _, seq, _)| seq)
+            .collect();
+        assert_eq!(parked, vec![2], "{version:?}");
+        assert_ne!(s.sim.picking(&backorder.name).unwrap().state, "done");
+        assert_eq!(s.sim.on_hand_lot("SKU-005", STOCK, "LOT-A"), 80.0);
+    }
 }

@@ -1,7 +1,8 @@
 //! What the Odoo simulator promises beyond response shapes (CONTRACT §4, §5, §8, §12, §14),
 //! on both versions: exact stock deltas from the 2-call flow, negative stock, the picking
 //! name as an idempotency key, 17 vs 18 on validating a done picking, backorders from a
-//! partial pick, the "picked" hazard, and the fault switch — every fault kind leaves nothing
+//! partial pick, the "picked" hazard, a move's lines replaced at another location (docs/odoo.md),
+//! and the fault switch — every fault kind leaves nothing
 //! applied except "applied, response lost", which applies exactly once. Also the
 //! `tally-odoo-sim` binary's startup line and the latency model.
 
@@ -467,6 +468,98 @@ async fn a_partial_pick_makes_a_reserved_backorder() {
             )
             .await;
         assert_eq!(lines[0]["qty_delivered"], json!(3.0));
+    }
+}
+
+/// The fill write found on real 17, 18 and 19 (docs/odoo.md): deleting a move's lines and
+/// creating picked ones elsewhere moves its reservation there, repeats harmlessly, and ships
+/// from there; the backorder is reserved by Odoo's own rules.
+#[tokio::test]
+async fn replacing_a_moves_lines_ships_from_the_new_lines_location() {
+    for version in VERSIONS {
+        let sim = start(version).await;
+        let rpc = Rpc::new(&sim);
+        sim.add_location("WH/Stock", "Shelf 2").unwrap();
+        let (picking, moves) = so_delivery(&sim, &rpc).await;
+        sim.set_on_hand("SKU-002", "WH/Stock/Shelf 2", None, 20.0)
+            .unwrap();
+        let shelf = sim.location_id("WH/Stock/Shelf 2").unwrap();
+        let (mv, _) = moves.iter().find(|(_, sku)| sku == "SKU-002").unwrap();
+        let at = |location: &str| -> (f64, f64) {
+            sim.quants("SKU-002")
+                .iter()
+                .filter(|q| q.location == location)
+                .fold((0.0, 0.0), |(q, r), row| {
+                    (q + row.quantity, r + row.reserved)
+                })
+        };
+        assert_eq!(at("WH/Stock"), (50.0, 5.0), "{version:?}");
+        for _ in 0..2 {
+            let lines = rpc
+                .ok(
+                    "stock.move.line",
+                    "search_read",
+                    json!([[["move_id", "in", [mv]]]]),
+                    json!({"fields": ["id", "move_id"]}),
+                )
+                .await;
+            let mut commands: Vec<Value> = lines
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| json!([2, l["id"]]))
+                .collect();
+            commands.push(
+                json!([0, 0, {"product_id": sim.product_id("SKU-002").unwrap(),
+                                        "product_uom_id": 1, "location_id": shelf,
+                                        "location_dest_id": 5, "quantity": 3, "picked": true,
+                                        "picking_id": picking}]),
+            );
+            rpc.ok(
+                "stock.picking",
+                "write",
+                json!([[picking], {"move_ids": [[1, mv, {"move_line_ids": commands,
+                                                          "picked": true}]]}]),
+                json!({}),
+            )
+            .await;
+            assert_eq!(at("WH/Stock"), (50.0, 0.0), "{version:?}");
+            assert_eq!(at("WH/Stock/Shelf 2"), (20.0, 3.0), "{version:?}");
+        }
+        let result = rpc
+            .ok(
+                "stock.picking",
+                "button_validate",
+                json!([[picking]]),
+                json!({"context": {"skip_backorder": true, "skip_sms": true}}),
+            )
+            .await;
+        assert_eq!(result, json!(true));
+        // SKU-003 was not scanned: it goes whole to the backorder with SKU-002's 2, both
+        // reserved again at WH/Stock.
+        assert_eq!(at("WH/Stock/Shelf 2"), (17.0, 0.0), "{version:?}");
+        assert_eq!(at("WH/Stock"), (50.0, 2.0), "{version:?}");
+        let name = sim
+            .pickings()
+            .into_iter()
+            .find(|p| p.id == picking)
+            .unwrap()
+            .name;
+        let backorder = sim
+            .pickings()
+            .into_iter()
+            .find(|p| p.backorder_of.as_deref() == Some(name.as_str()))
+            .unwrap();
+        let mut left: Vec<(String, f64)> = backorder
+            .moves
+            .iter()
+            .map(|m| (m.sku.clone(), m.quantity))
+            .collect();
+        left.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            left,
+            vec![("SKU-002".to_owned(), 2.0), ("SKU-003".to_owned(), 3.0)]
+        );
     }
 }
 

@@ -236,12 +236,22 @@ pub struct OpenPicking {
     pub id: i64,
     pub name: String,
     pub picking_type: i64,
-    /// (move id, product id) of each move not done or cancelled, in Odoo's order.
-    pub moves: Vec<(i64, i64)>,
+    /// Each move not done or cancelled, in Odoo's order.
+    pub moves: Vec<OpenMove>,
 }
 
-/// Quantities to write on an open picking's moves (CONTRACT §12): the moves are set to what
-/// was scanned, marked picked, and the picking is validated, leaving a backorder for the rest.
+/// A move of an open picking: its product and where it goes from and to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenMove {
+    pub id: i64,
+    pub product: i64,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// What to write on an open picking (CONTRACT §12, docs/odoo.md): the lines of its moves are
+/// replaced by what was scanned, where it was scanned, picked, and the picking is validated,
+/// leaving a backorder for the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedFill {
     /// Tally's key for this fill: the marker `tally:{key}@{picking_name}` in the picking's
@@ -249,6 +259,7 @@ pub struct PlannedFill {
     pub key: String,
     pub picking: i64,
     pub picking_name: String,
+    /// One per (move, location, lot) scanned; a move appears once per place it was filled at.
     pub moves: Vec<FillMove>,
 }
 
@@ -258,6 +269,21 @@ pub struct FillMove {
     pub product: i64,
     pub qty: Qty,
     pub seqs: Vec<u64>,
+    /// The move line that carries the scan. Absent in plans recorded before fills carried
+    /// locations: those are applied as recorded, the quantity written on the move (where Odoo
+    /// reserved).
+    #[serde(default)]
+    pub line: Option<FillLine>,
+}
+
+/// Where a scan that fills a move happened, as the move line Odoo gets: a pick's source is
+/// the scanned location, a receipt's destination is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FillLine {
+    pub uom: i64,
+    pub from: i64,
+    pub to: i64,
+    pub lot: Option<String>,
 }
 
 impl PlannedFill {
@@ -292,20 +318,18 @@ pub fn filled_by_tally(note: &str, picking_name: &str) -> bool {
     })
 }
 
-/// Whether an event may fill an open picking: a pick or receipt naming a reference, without a
-/// lot (lots of existing pickings are left to ordinary pickings).
+/// Whether an event may fill an open picking: a pick or receipt naming a reference.
 pub fn may_fill(event: &LoggedEvent) -> bool {
     let e = &event.event;
     matches!(e.kind, EventKind::Pick | EventKind::Receipt)
         && e.reference.is_some()
-        && e.lot.is_none()
         && !e.qty.is_negative()
 }
 
 /// Splits off the events that fill an open picking named by their reference: a pick fills a
 /// delivery of the warehouse, a receipt a receipt — the oldest such picking of the reference
-/// that holds the event's product, on its first move of it. Events of one picking and product
-/// coalesce into one quantity. Everything else (no such open picking, a product the picking
+/// that holds the event's product, on its first move of it. Events of one move, location and
+/// lot coalesce into one line. Everything else (no such open picking, a product the picking
 /// does not hold) is returned for ordinary pickings. Fills are keyed `{batch_key}-F{n}`.
 pub fn fill<'a>(
     batch_key: &str,
@@ -313,9 +337,10 @@ pub fn fill<'a>(
     events: Vec<ResolvedEvent<'a>>,
     open: &BTreeMap<String, Vec<OpenPicking>>,
 ) -> (Vec<PlannedFill>, Vec<ResolvedEvent<'a>>) {
-    // (picking name, id) → move id → (product, total, seqs)
-    type Moves = BTreeMap<i64, (i64, i64, Vec<u64>)>;
-    let mut filled: BTreeMap<(&str, i64), Moves> = BTreeMap::new();
+    // (move id, from, to, lot) → (product, uom, total, seqs)
+    type Lines = BTreeMap<(i64, i64, i64, Option<String>), (i64, i64, i64, Vec<u64>)>;
+    // (picking name, id) → its lines
+    let mut filled: BTreeMap<(&str, i64), Lines> = BTreeMap::new();
     let mut rest = Vec::new();
     for r in events {
         let e = &r.event.event;
@@ -332,21 +357,22 @@ pub fn fill<'a>(
             .flatten()
             .filter(|p| p.picking_type == wanted_type)
             .find_map(|p| {
-                let (move_id, _) = p
-                    .moves
-                    .iter()
-                    .find(|(_, product)| *product == r.product.id)?;
-                Some(((p.name.as_str(), p.id), *move_id))
+                let m = p.moves.iter().find(|m| m.product == r.product.id)?;
+                Some(((p.name.as_str(), p.id), m))
             });
         match target {
-            Some((picking, move_id)) => {
+            Some((picking, m)) => {
+                let (from, to) = match e.kind {
+                    EventKind::Pick => (r.location, m.to),
+                    _ => (m.from, r.location),
+                };
                 let entry = filled
                     .entry(picking)
                     .or_default()
-                    .entry(move_id)
-                    .or_insert((r.product.id, 0, Vec::new()));
-                entry.1 += e.qty.micros();
-                entry.2.push(r.event.seq);
+                    .entry((m.id, from, to, e.lot.clone()))
+                    .or_insert((r.product.id, r.product.uom_id, 0, Vec::new()));
+                entry.2 += e.qty.micros();
+                entry.3.push(r.event.seq);
             }
             None => rest.push(r),
         }
@@ -354,18 +380,21 @@ pub fn fill<'a>(
     let fills = filled
         .into_iter()
         .enumerate()
-        .map(|(n, ((name, id), moves))| PlannedFill {
+        .map(|(n, ((name, id), lines))| PlannedFill {
             key: format!("{batch_key}-F{}", n + 1),
             picking: id,
             picking_name: name.to_owned(),
-            moves: moves
+            moves: lines
                 .into_iter()
-                .map(|(move_id, (product, total, seqs))| FillMove {
-                    move_id,
-                    product,
-                    qty: Qty::from_micros(total),
-                    seqs,
-                })
+                .map(
+                    |((move_id, from, to, lot), (product, uom, total, seqs))| FillMove {
+                        move_id,
+                        product,
+                        qty: Qty::from_micros(total),
+                        seqs,
+                        line: Some(FillLine { uom, from, to, lot }),
+                    },
+                )
                 .collect(),
         })
         .collect();
@@ -417,6 +446,15 @@ mod tests {
             .collect()
     }
 
+    fn open_move(id: i64, product: i64, from: i64, to: i64) -> OpenMove {
+        OpenMove {
+            id,
+            product,
+            from,
+            to,
+        }
+    }
+
     #[test]
     fn referenced_picks_fill_their_picking_and_the_rest_goes_to_ordinary_pickings() {
         let mut events = vec![
@@ -437,13 +475,16 @@ mod tests {
                     id: 39,
                     name: "WH/PICK/00039".into(),
                     picking_type: WH.internal_type,
-                    moves: vec![(390, 1)],
+                    moves: vec![open_move(390, 1, WH.stock_location, 30)],
                 },
                 OpenPicking {
                     id: 40,
                     name: "WH/OUT/00040".into(),
                     picking_type: WH.delivery_type,
-                    moves: vec![(400, 1), (401, 3)],
+                    moves: vec![
+                        open_move(400, 1, WH.stock_location, WH.customers),
+                        open_move(401, 3, WH.stock_location, WH.customers),
+                    ],
                 },
             ],
         )]);
@@ -459,11 +500,103 @@ mod tests {
                     product: 1,
                     qty: Qty::from_units(3),
                     seqs: vec![1, 2],
+                    line: Some(FillLine {
+                        uom: 1,
+                        from: WH.stock_location,
+                        to: WH.customers,
+                        lot: None,
+                    }),
                 }],
             }]
         );
         let rest: Vec<u64> = rest.iter().map(|r| r.event.seq).collect();
         assert_eq!(rest, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn a_fill_puts_each_scan_where_it_happened_one_line_per_location_and_lot() {
+        const SHELF: i64 = 21;
+        let mut events = vec![
+            event(1, EventKind::Pick, 1, 2),
+            event(2, EventKind::Pick, 1, 1),
+            event(3, EventKind::Pick, 1, 1),
+            event(4, EventKind::Pick, 1, 1),
+            event(5, EventKind::Receipt, 2, 4),
+        ];
+        for (e, _) in &mut events {
+            e.event.reference = Some("S001".into());
+        }
+        events[3].0.event.lot = Some("LOT-A".into());
+        let mut resolved = resolve(&events);
+        // Scans 2 and 3 at the shelf, 1 and 4 at the stock location (4 with a lot); the
+        // receipt into the shelf.
+        for r in [1, 2, 4] {
+            resolved[r].location = SHELF;
+        }
+        let open = BTreeMap::from([(
+            "S001".to_owned(),
+            vec![
+                OpenPicking {
+                    id: 40,
+                    name: "WH/OUT/00040".into(),
+                    picking_type: WH.delivery_type,
+                    moves: vec![open_move(400, 1, WH.stock_location, WH.customers)],
+                },
+                OpenPicking {
+                    id: 41,
+                    name: "WH/IN/00041".into(),
+                    picking_type: WH.receipt_type,
+                    moves: vec![open_move(410, 2, WH.vendors, WH.stock_location)],
+                },
+            ],
+        )]);
+        let (fills, rest) = fill("K", &WH, resolved, &open);
+        assert!(rest.is_empty());
+        // (picking, move, qty, from, to, lot, seqs)
+        type Summary = Vec<(i64, i64, i64, i64, i64, Option<String>, Vec<u64>)>;
+        let summary: Summary = fills
+            .iter()
+            .flat_map(|f| {
+                f.moves.iter().map(|m| {
+                    let line = m.line.clone().unwrap();
+                    (
+                        f.picking,
+                        m.move_id,
+                        m.qty.micros() / 1_000_000,
+                        line.from,
+                        line.to,
+                        line.lot,
+                        m.seqs.clone(),
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (41, 410, 4, WH.vendors, SHELF, None, vec![5]),
+                (40, 400, 2, WH.stock_location, WH.customers, None, vec![1]),
+                (
+                    40,
+                    400,
+                    1,
+                    WH.stock_location,
+                    WH.customers,
+                    Some("LOT-A".into()),
+                    vec![4]
+                ),
+                (40, 400, 2, SHELF, WH.customers, None, vec![2, 3]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fill_recorded_before_fills_carried_locations_still_reads() {
+        let recorded = r#"{"key":"K-F1","picking":40,"picking_name":"WH/OUT/00040",
+            "moves":[{"move_id":400,"product":1,"qty":3000000,"seqs":[1,2]}]}"#;
+        let fill: PlannedFill = serde_json::from_str(recorded).unwrap();
+        assert_eq!(fill.moves[0].line, None);
+        assert_eq!(fill.moves[0].qty, Qty::from_units(3));
     }
 
     #[test]

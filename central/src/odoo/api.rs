@@ -8,7 +8,9 @@ use tally_protocol::Qty;
 
 use super::client::{Call, OdooClient};
 use super::error::{ErrorKind, OdooError};
-use crate::merge::plan::{Line, OpenPicking, PickingKind, PlannedFill, PlannedPicking};
+use crate::merge::plan::{
+    FillMove, Line, OpenMove, OpenPicking, PickingKind, PlannedFill, PlannedPicking,
+};
 
 /// A warehouse as Odoo describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -718,20 +720,33 @@ impl OdooClient {
                     ["picking_id", "in", ids],
                     ["state", "not in", ["done", "cancel"]]
                 ]),
-                &["id", "picking_id", "product_id"],
+                &[
+                    "id",
+                    "picking_id",
+                    "product_id",
+                    "location_id",
+                    "location_dest_id",
+                ],
                 None,
             )
             .await?;
-        let mut by_picking: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        let mut by_picking: HashMap<i64, Vec<OpenMove>> = HashMap::new();
         for m in &moves {
-            let (Some(id), Some(picking), Some(product)) = (
+            let (Some(id), Some(picking), Some(product), Some(from), Some(to)) = (
                 int(&m["id"]),
                 many2one(&m["picking_id"]),
                 many2one(&m["product_id"]),
+                many2one(&m["location_id"]),
+                many2one(&m["location_dest_id"]),
             ) else {
                 return Err(malformed("stock.move.search_read"));
             };
-            by_picking.entry(picking).or_default().push((id, product));
+            by_picking.entry(picking).or_default().push(OpenMove {
+                id,
+                product,
+                from,
+                to,
+            });
         }
         Ok(found
             .into_iter()
@@ -743,7 +758,7 @@ impl OdooClient {
                         // Two references (a picking's name and its order's) may name one
                         // picking.
                         let mut moves = by_picking.get(&id).cloned().unwrap_or_default();
-                        moves.sort_unstable();
+                        moves.sort_unstable_by_key(|m| m.id);
                         OpenPicking {
                             id,
                             name,
@@ -774,15 +789,22 @@ impl OdooClient {
         }))
     }
 
-    /// Sets the fill's moves to what was scanned, picked, and appends the marker to the note,
-    /// in one transaction (CONTRACT §12.5 WRITE). Absolute quantities: repeating it is harmless.
+    /// Puts what was scanned on the fill's moves, where it was scanned, picked, and appends the
+    /// marker to the note, in one transaction (CONTRACT §12.5 WRITE, docs/odoo.md): each
+    /// filled move's current lines (Odoo's reservation, or an earlier attempt's lines) are
+    /// deleted, which releases what they reserved, and a picked line per scanned location and
+    /// lot takes their place. Absolute: repeating it leaves the same lines.
     pub async fn write_fill(&self, fill: &PlannedFill, note: &str) -> Result<(), OdooError> {
-        let moves: Vec<Value> = fill
-            .moves
-            .iter()
-            .map(|m| json!([1, m.move_id, {"quantity": qty_value(m.qty), "picked": true}]))
-            .collect();
         let note = format!("{note}<p>{}</p>", fill.marker());
+        let moves = if fill.moves.iter().all(|m| m.line.is_some()) {
+            self.fill_line_commands(fill).await?
+        } else {
+            // A plan recorded before fills carried locations: applied as it was planned.
+            fill.moves
+                .iter()
+                .map(|m| json!([1, m.move_id, {"quantity": qty_value(m.qty), "picked": true}]))
+                .collect()
+        };
         self.write(
             Call::records("stock.picking", "write", vec![fill.picking])
                 .arg("vals", json!({"note": note, "move_ids": moves}))
@@ -790,6 +812,97 @@ impl OdooClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// `[1, move, {move_line_ids: [[2, line]…, [0, 0, line]…], picked: true}]` per filled move.
+    async fn fill_line_commands(&self, fill: &PlannedFill) -> Result<Vec<Value>, OdooError> {
+        let mut by_move: BTreeMap<i64, Vec<&FillMove>> = BTreeMap::new();
+        for m in &fill.moves {
+            by_move.entry(m.move_id).or_default().push(m);
+        }
+        let ids: Vec<i64> = by_move.keys().copied().collect();
+        let current = self
+            .search_read(
+                "stock.move.line",
+                json!([["move_id", "in", ids]]),
+                &["id", "move_id"],
+                None,
+            )
+            .await?;
+        let mut old: HashMap<i64, Vec<i64>> = HashMap::new();
+        for row in &current {
+            let (Some(id), Some(mv)) = (int(&row["id"]), many2one(&row["move_id"])) else {
+                return Err(malformed("stock.move.line.search_read"));
+            };
+            old.entry(mv).or_default().push(id);
+        }
+        let lots = self.fill_lot_ids(fill).await?;
+        Ok(by_move
+            .into_iter()
+            .map(|(move_id, scans)| {
+                let mut lines: Vec<Value> = old
+                    .remove(&move_id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|id| json!([2, id]))
+                    .collect();
+                for m in scans {
+                    let Some(line) = &m.line else { continue };
+                    let mut values = json!({
+                        "picking_id": fill.picking,
+                        "product_id": m.product,
+                        "product_uom_id": line.uom,
+                        "location_id": line.from,
+                        "location_dest_id": line.to,
+                        "quantity": qty_value(m.qty),
+                        "picked": true,
+                    });
+                    // An existing lot by id; a new one by name, which a receipt creates and
+                    // Odoo refuses on a pick (the scans are then parked with its reason).
+                    if let Some(lot) = &line.lot {
+                        match lots.get(&(m.product, lot.clone())) {
+                            Some(id) => values["lot_id"] = json!(id),
+                            None => values["lot_name"] = json!(lot),
+                        }
+                    }
+                    lines.push(json!([0, 0, values]));
+                }
+                json!([1, move_id, {"move_line_ids": lines, "picked": true}])
+            })
+            .collect())
+    }
+
+    /// The ids of the existing lots a fill names, by (product, lot name).
+    async fn fill_lot_ids(
+        &self,
+        fill: &PlannedFill,
+    ) -> Result<HashMap<(i64, String), i64>, OdooError> {
+        let names: Vec<&str> = fill
+            .moves
+            .iter()
+            .filter_map(|m| m.line.as_ref()?.lot.as_deref())
+            .collect();
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let products: Vec<i64> = fill.moves.iter().map(|m| m.product).collect();
+        let rows = self
+            .search_read(
+                "stock.lot",
+                json!([["name", "in", names], ["product_id", "in", products]]),
+                &["id", "name", "product_id"],
+                None,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    (many2one(&r["product_id"])?, r["name"].as_str()?.to_owned()),
+                    int(&r["id"])?,
+                ))
+            })
+            .collect())
     }
 
     /// Validates a filled picking, leaving what was not picked in a backorder without any

@@ -270,8 +270,7 @@ fn apply_quants(env: &mut Env, quants: &[Id], name: Option<String>) -> Result<()
         line.insert("date", now);
         env.db.insert("stock.move.line", line);
         env.lines += 1;
-        stock::update_quant(env, product, source, lot, -diff.abs());
-        stock::update_quant(env, product, dest, lot, diff.abs());
+        stock::move_quant(env, product, source, dest, lot, diff.abs());
         clear_count(env, *quant);
     }
     Ok(())

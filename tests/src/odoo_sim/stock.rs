@@ -239,17 +239,47 @@ pub fn ensure_quant_row(env: &mut Env, product: Id, location: Id, lot: Option<Id
 /// that applies it can hit different rows (the hazard of §13.1). An incoming quantity dates
 /// the row with the oldest incoming date still in stock, or now.
 pub fn update_quant(env: &mut Env, product: Id, location: Id, lot: Option<Id>, delta: f64) {
-    if !is_storable(env, product) || delta.abs() < EPSILON {
-        return;
+    update_quant_dated(env, product, location, lot, delta, None);
+}
+
+/// A done move line's two quant updates: the destination's row takes the oldest of its own
+/// incoming date and the source's (Odoo passes the source's `in_date` on), so stock moved to a
+/// shelf keeps its age there — and FIFO reservations may then pick the shelf.
+pub fn move_quant(env: &mut Env, product: Id, from: Id, to: Id, lot: Option<Id>, quantity: f64) {
+    let in_date = update_quant_dated(env, product, from, lot, -quantity, None);
+    update_quant_dated(env, product, to, lot, quantity, Some(in_date));
+}
+
+/// [`update_quant`] with an incoming date from elsewhere; returns the date Odoo would hand on:
+/// the oldest incoming date of the key's rows in stock (none at a virtual location), `incoming`,
+/// or now.
+fn update_quant_dated(
+    env: &mut Env,
+    product: Id,
+    location: Id,
+    lot: Option<Id>,
+    delta: f64,
+    incoming: Option<String>,
+) -> String {
+    if !is_storable(env, product) {
+        return env.now_text();
     }
     let rows = quant_rows(env, product, location, lot);
-    let in_date = rows
-        .iter()
-        .filter(|q| env.f64("stock.quant", **q, "quantity") > EPSILON)
-        .map(|q| env.text("stock.quant", *q, "in_date"))
-        .filter(|d| !d.is_empty())
-        .min()
-        .unwrap_or_else(|| env.now_text());
+    let mut dates: Vec<String> = if matches!(usage(env, location).as_str(), "internal" | "transit")
+    {
+        rows.iter()
+            .filter(|q| env.f64("stock.quant", **q, "quantity") > EPSILON)
+            .map(|q| env.text("stock.quant", *q, "in_date"))
+            .filter(|d| !d.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    dates.extend(incoming);
+    let in_date = dates.into_iter().min().unwrap_or_else(|| env.now_text());
+    if delta.abs() < EPSILON {
+        return in_date;
+    }
     let row = match rows.iter().min() {
         Some(row) => *row,
         None => ensure_quant_row(env, product, location, lot),
@@ -258,9 +288,10 @@ pub fn update_quant(env: &mut Env, product: Id, location: Id, lot: Option<Id>, d
     env.db.update("stock.quant", row, |rec| {
         rec.insert("quantity", Value::from(quantity));
         if delta > 0.0 {
-            rec.insert("in_date", Value::from(in_date));
+            rec.insert("in_date", Value::from(in_date.clone()));
         }
     });
+    in_date
 }
 
 // ---------------------------------------------------------------------------------------
@@ -744,12 +775,18 @@ pub fn create_line(
     }
     rec.insert("picking_id", picking.map_or(Value::Null, Value::from));
     rec.entry("quantity").or_insert(json!(0.0));
-    rec.entry("picked").or_insert(Value::from(false));
+    // A line takes its move's `picked` unless given; a move is picked once any line is.
+    let move_picked = mv.is_some_and(|mv| env.flag("stock.move", mv, "picked"));
+    rec.entry("picked").or_insert(Value::from(move_picked));
+    let picked = rec.get("picked").is_some_and(truthy);
     rec.entry("company_id").or_insert(json!(1));
     rec.insert("date", Value::from(env.now_text()));
     let line = env.insert_checked("stock.move.line", rec)?;
     env.lines += 1;
     if let Some(mv) = mv {
+        if picked {
+            env.db.set("stock.move", mv, "picked", Value::Bool(true));
+        }
         confirm_move(env, mv);
         recompute_move_state(env, mv);
     }
@@ -870,8 +907,10 @@ fn add_line(env: &mut Env, mv: Id, quantity: f64, location: Option<Id>, lot: Opt
 }
 
 /// Reserves what a confirmed move still misses (`action_assign`): from quants of the source
-/// location's subtree, oldest first, one line per quant row; moves from vendors, customers
-/// or inventory loss get their whole demand at once.
+/// location's whole subtree by Odoo's default removal strategy (FIFO: `in_date`, then id; lots
+/// before lot-less stock, as `_gather` sorts), so a shelf holding the oldest stock gets the
+/// reservation; one line per quant row. Moves from vendors, customers or inventory loss get
+/// their whole demand at once.
 fn reserve_move(env: &mut Env, mv: Id) {
     let state = env.text("stock.move", mv, "state");
     if !matches!(
@@ -895,9 +934,12 @@ fn reserve_move(env: &mut Env, mv: Id) {
             let reserved = reservations(env, product);
             let mut taken: HashMap<(Id, Option<Id>), f64> = HashMap::new();
             let mut rows = env.db.children("stock.quant", "product_id", product);
-            rows.sort_by(|a, b| {
-                let date = |q: &Id| env.text("stock.quant", *q, "in_date");
-                date(a).cmp(&date(b)).then(a.cmp(b))
+            rows.sort_by_key(|q| {
+                (
+                    env.m2o("stock.quant", *q, "lot_id").is_none(),
+                    env.text("stock.quant", *q, "in_date"),
+                    *q,
+                )
             });
             for row in rows {
                 if need < EPSILON {
@@ -1133,6 +1175,7 @@ pub fn write_moves(
     let mut plain = vals.clone();
     let quantity = plain.remove("quantity");
     let picked = plain.remove("picked");
+    let line_cmds = plain.remove("move_line_ids");
     plain.remove("state");
     let rec = env.to_record("stock.move", &plain)?;
     for mv in moves {
@@ -1141,6 +1184,9 @@ pub fn write_moves(
                 stored.insert(field, value.clone());
             }
         });
+        if let Some(cmds) = &line_cmds {
+            write_move_lines(env, *mv, cmds)?;
+        }
         if let Some(quantity) = &quantity {
             let quantity = as_float(quantity)?;
             match env.text("stock.move", *mv, "state").as_str() {
@@ -1162,6 +1208,41 @@ pub fn write_moves(
             recompute_picking_state(env, picking);
         }
     }
+    Ok(())
+}
+
+/// A move's `move_line_ids` commands, as real 17 and 18 apply them (docs/odoo.md): `[2, id]`
+/// deletes a line (its reservation goes with it), `[0, 0, vals]` adds one to the move —
+/// reserving at the line's own location, even beyond what is there, and with `picking_id`
+/// only when given —, `[1, id, vals]` writes one, and `[3, id]` / `[5]` only detach lines
+/// (`move_id` has no cascade), which keeps them and, in Odoo, their reservation.
+fn write_move_lines(env: &mut Env, mv: Id, cmds: &Value) -> Result<(), OdooError> {
+    if env.text("stock.move", mv, "state") == "done" {
+        return Err(OdooError::UserError(
+            "You can not delete product moves if the picking is done. You can only correct the done quantities.".into(),
+        ));
+    }
+    for (op, id, vals) in commands(cmds) {
+        match (op, id) {
+            (0, _) => {
+                create_line(env, &vals, None, Some(mv))?;
+            }
+            (1, Some(line)) => write_lines(env, &[line], &vals)?,
+            (2, Some(line)) => {
+                env.check_exist("stock.move.line", &[line])?;
+                env.db.remove("stock.move.line", line);
+                env.lines += 1;
+            }
+            (3, Some(line)) => env.db.set("stock.move.line", line, "move_id", Value::Null),
+            (5, _) => {
+                for line in env.db.children("stock.move.line", "move_id", mv) {
+                    env.db.set("stock.move.line", line, "move_id", Value::Null);
+                }
+            }
+            _ => {}
+        }
+    }
+    recompute_move_state(env, mv);
     Ok(())
 }
 
@@ -1416,6 +1497,15 @@ fn action_done(env: &mut Env, picking: Id, cancel_backorder: bool) -> Result<(),
         if !LIVE_MOVE_STATES.contains(&env.text("stock.move", mv, "state").as_str()) {
             continue;
         }
+        if env.flag("stock.move", mv, "picked") {
+            // Lines a picked move holds but nobody picked (Odoo's reservation next to the
+            // lines written at the scanned location) go, and their reservation with them.
+            for line in env.db.children("stock.move.line", "move_id", mv) {
+                if !env.flag("stock.move.line", line, "picked") {
+                    env.db.remove("stock.move.line", line);
+                }
+            }
+        }
         let quantity = move_quantity(env, mv);
         let demand = env.f64("stock.move", mv, "product_uom_qty");
         if env.flag("stock.move", mv, "picked") && quantity > EPSILON {
@@ -1529,8 +1619,7 @@ fn finish_move(env: &mut Env, mv: Id) -> Result<(), OdooError> {
         let dest = env
             .m2o("stock.move.line", line, "location_dest_id")
             .unwrap_or(0);
-        update_quant(env, product, source, lot, -quantity);
-        update_quant(env, product, dest, lot, quantity);
+        move_quant(env, product, source, dest, lot, quantity);
         env.lines += 1;
     }
     env.db.update("stock.move", mv, |rec| {
