@@ -1,6 +1,8 @@
-//! The merge engine: per stream (an agent's log), strictly in seq order, cut the journal into
-//! runs, resolve them against Odoo, record the plan durably, apply its pickings exactly once,
-//! park what Odoo refuses, and move the stream's cursor.
+//! The merge engine: per stream (an agent's log), strictly in seq order, read the journal in
+//! runs, resolve them against Odoo, split each into phases (a count after the events of its
+//! stock before it), record the plan durably, apply its pickings exactly once phase by phase
+//! (a phase's counts computed together once its moves are applied, their deltas recorded
+//! before they are applied), park what Odoo refuses, and move the stream's cursor.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +13,8 @@ use tokio::sync::OnceCell;
 
 use super::apply::{RetryPolicy, apply_once, fill_once, resume};
 use super::plan::{
-    PlannedFill, PlannedPicking, Product, ResolvedEvent, Warehouse, cut, fill, may_fill, plan,
+    PlannedCount, PlannedFill, PlannedPicking, Product, ResolvedEvent, Warehouse, count_lines,
+    count_pickings, fill, may_fill, phases, plan,
 };
 use super::state::{DeadLetter, Notice, now_micros};
 use crate::odoo::api::VirtualLocations;
@@ -37,10 +40,16 @@ struct StoredPlan {
     warehouse: String,
     /// The last seq of the run: the cursor moves here when the plan is finished.
     through: u64,
+    /// The pickings of a plan recorded before plans had phases (a run then ended at a count,
+    /// whose delta was already among them): applied as its only phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pickings: Vec<(PlannedPicking, Status)>,
-    /// Open Odoo pickings the run's referenced picks and receipts fill.
-    #[serde(default)]
+    /// Open Odoo pickings such a plan fills.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     fills: Vec<(PlannedFill, Status)>,
+    /// Applied one after the other.
+    #[serde(default)]
+    phases: Vec<StoredPhase>,
     parked: Vec<(u64, DeadLetter)>,
     /// The SKU of each event of the run, for parking by line.
     skus: BTreeMap<u64, String>,
@@ -50,9 +59,66 @@ struct StoredPlan {
     retry: Option<u64>,
 }
 
+/// A phase of a run: its pickings and fills, then its counts, computed together once those
+/// are applied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StoredPhase {
+    /// Names the phase's pickings (the run's batch key, and the phase after the first).
+    key: String,
+    /// Whether what waits behind an event parked earlier in the run was taken out: once, as
+    /// the phase starts, before any of its pickings reaches Odoo.
+    started: bool,
+    pickings: Vec<(PlannedPicking, Status)>,
+    /// Open Odoo pickings the phase's referenced picks and receipts fill.
+    fills: Vec<(PlannedFill, Status)>,
+    /// The counts that close the phase.
+    counts: Vec<PlannedCount>,
+    /// Whether the counts' deltas are computed and recorded in `adjustments`: after that they
+    /// are never computed again, so a restart applies the same deltas.
+    counted: bool,
+    adjustments: Vec<(PlannedPicking, Status)>,
+}
+
+/// Which pickings of a phase.
+#[derive(Debug, Clone, Copy)]
+enum Pickings {
+    Moves,
+    Counts,
+}
+
 impl StoredPlan {
+    /// A plan recorded before phases becomes a plan of one phase, its counts (if it was a
+    /// count's run) already computed.
+    fn upgrade(&mut self) {
+        if self.pickings.is_empty() && self.fills.is_empty() {
+            return;
+        }
+        let phase = StoredPhase {
+            key: String::new(),
+            started: true,
+            pickings: std::mem::take(&mut self.pickings),
+            fills: std::mem::take(&mut self.fills),
+            counts: Vec::new(),
+            counted: true,
+            adjustments: Vec::new(),
+        };
+        self.phases.insert(0, phase);
+    }
+
+    fn pickings(&mut self, phase: usize, which: Pickings) -> &mut Vec<(PlannedPicking, Status)> {
+        let phase = &mut self.phases[phase];
+        match which {
+            Pickings::Moves => &mut phase.pickings,
+            Pickings::Counts => &mut phase.adjustments,
+        }
+    }
+
     /// Parks the events `seqs` with Odoo's reason for refusing them.
     fn park(&mut self, seqs: &[u64], error: &OdooError) {
+        self.park_as(seqs, &error.name, &error.message);
+    }
+
+    fn park_as(&mut self, seqs: &[u64], reason: &str, message: &str) {
         for &seq in seqs {
             let sku = self.skus.get(&seq).cloned().unwrap_or_default();
             self.parked.push((
@@ -60,11 +126,81 @@ impl StoredPlan {
                 DeadLetter {
                     warehouse: self.warehouse.clone(),
                     sku,
-                    reason: error.name.clone(),
-                    message: error.message.clone(),
+                    reason: reason.to_owned(),
+                    message: message.to_owned(),
                     parked_at: now_micros(),
                 },
             ));
+        }
+    }
+
+    /// Takes out of phase `phase` what comes after an event of its SKU parked earlier in the
+    /// run (refused by Odoo in an earlier phase, or at planning), and parks it behind: a line or
+    /// fill of events all later than the parked one, a count later than it. The moves when
+    /// the phase starts, the counts when they are computed (after the phase's own moves).
+    fn hold_back(&mut self, phase: usize, which: Pickings) {
+        let mut first: HashMap<&str, u64> = HashMap::new();
+        for (seq, letter) in &self.parked {
+            let at = first.entry(letter.sku.as_str()).or_insert(*seq);
+            *at = (*at).min(*seq);
+        }
+        if first.is_empty() {
+            return;
+        }
+        let behind = |seqs: &[u64]| {
+            seqs.first()
+                .and_then(|s| self.skus.get(s))
+                .and_then(|sku| first.get(sku.as_str()))
+                .is_some_and(|parked| seqs.iter().all(|s| s > parked))
+        };
+        let mut held = Vec::new();
+        let p = &self.phases[phase];
+        let (mut pickings, mut fills, mut counts) =
+            (p.pickings.clone(), p.fills.clone(), p.counts.clone());
+        match which {
+            Pickings::Moves => {
+                for (picking, _) in &mut pickings {
+                    picking.lines.retain(|l| {
+                        let hold = behind(&l.seqs);
+                        if hold {
+                            held.extend(&l.seqs);
+                        }
+                        !hold
+                    });
+                }
+                pickings.retain(|(p, _)| !p.lines.is_empty());
+                for (fill, _) in &mut fills {
+                    fill.moves.retain(|m| {
+                        let hold = behind(&m.seqs);
+                        if hold {
+                            held.extend(&m.seqs);
+                        }
+                        !hold
+                    });
+                }
+                fills.retain(|(f, _)| !f.moves.is_empty());
+            }
+            Pickings::Counts => counts.retain(|c| {
+                let hold = behind(&[c.seq]);
+                if hold {
+                    held.push(c.seq);
+                }
+                !hold
+            }),
+        }
+        if held.is_empty() {
+            return;
+        }
+        let p = &mut self.phases[phase];
+        (p.pickings, p.fills, p.counts) = (pickings, fills, counts);
+        held.sort_unstable();
+        for seq in held {
+            let sku = self.skus.get(&seq).cloned().unwrap_or_default();
+            let message = format!(
+                "an earlier event of {sku:?} in {} is parked; this one waits behind it",
+                self.warehouse
+            );
+            self.park_as(&[seq], "parked-behind", &message);
         }
     }
 }
@@ -267,10 +403,11 @@ impl Lane {
                 ))
                 .into());
             }
-            let run = &events[..cut(&events)];
-            let plan = self.plan_run(agent, log_id, run, Some(generation)).await?;
+            let (plan, taken) = self
+                .plan_run(agent, log_id, &events, Some(generation))
+                .await?;
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
-            total += run.len() as u64;
+            total += taken as u64;
             self.execute(agent, log_id, plan, false).await?;
         }
     }
@@ -288,10 +425,9 @@ impl Lane {
             if events.is_empty() {
                 return Ok(total);
             }
-            let run = &events[..cut(&events)];
-            let plan = self.plan_run(agent, log_id, run, None).await?;
+            let (plan, taken) = self.plan_run(agent, log_id, &events, None).await?;
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
-            total += run.len() as u64;
+            total += taken as u64;
             self.execute(agent, log_id, plan, false).await?;
         }
     }
@@ -394,18 +530,17 @@ impl Lane {
         Ok(())
     }
 
+    /// Plans the run that starts `events`: the plan and how many of `events` it takes (all of
+    /// them, unless a referenced picking would be filled in two phases).
     async fn plan_run(
         &mut self,
         agent: &str,
         log_id: LogId,
         run: &[LoggedEvent],
         retry: Option<u64>,
-    ) -> Result<StoredPlan, MergeError> {
+    ) -> Result<(StoredPlan, usize), MergeError> {
         let code = self.code.clone();
         let code = code.as_str();
-        let (first, through) = (run[0].seq, run[run.len() - 1].seq);
-        let skus: BTreeMap<u64, String> =
-            run.iter().map(|e| (e.seq, e.event.sku.clone())).collect();
         let mut parked = Vec::new();
         let park = |parked: &mut Vec<(u64, DeadLetter)>,
                     e: &LoggedEvent,
@@ -501,6 +636,22 @@ impl Lane {
         self.products
             .retain(|_, found| matches!(found, Found::Product(_)));
         self.locations.retain(|_, id| id.is_some());
+
+        let (phased, rest) = phases(resolved);
+        // Parking depends only on earlier events: what the run leaves for the next one is
+        // planned there again, from scratch.
+        let taken = match rest.first() {
+            Some(next) => run
+                .iter()
+                .position(|e| e.seq == next.event.seq)
+                .expect("a resolved event is one of the run's"),
+            None => run.len(),
+        };
+        let run = &run[..taken];
+        parked.retain(|(seq, _)| run.iter().any(|e| e.seq == *seq));
+        let (first, through) = (run[0].seq, run[run.len() - 1].seq);
+        let skus: BTreeMap<u64, String> =
+            run.iter().map(|e| (e.seq, e.event.sku.clone())).collect();
         let mut batch_key = format!(
             "tally-{agent}-{}-{first}-{through}",
             &log_id.to_string()[..8]
@@ -508,153 +659,176 @@ impl Lane {
         if let Some(generation) = retry {
             batch_key.push_str(&format!("-r{generation}"));
         }
-        let (fills, planned) = match resolved.first() {
-            Some(count) if count.event.event.kind == EventKind::Count => (
-                Vec::new(),
-                self.plan_count(agent, log_id, &batch_key, &warehouse, count)
-                    .await?
-                    .into_iter()
-                    .collect(),
-            ),
-            _ => {
-                let references: Vec<String> = resolved
-                    .iter()
-                    .filter(|r| may_fill(r.event))
-                    .filter_map(|r| r.event.event.reference.clone())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                let open = if references.is_empty() {
-                    BTreeMap::new()
-                } else {
-                    self.odoo.open_pickings(&references).await?
-                };
-                let (fills, rest) = fill(&batch_key, &warehouse, resolved, &open);
-                (fills, plan(&batch_key, &warehouse, &rest))
-            }
+        let references: Vec<String> = phased
+            .iter()
+            .flat_map(|p| &p.moves)
+            .filter(|r| may_fill(r.event))
+            .filter_map(|r| r.event.event.reference.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let open = if references.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.odoo.open_pickings(&references).await?
         };
-        Ok(StoredPlan {
+        let clock = self.clock(agent)?;
+        let mut stored = Vec::with_capacity(phased.len());
+        for (n, phase) in phased.into_iter().enumerate() {
+            let key = match n {
+                0 => batch_key.clone(),
+                n => format!("{batch_key}-p{}", n + 1),
+            };
+            let (fills, rest) = fill(&key, &warehouse, phase.moves, &open);
+            let pickings = plan(&key, &warehouse, &rest);
+            let mut counts = Vec::with_capacity(phase.counts.len());
+            for c in &phase.counts {
+                let e = c.event;
+                match clock.odoo_time(e) {
+                    Some(at) => counts.push(PlannedCount {
+                        seq: e.seq,
+                        product: c.product.id,
+                        uom: c.product.uom_id,
+                        location: c.location,
+                        lot: e.event.lot.clone(),
+                        qty: e.event.qty,
+                        at,
+                    }),
+                    None => park(
+                        &mut parked,
+                        e,
+                        "bad-time",
+                        format!("the time of count seq {} is out of range", e.seq),
+                    ),
+                }
+            }
+            stored.push(StoredPhase {
+                key,
+                started: false,
+                pickings: pickings.into_iter().map(|p| (p, Status::Pending)).collect(),
+                fills: fills.into_iter().map(|f| (f, Status::Pending)).collect(),
+                counts,
+                counted: false,
+                adjustments: Vec::new(),
+            });
+        }
+        let plan = StoredPlan {
             warehouse: code.to_owned(),
             through,
-            pickings: planned.into_iter().map(|p| (p, Status::Pending)).collect(),
-            fills: fills.into_iter().map(|f| (f, Status::Pending)).collect(),
+            pickings: Vec::new(),
+            fills: Vec::new(),
+            phases: stored,
             parked,
             skus,
             retry,
+        };
+        Ok((plan, taken))
+    }
+
+    /// How this agent's clock and Odoo's are off from central's, as the plan is made.
+    fn clock(&self, agent: &str) -> Result<Clocks, MergeError> {
+        Ok(Clocks {
+            agent_behind: self
+                .store
+                .clock_offset(agent)?
+                .map_or(0, |(offset, _)| offset),
+            odoo_ahead: self.odoo.clock_offset_micros(),
         })
     }
 
-    /// A count as the delta that makes Odoo's quantity at the location what was counted, as of
-    /// the count (CONTRACT §13.3, picking path). Odoo's quantity already holds every Tally event
-    /// before the count (this stream is applied in log order) and none after it; what it must
-    /// not hold is what Odoo itself moved there after the count was taken: those moves are
-    /// added back. Tally's own pickings are left out of that, because they carry the time they
-    /// were applied, not the time of the scan. The delta is recorded in the plan before it is
-    /// applied, so a restart applies the same delta, not a recomputed one.
+    /// Computes the counts that close phase `p` (CONTRACT §13.3, picking path), all at once,
+    /// and records their deltas in the plan before anything applies them: a restart applies
+    /// the same deltas, never recomputed ones.
     ///
-    /// The count's time is the agent's clock; Odoo dates moves by its own. The time is moved
-    /// onto Odoo's clock by the agent's offset from central (measured when it connected) and
-    /// central's from Odoo (from the `Date` of Odoo's answers).
-    async fn plan_count(
-        &self,
+    /// Each count is as of its own time: Odoo's quantity now holds every Tally event of the
+    /// count's stock before it (the earlier phases and this one's moves are applied) and none
+    /// after it (those are in later phases); what it must not hold is what Odoo itself moved
+    /// there after the count was taken, which is added back. Tally's own pickings are left out
+    /// of that, because they carry the time they were applied, not the time of the scan. The
+    /// quantities, and the moves since the earliest count of the phase, are read in one call
+    /// each and picked apart per count.
+    async fn count(
+        &mut self,
         agent: &str,
         log_id: LogId,
-        batch_key: &str,
-        warehouse: &Warehouse,
-        count: &ResolvedEvent<'_>,
-    ) -> Result<Option<PlannedPicking>, MergeError> {
-        let e = count.event;
-        let agent_clock = e.event.occurred_at.unwrap_or(e.received_at).as_micros();
-        let agent_behind = self
-            .store
-            .clock_offset(agent)?
-            .map_or(0, |(offset, _)| offset);
-        let odoo_ahead = self.odoo.clock_offset_micros();
-        let at = agent_clock
-            .saturating_add(agent_behind)
-            .saturating_add(odoo_ahead);
-        let after = jiff::Timestamp::from_microsecond(at)
-            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
-            .map_err(|_| {
-                OdooError::new(
-                    ErrorKind::Permanent,
-                    "bad-time",
-                    "the count's time is out of range",
-                )
-            })?;
-        // A count of a lot counts that lot only.
-        let lot = match &e.event.lot {
-            Some(name) => Some(self.odoo.lot_id(count.product.id, name).await?),
-            None => None,
-        };
-        let (now, others_since) = match lot {
-            // A lot Odoo does not know holds nothing there yet.
-            Some(None) => (0.0, 0.0),
-            lot => {
-                let lot = lot.flatten();
-                let now = self
-                    .odoo
-                    .quantity_at(count.product.id, count.location, lot)
-                    .await?;
-                let others_since = self
-                    .odoo
-                    .net_moved_after(count.product.id, count.location, lot, &after, "tally-")
-                    .await?;
-                (now, others_since)
-            }
-        };
-        let as_of_count = crate::odoo::api::qty_from_f64(now - others_since);
-        // A count someone entered in Odoo and has not applied is left alone (the picking path
-        // does not touch it), but when applied it will set the quantity over Tally's: report.
-        for (pending, user) in self
-            .odoo
-            .pending_counts(count.product.id, count.location)
-            .await?
-        {
-            let message = format!(
-                "{user} has a count of {pending} pending in Odoo for {} at this location; Tally applied its own count of {} (seq {}). Applying the pending one in Odoo will set the quantity over it.",
-                e.event.sku, e.event.qty, e.seq
-            );
-            tracing::warn!(sku = %e.event.sku, seq = e.seq, %user, pending, "a count is pending in Odoo");
-            let notice = Notice {
-                warehouse: warehouse.code.clone(),
-                sku: e.event.sku.clone(),
-                kind: "pending-odoo-count".into(),
-                message,
-                noticed_at: now_micros(),
+        plan: &mut StoredPlan,
+        p: usize,
+    ) -> Result<(), MergeError> {
+        plan.hold_back(p, Pickings::Counts);
+        let counts = plan.phases[p].counts.clone();
+        let mut adjustments = Vec::new();
+        if !counts.is_empty() {
+            let warehouse = self.warehouse().await?;
+            let set = |of: fn(&PlannedCount) -> i64| -> Vec<i64> {
+                counts
+                    .iter()
+                    .map(of)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
             };
-            self.store.add_notice(agent, log_id, e.seq, &notice)?;
+            let (products, locations) = (set(|c| c.product), set(|c| c.location));
+            let since = counts
+                .iter()
+                .map(|c| c.at.as_str())
+                .min()
+                .expect("counts is not empty");
+            // A count of a lot counts that lot only; a lot Odoo does not know holds nothing.
+            let lot_names: Vec<(i64, String)> = counts
+                .iter()
+                .filter_map(|c| Some((c.product, c.lot.clone()?)))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let lots = self.odoo.lots_named(&lot_names).await?;
+            let (quants, moved) = self
+                .odoo
+                .count_stock(&products, &locations, since, "tally-")
+                .await?;
+            // A count someone entered in Odoo and has not applied is left alone (the picking
+            // path does not touch it), but when applied it will set the quantity over
+            // Tally's: report.
+            let pending = self.odoo.pending_counts(&products, &locations).await?;
+            for c in &counts {
+                let sku = plan.skus.get(&c.seq).cloned().unwrap_or_default();
+                for found in pending
+                    .iter()
+                    .filter(|f| f.product == c.product && f.location == c.location)
+                {
+                    let message = format!(
+                        "{} has a count of {} pending in Odoo for {sku} at this location; Tally applied its own count of {} (seq {}). Applying the pending one in Odoo will set the quantity over it.",
+                        found.user, found.counted, c.qty, c.seq
+                    );
+                    tracing::warn!(%sku, seq = c.seq, user = %found.user, pending = found.counted, "a count is pending in Odoo");
+                    let notice = Notice {
+                        warehouse: warehouse.code.clone(),
+                        sku: sku.clone(),
+                        kind: "pending-odoo-count".into(),
+                        message,
+                        noticed_at: now_micros(),
+                    };
+                    self.store.add_notice(agent, log_id, c.seq, &notice)?;
+                }
+            }
+            let (lines, deltas) = count_lines(&warehouse, &counts, &lots, &quants, &moved);
+            for (c, d) in counts.iter().zip(&deltas) {
+                let sku = plan
+                    .skus
+                    .get(&c.seq)
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                tracing::info!(%sku, seq = c.seq, counted = %c.qty, as_of_count = %d.as_of_count, delta = %tally_protocol::Qty::from_micros(d.delta), odoo_time = %c.at, "count becomes a delta");
+            }
+            adjustments = count_pickings(&plan.phases[p].key, &warehouse, lines);
         }
-        let Some(delta) = e.event.qty.micros().checked_sub(as_of_count.micros()) else {
-            return Ok(None);
-        };
-        if delta == 0 {
-            return Ok(None);
-        }
-        let (from, to) = if delta > 0 {
-            (warehouse.inventory_adjustment, count.location)
-        } else {
-            (count.location, warehouse.inventory_adjustment)
-        };
-        tracing::info!(sku = %e.event.sku, seq = e.seq, counted = %e.event.qty, as_of_count = %as_of_count, odoo_time = %after, agent_behind_ms = agent_behind / 1000, odoo_ahead_ms = odoo_ahead / 1000, "count becomes a delta");
-        Ok(Some(PlannedPicking {
-            key: format!("{batch_key}-C1"),
-            kind: super::plan::PickingKind::Adjustment,
-            picking_type: warehouse.internal_type,
-            from,
-            to,
-            lines: vec![super::plan::Line {
-                product: count.product.id,
-                uom: count.product.uom_id,
-                qty: tally_protocol::Qty::from_micros(delta.abs()),
-                from,
-                to,
-                lot: e.event.lot.clone(),
-                // Counted stock of a lot Odoo has never seen: the lot is created.
-                create_lot: delta > 0 && e.event.lot.is_some(),
-                seqs: vec![e.seq],
-            }],
-        }))
+        let phase = &mut plan.phases[p];
+        phase.adjustments = adjustments
+            .into_iter()
+            .map(|p| (p, Status::Pending))
+            .collect();
+        phase.counted = true;
+        self.store.save_merge_plan(agent, log_id, &encode(plan))?;
+        Ok(())
     }
 
     async fn execute(
@@ -664,27 +838,65 @@ impl Lane {
         mut plan: StoredPlan,
         resumed: bool,
     ) -> Result<(), MergeError> {
+        plan.upgrade();
+        for p in 0..plan.phases.len() {
+            if !plan.phases[p].started {
+                plan.hold_back(p, Pickings::Moves);
+                plan.phases[p].started = true;
+                self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+            }
+            self.apply_pickings(agent, log_id, &mut plan, p, Pickings::Moves, resumed)
+                .await?;
+            self.apply_fills(agent, log_id, &mut plan, p).await?;
+            if !plan.phases[p].counted {
+                self.count(agent, log_id, &mut plan, p).await?;
+            }
+            self.apply_pickings(agent, log_id, &mut plan, p, Pickings::Counts, resumed)
+                .await?;
+        }
+        match plan.retry {
+            Some(_) => {
+                self.store
+                    .finish_retry(agent, log_id, plan.skus.keys().copied(), &plan.parked)?
+            }
+            None => self
+                .store
+                .finish_merge(agent, log_id, plan.through, &plan.parked)?,
+        }
+        Ok(())
+    }
+
+    /// Applies the pending pickings of phase `p` exactly once, splitting a refused picking per
+    /// line and parking the line Odoo refuses.
+    async fn apply_pickings(
+        &mut self,
+        agent: &str,
+        log_id: LogId,
+        plan: &mut StoredPlan,
+        p: usize,
+        which: Pickings,
+        resumed: bool,
+    ) -> Result<(), MergeError> {
         let mut i = 0;
-        while i < plan.pickings.len() {
-            let (picking, status) = &plan.pickings[i];
-            if *status != Status::Pending {
+        while i < plan.pickings(p, which).len() {
+            let (picking, status) = plan.pickings(p, which)[i].clone();
+            if status != Status::Pending {
                 i += 1;
                 continue;
             }
             let result = if resumed || picking.key.contains('.') {
-                resume(&self.odoo, picking, self.policy).await
+                resume(&self.odoo, &picking, self.policy).await
             } else {
-                apply_once(&self.odoo, picking, self.policy).await
+                apply_once(&self.odoo, &picking, self.policy).await
             };
             match result {
-                Ok(_) => plan.pickings[i].1 = Status::Done,
+                Ok(_) => plan.pickings(p, which)[i].1 = Status::Done,
                 Err(e) if e.kind == ErrorKind::Permanent => {
-                    let picking = picking.clone();
                     self.abandon(&picking).await?;
                     tracing::warn!(key = %picking.key, error = %e, lines = picking.lines.len(), "Odoo refused a picking");
                     if picking.lines.len() > 1 {
                         // Find the refused line(s): one picking per line, each under its own key.
-                        plan.pickings[i].1 = Status::Split;
+                        plan.pickings(p, which)[i].1 = Status::Split;
                         let singles = picking.lines.iter().enumerate().map(|(j, line)| {
                             (
                                 PlannedPicking {
@@ -695,49 +907,51 @@ impl Lane {
                                 Status::Pending,
                             )
                         });
-                        plan.pickings.splice(i + 1..i + 1, singles);
+                        plan.pickings(p, which).splice(i + 1..i + 1, singles);
                     } else {
-                        plan.pickings[i].1 = Status::Parked;
+                        plan.pickings(p, which)[i].1 = Status::Parked;
                         plan.park(&picking.lines[0].seqs, &e);
                     }
                 }
                 Err(e) => {
-                    self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+                    self.store.save_merge_plan(agent, log_id, &encode(plan))?;
                     return Err(e.into());
                 }
             }
-            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+            self.store.save_merge_plan(agent, log_id, &encode(plan))?;
             i += 1;
         }
-        for i in 0..plan.fills.len() {
-            let (fill, status) = &plan.fills[i];
-            if *status != Status::Pending {
+        Ok(())
+    }
+
+    /// Fills the open pickings of phase `p`, each exactly once.
+    async fn apply_fills(
+        &mut self,
+        agent: &str,
+        log_id: LogId,
+        plan: &mut StoredPlan,
+        p: usize,
+    ) -> Result<(), MergeError> {
+        for i in 0..plan.phases[p].fills.len() {
+            let (fill, status) = plan.phases[p].fills[i].clone();
+            if status != Status::Pending {
                 continue;
             }
-            match fill_once(&self.odoo, fill, self.policy).await {
-                Ok(_) => plan.fills[i].1 = Status::Done,
+            match fill_once(&self.odoo, &fill, self.policy).await {
+                Ok(_) => plan.phases[p].fills[i].1 = Status::Done,
                 Err(e) if e.kind == ErrorKind::Permanent => {
                     // The picking is the customer's (or the vendor's): it is never cancelled.
                     tracing::warn!(key = %fill.key, picking = %fill.picking_name, error = %e, "Odoo refused to fill a picking");
                     let seqs: Vec<u64> = fill.seqs().collect();
-                    plan.fills[i].1 = Status::Parked;
+                    plan.phases[p].fills[i].1 = Status::Parked;
                     plan.park(&seqs, &e);
                 }
                 Err(e) => {
-                    self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+                    self.store.save_merge_plan(agent, log_id, &encode(plan))?;
                     return Err(e.into());
                 }
             }
-            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
-        }
-        match plan.retry {
-            Some(_) => {
-                self.store
-                    .finish_retry(agent, log_id, plan.skus.keys().copied(), &plan.parked)?
-            }
-            None => self
-                .store
-                .finish_merge(agent, log_id, plan.through, &plan.parked)?,
+            self.store.save_merge_plan(agent, log_id, &encode(plan))?;
         }
         Ok(())
     }
@@ -754,6 +968,165 @@ impl Lane {
     }
 }
 
+/// How far the agent's clock and Odoo's are from central's, to place a count's time on Odoo's
+/// clock.
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    /// How far the agent's clock is behind central's (µs), measured when it connected.
+    agent_behind: i64,
+    /// How far Odoo's clock is ahead of central's (µs), from the `Date` of Odoo's answers.
+    odoo_ahead: i64,
+}
+
+impl Clocks {
+    /// When a count was taken, on Odoo's clock, as Odoo dates moves (UTC, whole seconds); `None`
+    /// when that is out of range.
+    fn odoo_time(&self, count: &LoggedEvent) -> Option<String> {
+        let agent_clock = count
+            .event
+            .occurred_at
+            .unwrap_or(count.received_at)
+            .as_micros();
+        let at = agent_clock
+            .saturating_add(self.agent_behind)
+            .saturating_add(self.odoo_ahead);
+        jiff::Timestamp::from_microsecond(at)
+            .ok()
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+    }
+}
+
 fn encode(plan: &StoredPlan) -> Vec<u8> {
     serde_json::to_vec(plan).expect("serialising a plain struct")
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_protocol::Qty;
+
+    use super::*;
+    use crate::merge::plan::{FillMove, Line, PickingKind};
+
+    fn line(product: i64, seqs: &[u64]) -> Line {
+        Line {
+            product,
+            uom: 1,
+            qty: Qty::from_units(1),
+            from: 8,
+            to: 5,
+            lot: None,
+            create_lot: false,
+            seqs: seqs.to_vec(),
+        }
+    }
+
+    fn picking(key: &str, lines: Vec<Line>) -> (PlannedPicking, Status) {
+        let picking = PlannedPicking {
+            key: key.into(),
+            kind: PickingKind::Delivery,
+            picking_type: 2,
+            from: 8,
+            to: 5,
+            lines,
+        };
+        (picking, Status::Pending)
+    }
+
+    #[test]
+    fn a_plan_recorded_before_phases_is_applied_as_its_only_phase() {
+        // As today's code before phases recorded a count's run: the delta already computed.
+        let recorded = r#"{"warehouse":"WH","through":7,
+            "pickings":[[{"key":"tally-a-abababab-7-7-C1","kind":"Adjustment","picking_type":5,
+              "from":8,"to":14,"lines":[{"product":1,"uom":1,"qty":2000000,"from":8,"to":14,
+              "lot":null,"create_lot":false,"seqs":[7]}]},"Pending"]],
+            "fills":[],"parked":[],"skus":{"7":"SKU-001"},"retry":null}"#;
+        let mut plan: StoredPlan = serde_json::from_str(recorded).unwrap();
+        plan.upgrade();
+        assert_eq!(plan.phases.len(), 1);
+        let phase = &plan.phases[0];
+        assert!(phase.started && phase.counted && phase.counts.is_empty());
+        assert_eq!(phase.pickings[0].0.key, "tally-a-abababab-7-7-C1");
+        assert_eq!(phase.pickings[0].0.lines[0].qty, Qty::from_units(2));
+        // Recorded again, it reads the same.
+        let again: StoredPlan = serde_json::from_slice(&encode(&plan)).unwrap();
+        assert_eq!(again.phases[0].pickings, plan.phases[0].pickings);
+        assert!(again.pickings.is_empty());
+    }
+
+    #[test]
+    fn what_follows_a_parked_event_of_its_sku_waits_behind_it() {
+        let letter = DeadLetter {
+            warehouse: "WH".into(),
+            sku: "A".into(),
+            reason: "ValidationError".into(),
+            message: "refused".into(),
+            parked_at: 0,
+        };
+        let skus = [(1, "A"), (2, "B"), (3, "A"), (4, "A"), (5, "A"), (6, "A")];
+        let mut plan = StoredPlan {
+            warehouse: "WH".into(),
+            through: 6,
+            pickings: Vec::new(),
+            fills: Vec::new(),
+            phases: vec![StoredPhase {
+                key: "K-p2".into(),
+                pickings: vec![
+                    // A line of events both before and after the parked one goes ahead.
+                    picking("K-p2-D1", vec![line(1, &[1, 4]), line(2, &[2])]),
+                    picking("K-p2-D2", vec![line(1, &[5])]),
+                ],
+                fills: vec![(
+                    PlannedFill {
+                        key: "K-p2-F1".into(),
+                        picking: 40,
+                        picking_name: "WH/OUT/00040".into(),
+                        moves: vec![FillMove {
+                            move_id: 400,
+                            product: 1,
+                            qty: Qty::from_units(1),
+                            seqs: vec![6],
+                            line: None,
+                        }],
+                    },
+                    Status::Pending,
+                )],
+                counts: vec![PlannedCount {
+                    seq: 4,
+                    product: 1,
+                    uom: 1,
+                    location: 8,
+                    lot: None,
+                    qty: Qty::from_units(3),
+                    at: "2026-12-02 10:00:00".into(),
+                }],
+                ..StoredPhase::default()
+            }],
+            parked: vec![(3, letter)],
+            skus: skus.iter().map(|(s, k)| (*s, (*k).to_owned())).collect(),
+            retry: None,
+        };
+        plan.hold_back(0, Pickings::Moves);
+        let phase = &plan.phases[0];
+        let keys: Vec<&str> = phase.pickings.iter().map(|(p, _)| p.key.as_str()).collect();
+        assert_eq!(keys, ["K-p2-D1"]);
+        assert_eq!(phase.pickings[0].0.lines.len(), 2);
+        assert!(phase.fills.is_empty());
+        assert_eq!(phase.counts.len(), 1, "counts wait for the phase's moves");
+        plan.hold_back(0, Pickings::Counts);
+        assert!(plan.phases[0].counts.is_empty());
+        let parked: Vec<(u64, &str)> = plan
+            .parked
+            .iter()
+            .map(|(seq, l)| (*seq, l.reason.as_str()))
+            .collect();
+        assert_eq!(
+            parked,
+            [
+                (3, "ValidationError"),
+                (5, "parked-behind"),
+                (6, "parked-behind"),
+                (4, "parked-behind")
+            ]
+        );
+    }
 }

@@ -2,10 +2,11 @@
 //! over plain data, no I/O.
 //!
 //! Events are coalesced per (kind, product, location, lot): Odoo sees one move per group, not
-//! one per scan. A count is never coalesced across: [`cut`] ends a run at a count, so a count
-//! is applied at its position in the log.
+//! one per scan. A count is ordered only against the events of its own stock (product,
+//! location, lot): [`phases`] splits a run so that each count is computed after the events of
+//! its stock before it and before those after it, while every other event coalesces across it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use tally_protocol::{EventKind, LoggedEvent, Qty};
@@ -104,15 +105,274 @@ pub struct ResolvedEvent<'a> {
     pub to_location: Option<i64>,
 }
 
-/// The length of the prefix of `events` that can be merged as one run: up to the first count
-/// (exclusive), or a count alone (its delta depends on Odoo's stock at that point of the log).
-pub fn cut(events: &[LoggedEvent]) -> usize {
-    let is_count = |e: &LoggedEvent| e.event.kind == EventKind::Count;
-    match events.first() {
-        None => 0,
-        Some(first) if is_count(first) => 1,
-        Some(_) => events.iter().take_while(|e| !is_count(e)).count(),
+/// The stock a count is taken of: one product at one location, of one lot or, without a lot,
+/// of all of them. Also the stock an event moves (a transfer moves two).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Stock {
+    product: i64,
+    location: i64,
+    lot: Option<String>,
+}
+
+/// What has been placed so far of one stock (one lot, or all lots of a product at a location).
+#[derive(Debug)]
+struct Placed {
+    lot: Option<String>,
+    /// The phase of the stock's last count (0: none yet).
+    counted: usize,
+    /// The highest phase of a move of the stock.
+    moved: usize,
+}
+
+/// A part of a run: its moves are applied first, then its counts are computed and applied.
+#[derive(Debug, Default)]
+pub struct Phase<'a> {
+    /// The events that move stock (coalesced by [`fill`] and [`plan`]).
+    pub moves: Vec<ResolvedEvent<'a>>,
+    /// The counts that close the phase: of distinct stocks, each after every move of its stock
+    /// that comes before it in the log.
+    pub counts: Vec<ResolvedEvent<'a>>,
+}
+
+/// Splits a run into phases, in log order per stock: an event goes into the first phase after
+/// the last count of its stock (of either end, for a transfer), and a count closes the first
+/// phase that holds every earlier move of its stock and comes after its stock's earlier count.
+/// A count without a lot is of every lot of its product there, so it is ordered against each.
+/// Events of other stocks coalesce across a count.
+///
+/// A referenced pick or receipt fills an open Odoo picking that was looked up when the run was
+/// planned; once a phase validated it, its backorder is another picking. So the run ends (the
+/// rest is returned, for the next run) at the first such event whose reference already filled
+/// in an earlier phase.
+pub fn phases<'a>(events: Vec<ResolvedEvent<'a>>) -> (Vec<Phase<'a>>, Vec<ResolvedEvent<'a>>) {
+    // (product, location) → each lot (or none) seen there
+    let mut placed: HashMap<(i64, i64), Vec<Placed>> = HashMap::new();
+    let mut referenced: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Phase<'a>> = Vec::new();
+    let mut events = events.into_iter();
+    while let Some(r) = events.next() {
+        let e = &r.event.event;
+        let stocks = r.stocks();
+        // The placed entries whose stock overlaps `stock`: the same lot, or either without.
+        let overlapping = |placed: &HashMap<(i64, i64), Vec<Placed>>, stock: &Stock| {
+            placed
+                .get(&(stock.product, stock.location))
+                .into_iter()
+                .flatten()
+                .filter(|p| p.lot.is_none() || stock.lot.is_none() || p.lot == stock.lot)
+                .map(|p| (p.counted, p.moved))
+                .collect::<Vec<_>>()
+        };
+        let phase = if e.kind == EventKind::Count {
+            overlapping(&placed, &stocks[0])
+                .into_iter()
+                .map(|(counted, moved)| moved.max(counted + 1))
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        } else {
+            stocks
+                .iter()
+                .flat_map(|s| overlapping(&placed, s))
+                .map(|(counted, _)| counted + 1)
+                .max()
+                .unwrap_or(1)
+        };
+        if may_fill(r.event)
+            && let Some(reference) = &e.reference
+        {
+            match referenced.get(reference) {
+                Some(&first) if first != phase => {
+                    let rest = std::iter::once(r).chain(events).collect();
+                    return (out, rest);
+                }
+                Some(_) => {}
+                None => {
+                    referenced.insert(reference.clone(), phase);
+                }
+            }
+        }
+        for stock in &stocks {
+            let lots = placed.entry((stock.product, stock.location)).or_default();
+            let at = match lots.iter().position(|p| p.lot == stock.lot) {
+                Some(at) => at,
+                None => {
+                    lots.push(Placed {
+                        lot: stock.lot.clone(),
+                        counted: 0,
+                        moved: 0,
+                    });
+                    lots.len() - 1
+                }
+            };
+            let entry = &mut lots[at];
+            if e.kind == EventKind::Count {
+                entry.counted = phase;
+            } else {
+                entry.moved = entry.moved.max(phase);
+            }
+        }
+        if out.len() < phase {
+            out.resize_with(phase, Phase::default);
+        }
+        let target = &mut out[phase - 1];
+        if e.kind == EventKind::Count {
+            target.counts.push(r);
+        } else {
+            target.moves.push(r);
+        }
     }
+    (out, Vec::new())
+}
+
+impl ResolvedEvent<'_> {
+    /// The stocks the event changes: its location's, and a transfer's destination's.
+    fn stocks(&self) -> Vec<Stock> {
+        let e = &self.event.event;
+        let at = |location| Stock {
+            product: self.product.id,
+            location,
+            lot: e.lot.clone(),
+        };
+        let mut out = vec![at(self.location)];
+        if let Some(to) = self.to_location.filter(|to| *to != self.location)
+            && e.kind == EventKind::Transfer
+        {
+            out.push(at(to));
+        }
+        out
+    }
+}
+
+/// A count as planned, before Odoo's stock is read: recorded in the plan so that a restart
+/// computes it as of the same time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedCount {
+    pub seq: u64,
+    pub product: i64,
+    pub uom: i64,
+    pub location: i64,
+    pub lot: Option<String>,
+    /// The quantity counted.
+    pub qty: Qty,
+    /// When it was counted, on Odoo's clock (UTC, `YYYY-MM-DD HH:MM:SS`, as Odoo dates moves):
+    /// moves dated after it are not part of what was counted.
+    pub at: String,
+}
+
+/// A quant row as counts read it: what Odoo holds now of a product at a location, of a lot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantRow {
+    pub product: i64,
+    pub location: i64,
+    pub lot: Option<i64>,
+    pub qty: Qty,
+}
+
+/// A done move line someone other than Tally made, as counts read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovedRow {
+    pub product: i64,
+    pub from: i64,
+    pub to: i64,
+    pub lot: Option<i64>,
+    pub qty: Qty,
+    /// Odoo's `date` (UTC, `YYYY-MM-DD HH:MM:SS`).
+    pub date: String,
+}
+
+/// What a count's delta was computed from, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountDelta {
+    pub seq: u64,
+    /// Odoo's quantity as of the count: now, less what others moved there since.
+    pub as_of_count: Qty,
+    /// Counted less `as_of_count`.
+    pub delta: i64,
+}
+
+/// The adjustment lines that bring each count's stock to what was counted, as of the count
+/// (CONTRACT §13.3, picking path): Odoo's quantity now holds every Tally event of that stock
+/// before the count and none after it (the phases see to that); what it must not hold is what
+/// others moved there after the count was taken (`moved`, dated by Odoo), so that is taken out
+/// of it. `lots` are the ids of the counted lots Odoo has; a lot it lacks holds nothing.
+pub fn count_lines(
+    warehouse: &Warehouse,
+    counts: &[PlannedCount],
+    lots: &HashMap<(i64, String), i64>,
+    quants: &[QuantRow],
+    moved: &[MovedRow],
+) -> (Vec<Line>, Vec<CountDelta>) {
+    let mut lines = Vec::new();
+    let mut deltas = Vec::new();
+    for c in counts {
+        let lot = match &c.lot {
+            Some(name) => lots.get(&(c.product, name.clone())).map(|id| Some(*id)),
+            None => Some(None),
+        };
+        let as_of_count = match lot {
+            None => 0,
+            Some(lot) => {
+                let of = |row_lot: Option<i64>| lot.is_none() || row_lot == lot;
+                let now: i64 = quants
+                    .iter()
+                    .filter(|q| q.product == c.product && q.location == c.location && of(q.lot))
+                    .map(|q| q.qty.micros())
+                    .sum();
+                let since: i64 = moved
+                    .iter()
+                    .filter(|m| m.product == c.product && of(m.lot) && m.date > c.at)
+                    .map(|m| match (m.to == c.location, m.from == c.location) {
+                        (true, false) => m.qty.micros(),
+                        (false, true) => -m.qty.micros(),
+                        _ => 0,
+                    })
+                    .sum();
+                now - since
+            }
+        };
+        let delta = c.qty.micros() - as_of_count;
+        deltas.push(CountDelta {
+            seq: c.seq,
+            as_of_count: Qty::from_micros(as_of_count),
+            delta,
+        });
+        if delta == 0 {
+            continue;
+        }
+        let (from, to) = if delta > 0 {
+            (warehouse.inventory_adjustment, c.location)
+        } else {
+            (c.location, warehouse.inventory_adjustment)
+        };
+        lines.push(Line {
+            product: c.product,
+            uom: c.uom,
+            qty: Qty::from_micros(delta.abs()),
+            from,
+            to,
+            lot: c.lot.clone(),
+            // Counted stock of a lot Odoo has never seen: the lot is created.
+            create_lot: delta > 0 && c.lot.is_some(),
+            seqs: vec![c.seq],
+        });
+    }
+    (lines, deltas)
+}
+
+/// The internal pickings against Inventory adjustment that apply counts' `lines`, named
+/// `{batch_key}-C{chunk}`.
+pub fn count_pickings(
+    batch_key: &str,
+    warehouse: &Warehouse,
+    lines: Vec<Line>,
+) -> Vec<PlannedPicking> {
+    chunked(
+        &format!("{batch_key}-C"),
+        warehouse,
+        PickingKind::Adjustment,
+        lines,
+    )
 }
 
 /// Coalesces a run of non-count events into pickings named `{batch_key}-{kind}{chunk}`.
@@ -180,31 +440,53 @@ pub fn plan(
             seqs,
         });
     }
-    let mut out = Vec::new();
-    for (kind, lines) in by_kind {
-        let (picking_type, from, to) = match kind {
-            PickingKind::Receipt => (
-                warehouse.receipt_type,
-                warehouse.vendors,
-                warehouse.stock_location,
-            ),
-            PickingKind::Delivery => (
-                warehouse.delivery_type,
-                warehouse.stock_location,
-                warehouse.customers,
-            ),
-            PickingKind::Adjustment => (
-                warehouse.internal_type,
-                warehouse.inventory_adjustment,
-                warehouse.stock_location,
-            ),
-            PickingKind::Transfer => (
-                warehouse.internal_type,
-                warehouse.stock_location,
-                warehouse.stock_location,
-            ),
-        };
-        for (chunk, lines) in lines.chunks(MAX_LINES_PER_PICKING).enumerate() {
+    by_kind
+        .into_iter()
+        .flat_map(|(kind, lines)| {
+            chunked(
+                &format!("{batch_key}-{}", kind.code()),
+                warehouse,
+                kind,
+                lines,
+            )
+        })
+        .collect()
+}
+
+/// `lines` of one kind in pickings of at most [`MAX_LINES_PER_PICKING`] lines, named
+/// `{prefix}{chunk}`.
+fn chunked(
+    prefix: &str,
+    warehouse: &Warehouse,
+    kind: PickingKind,
+    lines: Vec<Line>,
+) -> Vec<PlannedPicking> {
+    let (picking_type, from, to) = match kind {
+        PickingKind::Receipt => (
+            warehouse.receipt_type,
+            warehouse.vendors,
+            warehouse.stock_location,
+        ),
+        PickingKind::Delivery => (
+            warehouse.delivery_type,
+            warehouse.stock_location,
+            warehouse.customers,
+        ),
+        PickingKind::Adjustment => (
+            warehouse.internal_type,
+            warehouse.inventory_adjustment,
+            warehouse.stock_location,
+        ),
+        PickingKind::Transfer => (
+            warehouse.internal_type,
+            warehouse.stock_location,
+            warehouse.stock_location,
+        ),
+    };
+    lines
+        .chunks(MAX_LINES_PER_PICKING)
+        .enumerate()
+        .map(|(chunk, lines)| {
             // The header shows where the moves actually go when they all agree (an adjustment
             // that only removes stock reads Stock → Inventory adjustment in Odoo's UI); each
             // move carries its own locations either way.
@@ -216,17 +498,16 @@ pub fn plan(
                     default
                 }
             };
-            out.push(PlannedPicking {
-                key: format!("{batch_key}-{}{}", kind.code(), chunk + 1),
+            PlannedPicking {
+                key: format!("{prefix}{}", chunk + 1),
                 kind,
                 picking_type,
                 from: common(|l| l.from, from),
                 to: common(|l| l.to, to),
                 lines: lines.to_vec(),
-            });
-        }
-    }
-    out
+            }
+        })
+        .collect()
 }
 
 /// An open Odoo picking that events may name in their `reference` (a sales order's delivery,
@@ -607,25 +888,264 @@ mod tests {
         assert!(!filled_by_tally("<p>Handle with care</p>", "WH/OUT/0001"));
     }
 
-    #[test]
-    fn a_run_ends_at_a_count_and_a_count_runs_alone() {
-        let kinds = [
-            EventKind::Pick,
-            EventKind::Receipt,
-            EventKind::Count,
-            EventKind::Count,
-            EventKind::Pick,
-        ];
-        let events: Vec<LoggedEvent> = kinds
+    /// Event `seq` of `kind` at `location` (a transfer to `to`), `lot`, and `reference`.
+    fn at(
+        seq: u64,
+        kind: EventKind,
+        product: i64,
+        location: i64,
+        lot: Option<&str>,
+    ) -> (LoggedEvent, Product, i64) {
+        let (mut e, p) = event(seq, kind, product, 1);
+        e.event.lot = lot.map(Into::into);
+        (e, p, location)
+    }
+
+    /// The seqs of each phase's moves and counts.
+    type PhaseSeqs = Vec<(Vec<u64>, Vec<u64>)>;
+
+    /// The seqs of each phase, and of the events left for the next run.
+    fn phase_seqs(events: &[(LoggedEvent, Product, i64)]) -> (PhaseSeqs, Vec<u64>) {
+        let resolved = events
             .iter()
-            .enumerate()
-            .map(|(i, k)| event(i as u64 + 1, *k, 1, 1).0)
+            .map(|(event, product, location)| ResolvedEvent {
+                event,
+                product: product.clone(),
+                location: *location,
+                to_location: (event.event.kind == EventKind::Transfer).then_some(SHELF),
+            })
             .collect();
-        assert_eq!(cut(&events), 2);
-        assert_eq!(cut(&events[2..]), 1);
-        assert_eq!(cut(&events[3..]), 1);
-        assert_eq!(cut(&events[4..]), 1);
-        assert_eq!(cut(&[]), 0);
+        let (phases, rest) = phases(resolved);
+        let seqs = |rs: &[ResolvedEvent<'_>]| rs.iter().map(|r| r.event.seq).collect::<Vec<_>>();
+        (
+            phases
+                .iter()
+                .map(|p| (seqs(&p.moves), seqs(&p.counts)))
+                .collect(),
+            seqs(&rest),
+        )
+    }
+
+    const STOCK: i64 = 8;
+    const SHELF: i64 = 21;
+
+    #[test]
+    fn a_count_is_ordered_against_its_own_stock_only() {
+        use EventKind::*;
+        let events = vec![
+            at(1, Pick, 1, STOCK, None),
+            at(2, Receipt, 2, STOCK, None),
+            at(3, Count, 1, STOCK, None),
+            // Another product, another location: across the count.
+            at(4, Pick, 2, STOCK, None),
+            at(5, Pick, 1, SHELF, None),
+            // Product 1 at STOCK again: after the count.
+            at(6, Receipt, 1, STOCK, None),
+            at(7, Count, 2, STOCK, None),
+            at(8, Count, 1, STOCK, None),
+            at(9, Pick, 1, STOCK, None),
+            at(10, Pick, 3, STOCK, None),
+        ];
+        let (phases, rest) = phase_seqs(&events);
+        assert_eq!(
+            phases,
+            vec![
+                (vec![1, 2, 4, 5, 10], vec![3, 7]),
+                (vec![6], vec![8]),
+                (vec![9], vec![]),
+            ]
+        );
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_transfer_is_ordered_against_counts_at_both_ends() {
+        use EventKind::*;
+        let events = vec![
+            at(1, Count, 1, SHELF, None),
+            // STOCK → SHELF: after the shelf's count, so the stock's count waits for it.
+            at(2, Transfer, 1, STOCK, None),
+            at(3, Count, 1, STOCK, None),
+            at(4, Count, 2, STOCK, None),
+        ];
+        let (phases, _) = phase_seqs(&events);
+        assert_eq!(phases, vec![(vec![], vec![1, 4]), (vec![2], vec![3])]);
+    }
+
+    #[test]
+    fn a_count_without_a_lot_is_of_every_lot_and_lots_are_apart() {
+        use EventKind::*;
+        let events = vec![
+            at(1, Pick, 5, STOCK, Some("A")),
+            at(2, Count, 5, STOCK, Some("B")),
+            at(3, Receipt, 5, STOCK, Some("B")),
+            at(4, Count, 5, STOCK, Some("A")),
+            // Of every lot: after 1, 3 and both counts.
+            at(5, Count, 5, STOCK, None),
+            at(6, Pick, 5, STOCK, Some("C")),
+        ];
+        let (phases, _) = phase_seqs(&events);
+        assert_eq!(
+            phases,
+            vec![(vec![1], vec![2, 4]), (vec![3], vec![5]), (vec![6], vec![]),]
+        );
+    }
+
+    #[test]
+    fn a_run_ends_where_a_reference_would_fill_in_a_second_phase() {
+        use EventKind::*;
+        let mut events = vec![
+            at(1, Pick, 1, STOCK, None),
+            at(2, Count, 1, STOCK, None),
+            at(3, Pick, 2, STOCK, None),
+            at(4, Pick, 1, STOCK, None),
+            at(5, Receipt, 3, STOCK, None),
+        ];
+        for i in [0, 2, 3] {
+            events[i].0.event.reference = Some("WH/OUT/00001".into());
+        }
+        let (phases, rest) = phase_seqs(&events);
+        // 3 fills in the first phase like 1; 4 would fill in the second.
+        assert_eq!(phases, vec![(vec![1, 3], vec![2])]);
+        assert_eq!(rest, vec![4, 5]);
+    }
+
+    fn count(seq: u64, product: i64, lot: Option<&str>, qty: i64, at: &str) -> PlannedCount {
+        PlannedCount {
+            seq,
+            product,
+            uom: 1,
+            location: STOCK,
+            lot: lot.map(Into::into),
+            qty: Qty::from_units(qty),
+            at: at.into(),
+        }
+    }
+
+    fn moved(product: i64, from: i64, to: i64, lot: Option<i64>, qty: i64, date: &str) -> MovedRow {
+        MovedRow {
+            product,
+            from,
+            to,
+            lot,
+            qty: Qty::from_units(qty),
+            date: date.into(),
+        }
+    }
+
+    #[test]
+    fn counts_take_out_what_others_moved_after_each_ones_own_time() {
+        let quants = vec![
+            QuantRow {
+                product: 1,
+                location: STOCK,
+                lot: None,
+                qty: Qty::from_units(10),
+            },
+            QuantRow {
+                product: 1,
+                location: STOCK,
+                lot: None,
+                qty: Qty::from_units(2),
+            },
+            QuantRow {
+                product: 1,
+                location: SHELF,
+                lot: None,
+                qty: Qty::from_units(50),
+            },
+            QuantRow {
+                product: 2,
+                location: STOCK,
+                lot: Some(70),
+                qty: Qty::from_units(4),
+            },
+            QuantRow {
+                product: 2,
+                location: STOCK,
+                lot: Some(71),
+                qty: Qty::from_units(6),
+            },
+        ];
+        let others = vec![
+            // +5 into STOCK at 10:00:05: after count 1 (10:00:00), not after count 2 (10:00:05).
+            moved(1, WH.vendors, STOCK, None, 5, "2026-12-02 10:00:05"),
+            moved(1, STOCK, WH.customers, None, 1, "2026-12-02 10:00:09"),
+            // Within STOCK, and at the shelf only: nothing for STOCK.
+            moved(1, STOCK, STOCK, None, 3, "2026-12-02 10:00:09"),
+            moved(1, SHELF, WH.customers, None, 3, "2026-12-02 10:00:09"),
+            moved(2, STOCK, WH.customers, Some(70), 2, "2026-12-02 10:00:09"),
+        ];
+        let counts = vec![
+            count(1, 1, None, 7, "2026-12-02 10:00:00"),
+            count(2, 1, None, 11, "2026-12-02 10:00:05"),
+            // Lot 70 holds 4, 2 of them left after the count: 6 as of the count.
+            count(3, 2, Some("L70"), 6, "2026-12-02 10:00:00"),
+            count(4, 2, Some("UNKNOWN"), 3, "2026-12-02 10:00:00"),
+            count(5, 2, None, 8, "2026-12-02 10:00:00"),
+        ];
+        let lots = HashMap::from([((2, "L70".to_owned()), 70)]);
+        let (lines, deltas) = count_lines(&WH, &counts, &lots, &quants, &others);
+        let summary: Vec<(u64, i64, i64)> = deltas
+            .iter()
+            .map(|d| {
+                (
+                    d.seq,
+                    d.as_of_count.micros() / 1_000_000,
+                    d.delta / 1_000_000,
+                )
+            })
+            .collect();
+        // 1: 12 now − (5 − 1) since = 8; 2: 12 − (−1) = 13; 3: 4 + 2 = 6; 4: nothing;
+        // 5: 10 + 2 = 12.
+        assert_eq!(
+            summary,
+            vec![(1, 8, -1), (2, 13, -2), (3, 6, 0), (4, 0, 3), (5, 12, -4)]
+        );
+        let lines: Vec<(Vec<u64>, i64, i64, i64, bool)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.seqs.clone(),
+                    l.qty.micros() / 1_000_000,
+                    l.from,
+                    l.to,
+                    l.create_lot,
+                )
+            })
+            .collect();
+        let adj = WH.inventory_adjustment;
+        assert_eq!(
+            lines,
+            vec![
+                (vec![1], 1, STOCK, adj, false),
+                (vec![2], 2, STOCK, adj, false),
+                (vec![4], 3, adj, STOCK, true),
+                (vec![5], 4, STOCK, adj, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_of_a_phase_go_into_chunked_adjustments() {
+        let lines: Vec<Line> = (0..(MAX_LINES_PER_PICKING as i64 + 1))
+            .map(|i| Line {
+                product: i + 1,
+                uom: 1,
+                qty: Qty::from_units(1),
+                from: STOCK,
+                to: WH.inventory_adjustment,
+                lot: None,
+                create_lot: false,
+                seqs: vec![i as u64 + 1],
+            })
+            .collect();
+        let pickings = count_pickings("K-p2", &WH, lines);
+        let keys: Vec<&str> = pickings.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["K-p2-C1", "K-p2-C2"]);
+        assert!(pickings.iter().all(|p| p.kind == PickingKind::Adjustment
+            && p.picking_type == WH.internal_type
+            && (p.from, p.to) == (STOCK, WH.inventory_adjustment)));
     }
 
     #[test]

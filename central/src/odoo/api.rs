@@ -9,7 +9,8 @@ use tally_protocol::Qty;
 use super::client::{Call, OdooClient};
 use super::error::{ErrorKind, OdooError};
 use crate::merge::plan::{
-    FillMove, Line, OpenMove, OpenPicking, PickingKind, PlannedFill, PlannedPicking,
+    FillMove, Line, MovedRow, OpenMove, OpenPicking, PickingKind, PlannedFill, PlannedPicking,
+    QuantRow,
 };
 
 /// A warehouse as Odoo describes it.
@@ -43,6 +44,16 @@ pub struct ProductRow {
     pub tracking: String,
     /// Whether Odoo keeps stock of it (17: `detailed_type == 'product'`; 18: `is_storable`).
     pub storable: bool,
+}
+
+/// A count someone entered in Odoo and has not applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingCount {
+    pub product: i64,
+    pub location: i64,
+    pub counted: f64,
+    /// Who counted (the quant's `user_id`).
+    pub user: String,
 }
 
 /// A picking's id and state (`draft`, `waiting`, `confirmed`, `assigned`, `done`, `cancel`).
@@ -443,79 +454,85 @@ impl OdooClient {
         Ok(rows.iter().filter_map(|r| r["quantity"].as_f64()).sum())
     }
 
-    /// The id of `product`'s lot named `name`, if Odoo has it.
-    pub async fn lot_id(&self, product: i64, name: &str) -> Result<Option<i64>, OdooError> {
+    /// The ids of the lots `names` (product, lot name) that Odoo has.
+    pub async fn lots_named(
+        &self,
+        names: &[(i64, String)],
+    ) -> Result<HashMap<(i64, String), i64>, OdooError> {
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let products: Vec<i64> = names.iter().map(|(p, _)| *p).collect();
+        let lots: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
         let rows = self
             .search_read(
                 "stock.lot",
-                json!([["product_id", "=", product], ["name", "=", name]]),
-                &["id"],
+                json!([["product_id", "in", products], ["name", "in", lots]]),
+                &["id", "name", "product_id"],
                 None,
             )
             .await?;
-        Ok(rows.first().and_then(|r| int(&r["id"])))
+        rows.iter()
+            .map(|r| {
+                Some((
+                    (many2one(&r["product_id"])?, r["name"].as_str()?.to_owned()),
+                    int(&r["id"])?,
+                ))
+            })
+            .collect::<Option<HashMap<_, _>>>()
+            .ok_or_else(|| malformed("stock.lot.search_read"))
     }
 
-    /// Counts people entered in Odoo for `product` at exactly `location` and have not applied
-    /// yet (CONTRACT §13.4): (counted quantity, who counted).
-    pub async fn pending_counts(
+    /// What counts of `products` at `locations` are computed from, in bulk (CONTRACT §13.2,
+    /// docs/odoo.md): every quant row of those products at exactly those locations (the caller
+    /// picks its own pairs and lots out of them), and the done move lines into or out of them
+    /// dated after `after` (UTC), leaving out moves of pickings whose name starts with
+    /// `exclude_prefix` (Tally's own) and of pickings Tally filled.
+    pub async fn count_stock(
         &self,
-        product: i64,
-        location: i64,
-    ) -> Result<Vec<(f64, String)>, OdooError> {
+        products: &[i64],
+        locations: &[i64],
+        after: &str,
+        exclude_prefix: &str,
+    ) -> Result<(Vec<QuantRow>, Vec<MovedRow>), OdooError> {
         let rows = self
             .search_read(
                 "stock.quant",
                 json!([
-                    ["inventory_quantity_set", "=", true],
-                    ["product_id", "=", product],
-                    ["location_id", "=", location]
+                    ["product_id", "in", products],
+                    ["location_id", "in", locations]
                 ]),
-                &["inventory_quantity", "user_id"],
-                Some(json!({"inventory_mode": true})),
+                &["product_id", "location_id", "lot_id", "quantity"],
+                None,
             )
             .await?;
-        Ok(rows
+        let quants = rows
             .iter()
             .map(|r| {
-                (
-                    r["inventory_quantity"].as_f64().unwrap_or(0.0),
-                    r["user_id"]
-                        .get(1)
-                        .and_then(Value::as_str)
-                        .unwrap_or("someone")
-                        .to_owned(),
-                )
+                Some(QuantRow {
+                    product: many2one(&r["product_id"])?,
+                    location: many2one(&r["location_id"])?,
+                    lot: many2one(&r["lot_id"]),
+                    qty: qty_from_f64(r["quantity"].as_f64()?),
+                })
             })
-            .collect())
-    }
-
-    /// The net quantity of `product` that done moves brought into (+) or took out of (−)
-    /// exactly `location` after `after` (UTC), leaving out moves of pickings whose name starts
-    /// with `exclude_prefix` (Tally's own) and pickings Tally filled — CONTRACT §13.2.
-    pub async fn net_moved_after(
-        &self,
-        product: i64,
-        location: i64,
-        lot: Option<i64>,
-        after: &str,
-        exclude_prefix: &str,
-    ) -> Result<f64, OdooError> {
-        let mut domain = json!([
-            ["product_id", "=", product],
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("stock.quant.search_read"))?;
+        let domain = json!([
+            ["product_id", "in", products],
             ["state", "=", "done"],
             ["date", ">", after],
             "|",
-            ["location_id", "=", location],
-            ["location_dest_id", "=", location]
+            ["location_id", "in", locations],
+            ["location_dest_id", "in", locations]
         ]);
-        if let (Some(lot), Some(terms)) = (lot, domain.as_array_mut()) {
-            terms.insert(0, json!(["lot_id", "=", lot]));
-        }
         let fields = [
+            "product_id",
+            "lot_id",
             "quantity_product_uom",
             "location_id",
             "location_dest_id",
+            "date",
             "reference",
             "picking_id",
         ];
@@ -559,20 +576,58 @@ impl OdooClient {
             .filter_map(|p| int(&p["id"]))
             .collect()
         };
-        Ok(rows
+        let moved = rows
             .iter()
             .filter(|r| many2one(&r["picking_id"]).is_none_or(|p| !filled.contains(&p)))
             .map(|r| {
-                let qty = r["quantity_product_uom"].as_f64().unwrap_or(0.0);
-                let into = many2one(&r["location_dest_id"]) == Some(location);
-                let out_of = many2one(&r["location_id"]) == Some(location);
-                match (into, out_of) {
-                    (true, false) => qty,
-                    (false, true) => -qty,
-                    _ => 0.0,
-                }
+                Some(MovedRow {
+                    product: many2one(&r["product_id"])?,
+                    from: many2one(&r["location_id"])?,
+                    to: many2one(&r["location_dest_id"])?,
+                    lot: many2one(&r["lot_id"]),
+                    qty: qty_from_f64(r["quantity_product_uom"].as_f64()?),
+                    date: r["date"].as_str()?.to_owned(),
+                })
             })
-            .sum())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("stock.move.line.search_read"))?;
+        Ok((quants, moved))
+    }
+
+    /// Counts people entered in Odoo for `products` at exactly `locations` and have not
+    /// applied yet (CONTRACT §13.4), in one call.
+    pub async fn pending_counts(
+        &self,
+        products: &[i64],
+        locations: &[i64],
+    ) -> Result<Vec<PendingCount>, OdooError> {
+        let rows = self
+            .search_read(
+                "stock.quant",
+                json!([
+                    ["inventory_quantity_set", "=", true],
+                    ["product_id", "in", products],
+                    ["location_id", "in", locations]
+                ]),
+                &["product_id", "location_id", "inventory_quantity", "user_id"],
+                Some(json!({"inventory_mode": true})),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Some(PendingCount {
+                    product: many2one(&r["product_id"])?,
+                    location: many2one(&r["location_id"])?,
+                    counted: r["inventory_quantity"].as_f64()?,
+                    user: r["user_id"]
+                        .get(1)
+                        .and_then(Value::as_str)
+                        .unwrap_or("someone")
+                        .to_owned(),
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| malformed("stock.quant.search_read"))
     }
 
     /// Cancels a picking so it leaves no reservation behind.
