@@ -726,6 +726,150 @@ async fn killed_at(dir: &Path, step: &Step) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An event of `kind` at `location`.
+fn event_at(id: &str, kind: &str, sku: &str, qty: &str, location: &str) -> Value {
+    json!({"id": id, "type": kind, "sku": sku, "qty": qty, "location": location})
+}
+
+/// A moment in the merge of counts at which central is SIGKILLed: the simulator fault that
+/// holds central there (reached once the fault is spent).
+fn count_steps() -> Vec<(&'static str, Fault)> {
+    use FaultKind::{AppliedThenHang, Hang};
+    let at = |kind, model: &str, method: &str, skip| Fault::new(kind).on(model, method).after(skip);
+    // The feed below makes three phases: pickings 0 (R1), 1 (D1) and the first counts' 2
+    // (C1); 3 (p2-D1), 4 (p2-T1) and the second counts' 5 (p2-C1); 6 (p3-R1). Each phase's
+    // counts read the quants twice (quantities, then pending counts) and the moves once.
+    vec![
+        (
+            "at the first counts' reads",
+            at(Hang, "stock.quant", "search_read", 0),
+        ),
+        (
+            "at the first counts' moves since",
+            at(Hang, "stock.move.line", "search_read", 0),
+        ),
+        (
+            "after the first counts' adjustment is created",
+            at(AppliedThenHang, "stock.picking", "create", 2),
+        ),
+        (
+            "after the first counts' adjustment is validated",
+            at(AppliedThenHang, "stock.picking", "button_validate", 2),
+        ),
+        (
+            "at the second phase's first picking",
+            at(Hang, "stock.picking", "create", 3),
+        ),
+        (
+            "at the second counts' reads",
+            at(Hang, "stock.quant", "search_read", 2),
+        ),
+        (
+            "after the second counts' adjustment is created",
+            at(AppliedThenHang, "stock.picking", "create", 5),
+        ),
+        (
+            "after the second counts' adjustment is validated",
+            at(AppliedThenHang, "stock.picking", "button_validate", 5),
+        ),
+        (
+            "after the last phase's validation",
+            at(AppliedThenHang, "stock.picking", "button_validate", 6),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_of_many_stocks_among_moves_land_once_through_a_sigkill_at_each_step() {
+    for (name, fault) in count_steps() {
+        with_temp_dir("merge-e2e-counts", |dir| async move {
+            counts_killed_at(&dir, fault)
+                .await
+                .with_context(|| format!("central killed {name}"))
+        })
+        .await;
+    }
+}
+
+async fn counts_killed_at(dir: &Path, fault: Fault) -> anyhow::Result<()> {
+    let (sim, config) = simulator(Version::V17, &SKUS).await?;
+    for sku in SKUS {
+        for location in [STOCK, SHELF] {
+            sim.set_on_hand(sku, location, None, 40.0)?;
+        }
+    }
+    let central_dir = dir.join("central");
+    let token = add_agent_offline(&central_dir, ADMIN_TOKEN, AGENT_ID, WAREHOUSE).await?;
+    let builder = CentralProcess::builder(&central_dir)
+        .admin_token(ADMIN_TOKEN)
+        .plaintext()
+        .odoo(&config);
+    sim.inject(fault);
+    let first = builder.spawn().await?;
+    let link = tally_tests::Proxy::start(first.sync_addr()).await?;
+    let agent = agent_through(dir, link.port(), &token).await?;
+    let scanner = agent.client();
+    // Counts of four stocks, two of them counted twice, among moves of the same stocks and of
+    // others; read one at a time, they leave what `expected` says.
+    let events = vec![
+        event_at("1", "receipt", "LAMP-BRASS", "5", STOCK),
+        event_at("2", "count", "LAMP-BRASS", "30", STOCK),
+        event_at("3", "pick", "CHAIR-OAK", "2", STOCK),
+        event_at("4", "count", "CHAIR-OAK", "9", SHELF),
+        event_at("5", "pick", "LAMP-BRASS", "4", STOCK),
+        event_at("6", "receipt", "DESK-PINE", "3", SHELF),
+        event_at("7", "count", "LAMP-BRASS", "20", STOCK),
+        json!({"id": "8", "type": "transfer", "sku": "CHAIR-OAK", "qty": "1",
+               "location": STOCK, "to_location": SHELF}),
+        event_at("9", "count", "DESK-PINE", "10", SHELF),
+        event_at("10", "pick", "LAMP-BRASS", "1", SHELF),
+        event_at("11", "count", "CHAIR-OAK", "4", SHELF),
+        event_at("12", "receipt", "LAMP-BRASS", "6", STOCK),
+    ];
+    let expected = [
+        ("LAMP-BRASS", STOCK, 26.0),
+        ("LAMP-BRASS", SHELF, 39.0),
+        ("CHAIR-OAK", STOCK, 37.0),
+        ("CHAIR-OAK", SHELF, 4.0),
+        ("DESK-PINE", STOCK, 40.0),
+        ("DESK-PINE", SHELF, 10.0),
+    ];
+    let answer = scanner.post_events(&json!({ "events": events })).await?;
+    ensure!(answer.status == 201, "{}", answer.body);
+    wait_until(
+        "central to reach the step",
+        Duration::from_secs(30),
+        || async {
+            Ok(if sim.pending_faults().is_empty() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(format!("{:?}", sim.pickings()))
+            })
+        },
+    )
+    .await?;
+    first.kill9().await?;
+    sim.clear_faults();
+
+    let second = builder.spawn().await?;
+    link.retarget(second.sync_addr());
+    wait_synced(&scanner, Duration::from_secs(60)).await?;
+    wait_merged(&second.admin()).await?;
+    for (sku, location, want) in expected {
+        let got = sim.on_hand(sku, location);
+        ensure!(got == want, "{sku} at {location}: {got}, not {want}");
+    }
+    // One picking per key, each done once: three phases, not a round per count.
+    let tally = tally_pickings(&sim);
+    let mut names: Vec<&str> = tally.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    ensure!(names.len() == tally.len() && tally.len() == 7, "{tally:?}");
+    ensure!(tally.iter().all(|p| p.state == "done"), "{tally:?}");
+    second.terminate().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_api_key_pauses_the_merge_with_an_alert_until_it_is_fixed() {
     with_temp_dir("merge-e2e-auth", |dir| async move {
