@@ -8,8 +8,15 @@
 //! two hours, so it runs on the first `TALLY_BENCH_NAIVE_EVENTS` (default 300) and is
 //! extrapolated; the output says so. Both end states are checked against the expected stock.
 //!
+//! Then the count scenario ([`counts`]): one warehouse, 200 SKUs over two locations, 10,000
+//! receipts and picks merged once as they are and once with 3 % of them replaced by counts of
+//! the same stocks (a cycle-counting day); both wall times and their ratio (target ≤ 1.5×).
+//! `TALLY_BENCH_SCENARIO=naive` or `counts` runs only one of the two.
+//!
 //! With `TALLY_ODOO_URL` (and `_DB`, `_USER`, `_API_KEY`) set to a real Odoo 19 it compares the
-//! two transports, JSON-RPC and JSON-2, on the same merge instead (see [`transports`]).
+//! two transports, JSON-RPC and JSON-2, on the same merge instead (see [`transports`]); with
+//! `TALLY_BENCH_SCENARIO=counts` as well it runs the count scenario against that Odoo (which
+//! needs the storable products `BULK-0000`… `BULK-0199` and `WH/Stock/Shelf 2`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -353,8 +360,267 @@ fn rand_bytes(lane: usize) -> [u8; 16] {
     id
 }
 
+/// How many SKUs, locations and events the count scenario moves, and the share of counts.
+const COUNT_SKUS: usize = 200;
+const COUNT_LOCATIONS: [&str; 2] = ["WH/Stock", "WH/Stock/Shelf 2"];
+const COUNT_EVENTS: usize = 10_000;
+const COUNT_SHARE: f64 = 0.03;
+
+/// One event of the count scenario: (kind, sku, location, qty).
+type Scanned = (EventKind, String, &'static str, i64);
+
+/// The count scenario's feed, deterministic: receipts and picks of every (SKU, location), and
+/// with `counts`, the same feed with 3 % of its events replaced by counts of their own stock.
+fn count_feed(counts: bool) -> Vec<Scanned> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..COUNT_EVENTS)
+        .map(|_| {
+            let r = next();
+            let sku = format!("BULK-{:04}", r % COUNT_SKUS as u64);
+            let location = COUNT_LOCATIONS[((r >> 12) % 2) as usize];
+            let qty = ((r >> 20) % 5 + 1) as i64;
+            let kind = if (r >> 28) % 10 < 4 {
+                EventKind::Receipt
+            } else {
+                EventKind::Pick
+            };
+            let counted = (r >> 36) % 10_000 < (COUNT_SHARE * 10_000.0) as u64;
+            if counts && counted {
+                (EventKind::Count, sku, location, ((r >> 44) % 60) as i64)
+            } else {
+                (kind, sku, location, qty)
+            }
+        })
+        .collect()
+}
+
+/// Each stock's quantity after `feed`, read one event at a time from `start`.
+fn count_expected(
+    feed: &[Scanned],
+    start: &HashMap<(String, &'static str), i64>,
+) -> HashMap<(String, &'static str), i64> {
+    let mut out = start.clone();
+    for (kind, sku, location, qty) in feed {
+        let at = out.entry((sku.clone(), *location)).or_insert(0);
+        match kind {
+            EventKind::Receipt => *at += qty,
+            EventKind::Pick => *at -= qty,
+            _ => *at = *qty,
+        }
+    }
+    out
+}
+
+/// What each stock of the scenario holds in Odoo, by SKU and location name.
+async fn count_quantities(
+    client: &OdooClient,
+) -> anyhow::Result<HashMap<(String, &'static str), i64>> {
+    let skus: Vec<String> = (0..COUNT_SKUS).map(|i| format!("BULK-{i:04}")).collect();
+    let products = client.products(&skus).await?;
+    anyhow::ensure!(
+        products.len() == COUNT_SKUS,
+        "Odoo has {} of the products BULK-0000…BULK-{:04}",
+        products.len(),
+        COUNT_SKUS - 1
+    );
+    let view = client
+        .warehouses(&["WH".to_owned()])
+        .await?
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("Odoo has no warehouse WH"))?
+        .view_location;
+    let names: Vec<String> = COUNT_LOCATIONS.map(str::to_owned).to_vec();
+    let locations = client.locations_by_name(&names, view).await?;
+    anyhow::ensure!(
+        locations.len() == 2,
+        "Odoo lacks one of {COUNT_LOCATIONS:?}"
+    );
+    let ids: Vec<i64> = products.iter().map(|p| p.id).collect();
+    let places: Vec<i64> = locations.values().copied().collect();
+    // Nothing is dated after the year 9999: quants only.
+    let (quants, _) = client
+        .count_stock(&ids, &places, "9999-12-31 23:59:59", "tally-")
+        .await?;
+    let mut out = HashMap::new();
+    for p in &products {
+        for name in COUNT_LOCATIONS {
+            let here = locations[name];
+            let units: i64 = quants
+                .iter()
+                .filter(|q| q.product == p.id && q.location == here)
+                .map(|q| q.qty.micros())
+                .sum::<i64>()
+                / 1_000_000;
+            out.insert((p.sku.clone(), name), units);
+        }
+    }
+    Ok(out)
+}
+
+/// Journals `feed` for one agent of WH and merges it into the Odoo at `config`; returns the
+/// wall time, the Odoo calls (on the simulator) and the pickings made.
+async fn merge_feed(
+    config: &OdooConfig,
+    sim: Option<&OdooSim>,
+    feed: &[Scanned],
+) -> anyhow::Result<(Duration, Option<u64>)> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let (journal, _thread) = tally_central::store::journal::spawn(store.clone())?;
+    store.add_agent("agent-counts", "WH")?;
+    let log_id = LogId(rand_bytes(9));
+    let events: Vec<LoggedEvent> = feed
+        .iter()
+        .enumerate()
+        .map(|(n, (kind, sku, location, qty))| {
+            let mut event = Event::new(*kind, sku.clone(), Qty::from_units(*qty));
+            event.location = Some((*location).to_owned());
+            LoggedEvent {
+                seq: n as u64 + 1,
+                received_at: Timestamp::now(),
+                event,
+            }
+        })
+        .collect();
+    for chunk in events.chunks(1000) {
+        journal
+            .append(Arc::from("agent-counts"), log_id, chunk.to_vec())
+            .await?;
+    }
+    let client = OdooClient::connect(config).await?;
+    let calls_before = sim.map(OdooSim::total_calls);
+    let mut engine = Engine::new(store.clone(), client, RetryPolicy::default());
+    let started = Instant::now();
+    let merged = engine.merge_all().await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        merged == feed.len() as u64,
+        "merged {merged} of {}",
+        feed.len()
+    );
+    anyhow::ensure!(
+        store.dead_letters()?.is_empty(),
+        "events were parked: {:?}",
+        store.dead_letters()?.first()
+    );
+    Ok((
+        elapsed,
+        sim.zip(calls_before)
+            .map(|(s, before)| s.total_calls() - before),
+    ))
+}
+
+/// The count scenario: the same feed without counts and with 3 % counts, each merged into a
+/// fresh simulator (or, with `live`, both into that real Odoo one after the other), each end
+/// state checked against the feed read one event at a time.
+async fn counts(latency: Latency, live: Option<OdooConfig>) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "count scenario: {COUNT_EVENTS} events, {COUNT_SKUS} SKUs over {} locations in WH, one agent",
+        COUNT_LOCATIONS.len()
+    );
+    let mut rows = Vec::new();
+    for with_counts in [false, true] {
+        let feed = count_feed(with_counts);
+        let counted = feed.iter().filter(|e| e.0 == EventKind::Count).count();
+        let (config, sim) = match &live {
+            Some(config) => (config.clone(), None),
+            None => {
+                let mut sim_config = SimConfig::new(Version::V17);
+                sim_config.extra_products = COUNT_SKUS;
+                let sim = OdooSim::start(sim_config).await?;
+                sim.add_location("WH/Stock", "Shelf 2")?;
+                for i in 0..COUNT_SKUS {
+                    for location in COUNT_LOCATIONS {
+                        sim.set_on_hand(&format!("BULK-{i:04}"), location, None, 100.0)?;
+                    }
+                }
+                sim.set_latency(latency);
+                let config = OdooConfig {
+                    url: sim.url(),
+                    db: sim.db().to_owned(),
+                    login: sim.login().to_owned(),
+                    api_key: Secret::new(sim.api_key()),
+                    call_timeout: Duration::from_secs(600),
+                    api: Default::default(),
+                };
+                (config, Some(sim))
+            }
+        };
+        let probe = OdooClient::connect(&config).await?;
+        let start = count_quantities(&probe).await?;
+        let (time, calls) = merge_feed(&config, sim.as_ref(), &feed).await?;
+        let want = count_expected(&feed, &start);
+        let got = count_quantities(&probe).await?;
+        let wrong: Vec<_> = want
+            .iter()
+            .filter(|(key, qty)| got.get(*key) != Some(qty))
+            .take(5)
+            .collect();
+        anyhow::ensure!(
+            wrong.is_empty(),
+            "stocks that do not read as the feed says (expected): {wrong:?}"
+        );
+        let pickings = sim.as_ref().map(|s| {
+            s.pickings()
+                .iter()
+                .filter(|p| p.name.starts_with("tally-"))
+                .count()
+        });
+        rows.push((counted, time, calls, pickings));
+    }
+    println!();
+    println!("| feed | counts | Odoo calls | pickings | wall time |");
+    println!("|---|---|---|---|---|");
+    let show = |n: Option<u64>| n.map_or("–".to_owned(), |n| n.to_string());
+    for (name, (counted, time, calls, pickings)) in ["receipts and picks", "the same, 3 % counts"]
+        .iter()
+        .zip(&rows)
+    {
+        println!(
+            "| {name} | {counted} | {} | {} | {:.2} s |",
+            show(*calls),
+            show(pickings.map(|p| p as u64)),
+            time.as_secs_f64()
+        );
+    }
+    let ratio = rows[1].1.as_secs_f64() / rows[0].1.as_secs_f64();
+    println!(
+        "with counts / without: {ratio:.2}× (target ≤ 1.5×: {}); every stock reads as the feed says, one event at a time",
+        pass(ratio <= 1.5)
+    );
+    Ok(())
+}
+
 async fn run() -> anyhow::Result<()> {
+    let scenario = std::env::var("TALLY_BENCH_SCENARIO").unwrap_or_default();
     if let Ok(url) = std::env::var("TALLY_ODOO_URL") {
+        if scenario == "counts" {
+            let var =
+                |name: &str| std::env::var(name).map_err(|_| anyhow::anyhow!("{name} is not set"));
+            let config = OdooConfig {
+                url,
+                db: var("TALLY_ODOO_DB")?,
+                login: var("TALLY_ODOO_USER")?,
+                api_key: Secret::new(var("TALLY_ODOO_API_KEY")?),
+                call_timeout: Duration::from_secs(600),
+                api: Default::default(),
+            };
+            let probe = OdooClient::connect(&config).await?;
+            println!(
+                "tally merge benchmark, counts: Odoo {} at {} (database {})",
+                probe.major_version(),
+                config.url,
+                config.db
+            );
+            return counts(Latency::default(), Some(config)).await;
+        }
         return transports(url).await;
     }
     let scale: f64 = std::env::var("TALLY_BENCH_LATENCY_SCALE")
@@ -367,6 +633,13 @@ async fn run() -> anyhow::Result<()> {
         .unwrap_or(300)
         .clamp(1, EVENTS);
     let model = latency(scale);
+    if scenario == "counts" {
+        println!(
+            "latency model: {:?} per call + {:?} per line (CONTRACT §4.2 × {scale})",
+            model.per_call, model.per_line
+        );
+        return counts(model, None).await;
+    }
     println!(
         "tally merge benchmark: {EVENTS} events, {SKUS} SKUs, {} warehouses",
         WAREHOUSES.len()
@@ -418,6 +691,9 @@ async fn run() -> anyhow::Result<()> {
     println!(
         "both end states equal the expected stock of every SKU in both warehouses (naive: of its sample)"
     );
+    if scenario != "naive" {
+        counts(model, None).await?;
+    }
     Ok(())
 }
 
