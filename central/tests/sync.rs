@@ -269,6 +269,82 @@ async fn garbage_gaps_and_oversized_frames_close_only_their_connection() {
     );
 }
 
+/// Guards against central journaling whatever an authenticated agent sends (issue 10, item 2):
+/// a receipt of −5 and a pick of 0 once became a delivery of −9.2e12 in Odoo. Each batch
+/// holding an event the agent's own ingest would refuse is rejected naming its seq, and
+/// nothing of it is journaled; the agent's valid events are then accepted as usual.
+#[tokio::test]
+async fn a_batch_with_an_invalid_event_is_rejected_naming_its_seq_and_nothing_is_journaled() {
+    let central = TestCentral::start().await;
+    let token = central.store.add_agent("a1", "WH").unwrap();
+    let bad = |event: Event| {
+        let mut events = events(1..=3);
+        events[2].event = event;
+        events
+    };
+    let cases = [
+        (
+            bad(Event::new(EventKind::Receipt, "SKU", Qty::from_units(-5))),
+            "qty",
+        ),
+        (bad(Event::new(EventKind::Pick, "SKU", Qty::ZERO)), "qty"),
+        (
+            bad(Event::new(
+                EventKind::Pick,
+                "SKU\u{1b}[2J\n",
+                Qty::from_units(1),
+            )),
+            "sku",
+        ),
+        (
+            bad(Event::new(EventKind::Adjustment, "SKU", Qty::from_units(3))),
+            "reason",
+        ),
+        (
+            bad(Event::new(
+                EventKind::Pick,
+                "SKU\u{202e}",
+                Qty::from_units(1),
+            )),
+            "sku",
+        ),
+        (
+            bad(Event::new(
+                EventKind::Receipt,
+                "SKU",
+                Qty::from_micros(i64::MAX),
+            )),
+            "qty",
+        ),
+    ];
+    for (events, field) in cases {
+        let mut agent = central.connect().await;
+        assert_eq!(welcomed(agent.hello("a1", "WH", &token, LOG, 3).await), 0);
+        agent.send(&Message::Batch(Batch { events })).await;
+        match agent.recv().await {
+            Some(Message::Reject(reject)) => {
+                assert_eq!(
+                    (reject.reason, reject.retryable),
+                    (RejectReason::ProtocolError, false)
+                );
+                assert!(
+                    reject.message.contains("seq 3") && reject.message.contains(field),
+                    "{}",
+                    reject.message
+                );
+            }
+            other => panic!("expected a Reject for the {field}, got {other:?}"),
+        }
+        assert_eq!(central.store.read_journal("a1", LOG, 0, 10).unwrap(), []);
+        assert_eq!(central.store.stored_seq("a1", LOG).unwrap(), 0);
+    }
+
+    let mut agent = central.connect().await;
+    assert_eq!(welcomed(agent.hello("a1", "WH", &token, LOG, 3).await), 0);
+    agent.send(&batch(1..=3)).await;
+    assert_eq!(agent.recv().await, ack(3));
+}
+
 #[tokio::test]
 async fn a_stalled_agent_does_not_slow_the_others() {
     let central = TestCentral::start().await;

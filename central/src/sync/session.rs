@@ -3,7 +3,9 @@
 //!
 //! Hello → (authenticate) → Welcome{stored_seq} → Batches in, cumulative Acks out. Batches are
 //! handed to the journal as they arrive (pipelined); acks go out in order as each batch becomes
-//! durable. Anything unexpected ends the session with a `Reject` that says why.
+//! durable. Anything unexpected ends the session with a `Reject` that says why, and so does a
+//! batch holding an event that breaks [`tally_protocol::Event::validate`]'s rules (none of that
+//! batch is journaled).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -391,6 +393,11 @@ where
                     let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else {
                         return self.reject(RejectReason::ProtocolError, false, "an empty batch".into()).await;
                     };
+                    // A valid token does not make the events valid: a buggy or modified agent
+                    // must not journal what its own ingest would have refused.
+                    if let Some((seq, error)) = batch.events.iter().find_map(|e| Some((e.seq, e.validate().err()?))) {
+                        return self.reject(RejectReason::ProtocolError, false, format!("event seq {seq} is invalid: {error}")).await;
+                    }
                     if first.seq > expected {
                         return self.reject(RejectReason::ProtocolError, false, format!("batch starts at seq {} but seq {expected} is next: a gap", first.seq)).await;
                     }
