@@ -345,6 +345,74 @@ async fn a_batch_with_an_invalid_event_is_rejected_naming_its_seq_and_nothing_is
     assert_eq!(agent.recv().await, ack(3));
 }
 
+/// A log writer for one test: what central logs, in memory.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Guards against log injection and flooding without credentials (issue 10, item 4): the
+/// agent id of an unauthenticated Hello, logged raw, forged a whole "agent connected" line with
+/// a newline and ANSI escapes, and a 4 MiB id wrote 4 MiB of log per attempt.
+#[tokio::test]
+async fn an_unauthenticated_agent_id_cannot_forge_or_flood_log_lines() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test's runtime runs every task of central on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let central = TestCentral::start().await;
+    let forged = "x\n2026-01-01T00:00:00.000000Z  INFO tally_central: agent connected agent_id=admin\u{1b}[2K\u{1b}[1A";
+    let mut agent = central.connect().await;
+    let answer = agent
+        .hello(forged, "WH", &Secret::new("tly1_guess"), LOG, 0)
+        .await;
+    assert_eq!(rejected(Some(answer)), (RejectReason::BadToken, false));
+
+    let huge = "a".repeat(4 << 20);
+    let mut agent = central.connect().await;
+    let answer = agent
+        .hello(&huge, "WH", &Secret::new("tly1_guess"), LOG, 0)
+        .await;
+    assert_eq!(rejected(Some(answer)), (RejectReason::ProtocolError, false));
+    drop(agent);
+    central.shutdown.cancel();
+
+    let text = log.text();
+    assert!(
+        text.contains("rejected: unknown agent or bad token"),
+        "the refusal is logged: {text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the log: {text:?}"
+    );
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00.000000Z"),
+            "a forged line: {line:?}"
+        );
+    }
+    assert!(text.len() < 64 << 10, "{} bytes of log", text.len());
+}
+
 #[tokio::test]
 async fn a_stalled_agent_does_not_slow_the_others() {
     let central = TestCentral::start().await;

@@ -107,8 +107,51 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// How many characters of an untrusted string a log line shows.
+pub const UNTRUSTED_LOG_CHARS: usize = 64;
+
+/// A string from someone not yet trusted (an unauthenticated peer's agent id, a header), made
+/// safe for a log line: control, invisible and direction-changing characters, quotes and
+/// backslashes escaped as `char::escape_debug` does (a newline or an ANSI escape in it cannot
+/// forge a line or repaint the terminal), and cut to [`UNTRUSTED_LOG_CHARS`] characters with
+/// an ellipsis (a 4 MiB id costs a short line, not 4 MiB of log).
+pub fn untrusted(text: &str) -> Untrusted<'_> {
+    Untrusted(text)
+}
+
+/// See [`untrusted`].
+#[derive(Debug, Clone, Copy)]
+pub struct Untrusted<'a>(&'a str);
+
+impl std::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(UNTRUSTED_LOG_CHARS) {
+            write!(f, "{}", c.escape_debug())?;
+        }
+        if chars.next().is_some() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// Guards against log injection through an unauthenticated agent id (issue 10, item 4).
+    #[test]
+    fn untrusted_text_is_escaped_and_cut() {
+        use super::untrusted;
+        assert_eq!(untrusted("wh-agent-1").to_string(), "wh-agent-1");
+        assert_eq!(
+            untrusted("a\nINFO forged\u{1b}[2K\u{202e}\\").to_string(),
+            "a\\nINFO forged\\u{1b}[2K\\u{202e}\\\\"
+        );
+        let long = "x".repeat(4 << 20);
+        assert_eq!(untrusted(&long).to_string(), format!("{}…", "x".repeat(64)));
+        assert_eq!(untrusted(&"é".repeat(64)).to_string(), "é".repeat(64));
+    }
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]

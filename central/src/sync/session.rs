@@ -17,6 +17,7 @@ use tally_protocol::{
     Ack, DecodeError, Hello, Message, Reject, RejectReason, Timestamp, Welcome, decode_message,
     encode_message,
 };
+use tally_service::untrusted;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +68,9 @@ pub struct SessionContext {
     pub limits: SessionLimits,
     pub shutdown: CancellationToken,
 }
+
+/// Longest agent id, warehouse code or agent version a Hello may carry, in characters.
+pub const MAX_HELLO_CHARS: usize = 128;
 
 /// An agent clock further off than this from central's is warned about when it connects.
 const CLOCK_WARNING_MICROS: u64 = 2_000_000;
@@ -198,6 +202,23 @@ where
                     .await;
             }
         };
+        // Before anything reads, hashes, stores or logs them: an unauthenticated peer's
+        // identifiers are short (a 4 MiB id once cost 4 MiB of log per attempt).
+        for (field, text) in [
+            ("agent_id", &hello.agent_id),
+            ("warehouse", &hello.warehouse),
+            ("agent_version", &hello.agent_version),
+        ] {
+            if text.chars().count() > MAX_HELLO_CHARS {
+                return self
+                    .reject(
+                        RejectReason::ProtocolError,
+                        false,
+                        format!("the Hello's {field} is longer than {MAX_HELLO_CHARS} characters"),
+                    )
+                    .await;
+            }
+        }
         match self.authenticate(&hello).await {
             Ok(()) => {}
             Err(end) => return end,
@@ -273,13 +294,14 @@ where
                     RejectReason::WarehouseMismatch,
                     false,
                     format!(
-                        "agent {:?} is registered for warehouse {warehouse:?}, not {:?}",
-                        hello.agent_id, hello.warehouse
+                        "agent {:?} is registered for warehouse {warehouse:?}, not \"{}\"",
+                        hello.agent_id,
+                        untrusted(&hello.warehouse)
                     ),
                 )
                 .await),
             Ok(Ok(Verdict::BadToken)) => {
-                tracing::warn!(agent_id = %hello.agent_id, peer = %self.peer, "rejected: unknown agent or bad token");
+                tracing::warn!(agent_id = %untrusted(&hello.agent_id), peer = %self.peer, "rejected: unknown agent or bad token");
                 Err(self
                     .reject(
                         RejectReason::BadToken,
