@@ -413,6 +413,32 @@ async fn an_unauthenticated_agent_id_cannot_forge_or_flood_log_lines() {
     assert!(text.len() < 64 << 10, "{} bytes of log", text.len());
 }
 
+/// Guards against world-readable data outside systemd (issue 10, item 6): the data directory
+/// and `central.redb` were created 0755 and 0644 under a usual umask.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_store_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("central-data");
+    let config = Config {
+        data_dir: data.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        transport: Transport::Plaintext,
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Secret::new(ADMIN_TOKEN),
+        token_grace: Duration::from_secs(60),
+        max_connections: 100,
+        odoo: None,
+        merge: Default::default(),
+    };
+    let central = Central::open(config).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(tally_central::store::STORE_FILE)), 0o600);
+    drop(central);
+}
+
 #[tokio::test]
 async fn a_stalled_agent_does_not_slow_the_others() {
     let central = TestCentral::start().await;
