@@ -392,3 +392,18 @@ mod model {
         }
     }
 }
+
+/// Guards against world-readable data outside systemd (issue 10, item 6): the data directory
+/// and `events.redb` were created 0755 and 0644 under a usual umask.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_log_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent-data");
+    let agent = Agent::open(&config(&data)).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(tally_agent::log::LOG_FILE)), 0o600);
+    drop(agent);
+}

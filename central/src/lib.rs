@@ -39,7 +39,7 @@ impl Central {
     /// Opens the data directory and database and loads the TLS material: every failure that
     /// a bad configuration can cause happens here, before a port is bound.
     pub fn open(config: Config) -> anyhow::Result<Central> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        tally_service::create_private_dir(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 config.data_dir.display()

@@ -184,7 +184,7 @@ fn run(config: Config) -> anyhow::Result<()> {
 /// Agent management: through the admin API when central runs (it holds the database), or
 /// directly on the database when it does not.
 fn agent(config: Config, action: AgentAction) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+    tally_service::create_private_dir(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
             config.data_dir.display()

@@ -107,8 +107,98 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Creates `dir` and whichever of its parents are missing, readable by the owner only (0700
+/// on Unix): stock events and agent tokens' digests are nobody else's business, whatever the
+/// umask (systemd's unit sets its own; a shell usually leaves 0755). An existing directory
+/// keeps its mode: an operator may have opened it on purpose.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `path` as an empty file readable and writable by the owner only (0600 on Unix),
+/// unless it exists (then it is left as it is). A database opened on it afterwards (redb
+/// initialises an empty file) keeps that mode.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How many characters of an untrusted string a log line shows.
+pub const UNTRUSTED_LOG_CHARS: usize = 64;
+
+/// A string from someone not yet trusted (an unauthenticated peer's agent id, a header), made
+/// safe for a log line: control, invisible and direction-changing characters, quotes and
+/// backslashes escaped as `char::escape_debug` does (a newline or an ANSI escape in it cannot
+/// forge a line or repaint the terminal), and cut to [`UNTRUSTED_LOG_CHARS`] characters with
+/// an ellipsis (a 4 MiB id costs a short line, not 4 MiB of log).
+pub fn untrusted(text: &str) -> Untrusted<'_> {
+    Untrusted(text)
+}
+
+/// See [`untrusted`].
+#[derive(Debug, Clone, Copy)]
+pub struct Untrusted<'a>(&'a str);
+
+impl std::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(UNTRUSTED_LOG_CHARS) {
+            write!(f, "{}", c.escape_debug())?;
+        }
+        if chars.next().is_some() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// Guards against world-readable data outside systemd (issue 10, item 6).
+    #[cfg(unix)]
+    #[test]
+    fn private_directories_and_files_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b");
+        super::create_private_dir(&data).unwrap();
+        super::create_private_dir(&data).unwrap();
+        let file = data.join("x.redb");
+        super::create_private_file(&file).unwrap();
+        std::fs::write(&file, b"kept").unwrap();
+        super::create_private_file(&file).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read(&file).unwrap(), b"kept");
+    }
+
+    /// Guards against log injection through an unauthenticated agent id (issue 10, item 4).
+    #[test]
+    fn untrusted_text_is_escaped_and_cut() {
+        use super::untrusted;
+        assert_eq!(untrusted("wh-agent-1").to_string(), "wh-agent-1");
+        assert_eq!(
+            untrusted("a\nINFO forged\u{1b}[2K\u{202e}\\").to_string(),
+            "a\\nINFO forged\\u{1b}[2K\\u{202e}\\\\"
+        );
+        let long = "x".repeat(4 << 20);
+        assert_eq!(untrusted(&long).to_string(), format!("{}…", "x".repeat(64)));
+        assert_eq!(untrusted(&"é".repeat(64)).to_string(), "é".repeat(64));
+    }
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]

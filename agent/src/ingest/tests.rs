@@ -157,6 +157,27 @@ fn bad_input_names_the_first_bad_event_and_field() {
             Some("sku"),
         ),
         (
+            r#"{"type":"pick","sku":"A\u202eB","qty":1}"#.into(),
+            422,
+            "invalid_field",
+            Some(0),
+            Some("sku"),
+        ),
+        (
+            r#"{"type":"pick","sku":"A","qty":1,"location":"\u200bWH/Stock"}"#.into(),
+            422,
+            "invalid_field",
+            Some(0),
+            Some("location"),
+        ),
+        (
+            r#"{"type":"receipt","sku":"A","qty":1000000001}"#.into(),
+            422,
+            "invalid_field",
+            Some(0),
+            Some("qty"),
+        ),
+        (
             r#"{"type":"pick","sku":7,"qty":1}"#.into(),
             422,
             "invalid_field",

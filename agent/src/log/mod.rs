@@ -147,6 +147,9 @@ impl Log {
         Log::open_with(
             path,
             Box::new(move || {
+                // redb would create the file with the umask's mode (often 0644).
+                tally_service::create_private_file(&file_path)
+                    .map_err(|e| DatabaseError::Storage(e.into()))?;
                 Database::builder()
                     .set_cache_size(CACHE_BYTES)
                     .create(&file_path)

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tally_protocol::{EventKind, LogId, LoggedEvent};
+use tally_protocol::{EventKind, LogId, LoggedEvent, Qty};
 use tokio::sync::OnceCell;
 
 use super::apply::{RetryPolicy, apply_once, fill_once, resume};
 use super::plan::{
-    PlannedFill, PlannedPicking, Product, ResolvedEvent, Warehouse, cut, fill, may_fill, plan,
+    Oversized, PlannedFill, PlannedPicking, Product, QUANTITY_TOO_LARGE, ResolvedEvent, Warehouse,
+    cut, fill, may_fill, plan,
 };
 use super::state::{DeadLetter, Notice, now_micros};
 use crate::odoo::api::VirtualLocations;
@@ -422,6 +423,15 @@ impl Lane {
                 },
             ));
         };
+        let park_oversized = |parked: &mut Vec<(u64, DeadLetter)>, oversized: Vec<Oversized>| {
+            for o in oversized {
+                let e = run
+                    .iter()
+                    .find(|e| e.seq == o.seq)
+                    .expect("the planner only returns events of the run");
+                park(parked, e, QUANTITY_TOO_LARGE, o.message);
+            }
+        };
         let warehouse = self.warehouse().await?;
         self.resolve(&warehouse, run).await?;
         // A key with parked events, or events waiting for a retry, takes nothing new until
@@ -448,6 +458,18 @@ impl Lane {
                         ev.sku
                     ),
                 );
+                continue;
+            }
+            // The journal may hold events from before central checked what agents send (or
+            // from a rule added since): they are parked, never merged.
+            if let Err(error) = e.validate() {
+                park(
+                    &mut parked,
+                    e,
+                    "invalid-event",
+                    format!("the event breaks the event rules: {error}"),
+                );
+                blocked.insert(ev.sku.clone());
                 continue;
             }
             let location = |name: &Option<String>| match name {
@@ -509,13 +531,19 @@ impl Lane {
             batch_key.push_str(&format!("-r{generation}"));
         }
         let (fills, planned) = match resolved.first() {
-            Some(count) if count.event.event.kind == EventKind::Count => (
-                Vec::new(),
-                self.plan_count(agent, log_id, &batch_key, &warehouse, count)
+            Some(count) if count.event.event.kind == EventKind::Count => {
+                let planned = match self
+                    .plan_count(agent, log_id, &batch_key, &warehouse, count)
                     .await?
-                    .into_iter()
-                    .collect(),
-            ),
+                {
+                    Ok(picking) => picking.into_iter().collect(),
+                    Err(message) => {
+                        park(&mut parked, count.event, QUANTITY_TOO_LARGE, message);
+                        Vec::new()
+                    }
+                };
+                (Vec::new(), planned)
+            }
             _ => {
                 let references: Vec<String> = resolved
                     .iter()
@@ -529,10 +557,24 @@ impl Lane {
                 } else {
                     self.odoo.open_pickings(&references).await?
                 };
-                let (fills, rest) = fill(&batch_key, &warehouse, resolved, &open);
-                (fills, plan(&batch_key, &warehouse, &rest))
+                let (fills, rest, oversized) = fill(&batch_key, &warehouse, resolved, &open);
+                park_oversized(&mut parked, oversized);
+                let (pickings, oversized) = plan(&batch_key, &warehouse, &rest);
+                park_oversized(&mut parked, oversized);
+                (fills, pickings)
             }
         };
+        if parked
+            .iter()
+            .any(|(_, letter)| letter.reason == QUANTITY_TOO_LARGE)
+        {
+            tracing::warn!(
+                warehouse = code,
+                first,
+                through,
+                "events parked: a quantity they add up to is more than Odoo holds exactly"
+            );
+        }
         Ok(StoredPlan {
             warehouse: code.to_owned(),
             through,
@@ -555,6 +597,9 @@ impl Lane {
     /// The count's time is the agent's clock; Odoo dates moves by its own. The time is moved
     /// onto Odoo's clock by the agent's offset from central (measured when it connected) and
     /// central's from Odoo (from the `Date` of Odoo's answers).
+    ///
+    /// `Ok(Err(message))`: Odoo's quantity, or the delta, is beyond what a float holds exactly;
+    /// the count is parked rather than booked as some other delta.
     async fn plan_count(
         &self,
         agent: &str,
@@ -562,7 +607,7 @@ impl Lane {
         batch_key: &str,
         warehouse: &Warehouse,
         count: &ResolvedEvent<'_>,
-    ) -> Result<Option<PlannedPicking>, MergeError> {
+    ) -> Result<Result<Option<PlannedPicking>, String>, MergeError> {
         let e = count.event;
         let agent_clock = e.event.occurred_at.unwrap_or(e.received_at).as_micros();
         let agent_behind = self
@@ -603,7 +648,14 @@ impl Lane {
                 (now, others_since)
             }
         };
-        let as_of_count = crate::odoo::api::qty_from_f64(now - others_since);
+        let Some(as_of_count) = crate::odoo::api::qty_from_f64(now - others_since) else {
+            return Ok(Err(format!(
+                "Odoo's quantity of {:?} at the count's location as of the count ({} units) is not a number Tally can count against exactly (at most {} units)",
+                e.event.sku,
+                now - others_since,
+                Qty::MAX_EXACT_MICROS / Qty::SCALE
+            )));
+        };
         // A count someone entered in Odoo and has not applied is left alone (the picking path
         // does not touch it), but when applied it will set the quantity over Tally's: report.
         for (pending, user) in self
@@ -625,19 +677,30 @@ impl Lane {
             };
             self.store.add_notice(agent, log_id, e.seq, &notice)?;
         }
-        let Some(delta) = e.event.qty.micros().checked_sub(as_of_count.micros()) else {
-            return Ok(None);
-        };
+        // Both are within MAX_EXACT_MICROS, so this cannot wrap; the delta may still be beyond
+        // what Odoo holds exactly.
+        let delta = i128::from(e.event.qty.micros()) - i128::from(as_of_count.micros());
         if delta == 0 {
-            return Ok(None);
+            return Ok(Ok(None));
         }
+        let Some(delta) = i64::try_from(delta)
+            .ok()
+            .filter(|d| d.unsigned_abs() <= Qty::MAX_EXACT_MICROS as u64)
+        else {
+            return Ok(Err(format!(
+                "the count of {:?} ({}) against Odoo's {as_of_count} is a change of more than Odoo's float quantities hold exactly ({} units)",
+                e.event.sku,
+                e.event.qty,
+                Qty::MAX_EXACT_MICROS / Qty::SCALE
+            )));
+        };
         let (from, to) = if delta > 0 {
             (warehouse.inventory_adjustment, count.location)
         } else {
             (count.location, warehouse.inventory_adjustment)
         };
         tracing::info!(sku = %e.event.sku, seq = e.seq, counted = %e.event.qty, as_of_count = %as_of_count, odoo_time = %after, agent_behind_ms = agent_behind / 1000, odoo_ahead_ms = odoo_ahead / 1000, "count becomes a delta");
-        Ok(Some(PlannedPicking {
+        Ok(Ok(Some(PlannedPicking {
             key: format!("{batch_key}-C1"),
             kind: super::plan::PickingKind::Adjustment,
             picking_type: warehouse.internal_type,
@@ -646,7 +709,7 @@ impl Lane {
             lines: vec![super::plan::Line {
                 product: count.product.id,
                 uom: count.product.uom_id,
-                qty: tally_protocol::Qty::from_micros(delta.abs()),
+                qty: Qty::from_micros(delta.abs()),
                 from,
                 to,
                 lot: e.event.lot.clone(),
@@ -654,7 +717,7 @@ impl Lane {
                 create_lot: delta > 0 && e.event.lot.is_some(),
                 seqs: vec![e.seq],
             }],
-        }))
+        })))
     }
 
     async fn execute(

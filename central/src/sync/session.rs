@@ -3,7 +3,9 @@
 //!
 //! Hello → (authenticate) → Welcome{stored_seq} → Batches in, cumulative Acks out. Batches are
 //! handed to the journal as they arrive (pipelined); acks go out in order as each batch becomes
-//! durable. Anything unexpected ends the session with a `Reject` that says why.
+//! durable. Anything unexpected ends the session with a `Reject` that says why, and so does a
+//! batch holding an event that breaks [`tally_protocol::Event::validate`]'s rules (none of that
+//! batch is journaled).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use tally_protocol::{
     Ack, DecodeError, Hello, Message, Reject, RejectReason, Timestamp, Welcome, decode_message,
     encode_message,
 };
+use tally_service::untrusted;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +68,9 @@ pub struct SessionContext {
     pub limits: SessionLimits,
     pub shutdown: CancellationToken,
 }
+
+/// Longest agent id, warehouse code or agent version a Hello may carry, in characters.
+pub const MAX_HELLO_CHARS: usize = 128;
 
 /// An agent clock further off than this from central's is warned about when it connects.
 const CLOCK_WARNING_MICROS: u64 = 2_000_000;
@@ -196,6 +202,23 @@ where
                     .await;
             }
         };
+        // Before anything reads, hashes, stores or logs them: an unauthenticated peer's
+        // identifiers are short (a 4 MiB id once cost 4 MiB of log per attempt).
+        for (field, text) in [
+            ("agent_id", &hello.agent_id),
+            ("warehouse", &hello.warehouse),
+            ("agent_version", &hello.agent_version),
+        ] {
+            if text.chars().count() > MAX_HELLO_CHARS {
+                return self
+                    .reject(
+                        RejectReason::ProtocolError,
+                        false,
+                        format!("the Hello's {field} is longer than {MAX_HELLO_CHARS} characters"),
+                    )
+                    .await;
+            }
+        }
         match self.authenticate(&hello).await {
             Ok(()) => {}
             Err(end) => return end,
@@ -271,13 +294,14 @@ where
                     RejectReason::WarehouseMismatch,
                     false,
                     format!(
-                        "agent {:?} is registered for warehouse {warehouse:?}, not {:?}",
-                        hello.agent_id, hello.warehouse
+                        "agent {:?} is registered for warehouse {warehouse:?}, not \"{}\"",
+                        hello.agent_id,
+                        untrusted(&hello.warehouse)
                     ),
                 )
                 .await),
             Ok(Ok(Verdict::BadToken)) => {
-                tracing::warn!(agent_id = %hello.agent_id, peer = %self.peer, "rejected: unknown agent or bad token");
+                tracing::warn!(agent_id = %untrusted(&hello.agent_id), peer = %self.peer, "rejected: unknown agent or bad token");
                 Err(self
                     .reject(
                         RejectReason::BadToken,
@@ -391,6 +415,11 @@ where
                     let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else {
                         return self.reject(RejectReason::ProtocolError, false, "an empty batch".into()).await;
                     };
+                    // A valid token does not make the events valid: a buggy or modified agent
+                    // must not journal what its own ingest would have refused.
+                    if let Some((seq, error)) = batch.events.iter().find_map(|e| Some((e.seq, e.validate().err()?))) {
+                        return self.reject(RejectReason::ProtocolError, false, format!("event seq {seq} is invalid: {error}")).await;
+                    }
                     if first.seq > expected {
                         return self.reject(RejectReason::ProtocolError, false, format!("batch starts at seq {} but seq {expected} is next: a gap", first.seq)).await;
                     }
