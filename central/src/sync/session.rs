@@ -92,6 +92,7 @@ pub async fn run<S, K, E>(
     peer: SocketAddr,
     clock_offset: Option<i64>,
     ctx: Arc<SessionContext>,
+    pending: super::admission::Pending,
 ) -> End
 where
     S: Stream<Item = Result<Frame, E>> + Unpin,
@@ -105,6 +106,7 @@ where
         ctx,
         peer,
         clock_offset,
+        pending: Some(pending),
     };
     session.run().await
 }
@@ -115,6 +117,8 @@ struct Session<S, K> {
     ctx: Arc<SessionContext>,
     peer: SocketAddr,
     clock_offset: Option<i64>,
+    /// The unauthenticated connection's pending slot, given back once the agent is known.
+    pending: Option<super::admission::Pending>,
 }
 
 impl<S, K, E> Session<S, K>
@@ -168,7 +172,14 @@ where
     }
 
     async fn run(&mut self) -> End {
-        let bytes = match self.next_binary(self.ctx.limits.hello_timeout).await {
+        // Under a flood of unauthenticated connections the Hello gets less time too.
+        let hello_timeout = self
+            .pending
+            .as_ref()
+            .map_or(self.ctx.limits.hello_timeout, |p| {
+                p.handshake_timeout().min(self.ctx.limits.hello_timeout)
+            });
+        let bytes = match self.next_binary(hello_timeout).await {
             Ok(bytes) => bytes,
             Err(end) => return end,
         };
@@ -220,7 +231,7 @@ where
             }
         }
         match self.authenticate(&hello).await {
-            Ok(()) => {}
+            Ok(()) => self.pending = None,
             Err(end) => return end,
         }
         let agent_id: Arc<str> = hello.agent_id.as_str().into();
@@ -301,7 +312,14 @@ where
                 )
                 .await),
             Ok(Ok(Verdict::BadToken)) => {
-                tracing::warn!(agent_id = %untrusted(&hello.agent_id), peer = %self.peer, "rejected: unknown agent or bad token");
+                // Anyone can send a Hello: summed up per interval, not a line per attempt.
+                if let Some(pending) = &self.pending {
+                    pending.failure(
+                        "rejected: unknown agent or bad token",
+                        self.peer,
+                        &format!("agent id {}", hello.agent_id),
+                    );
+                }
                 Err(self
                     .reject(
                         RejectReason::BadToken,
