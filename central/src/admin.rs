@@ -452,7 +452,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            tally_service::OPENMETRICS_CONTENT_TYPE,
         )],
         text,
     )
