@@ -543,6 +543,13 @@ async fn notices(
     .await
 }
 
+/// Why a retry or discard did nothing: a typo in the SKU should not pass for success.
+pub fn nothing_parked(warehouse: &str, sku: &str) -> String {
+    format!(
+        "no events of {sku:?} in warehouse {warehouse:?} are parked (tally-central dlq list shows what is)"
+    )
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetryKey {
@@ -566,6 +573,13 @@ async fn retry_dead_letters(
     let (warehouse, sku) = (body.warehouse.clone(), body.sku.clone());
     let work = move |store: &Store| store.retry_dead_letters(&warehouse, &sku);
     with_store(&state.store, work, |queued| {
+        if queued == 0 {
+            return error(
+                StatusCode::NOT_FOUND,
+                "nothing_parked",
+                nothing_parked(&body.warehouse, &body.sku),
+            );
+        }
         tracing::info!(warehouse = %body.warehouse, sku = %body.sku, queued, "parked events queued for a retry");
         if let Some(merge) = &state.merge {
             merge.wake();
@@ -609,6 +623,13 @@ async fn discard_dead_letters(
     );
     let work = move |store: &Store| store.discard_dead_letters(&warehouse, &sku, &reason);
     with_store(&state.store, work, |discarded| {
+        if discarded == 0 {
+            return error(
+                StatusCode::NOT_FOUND,
+                "nothing_parked",
+                nothing_parked(&body.warehouse, &body.sku),
+            );
+        }
         tracing::warn!(warehouse = %body.warehouse, sku = %body.sku, discarded, reason = %body.reason, "parked events discarded");
         Json(json!({"discarded": discarded})).into_response()
     })
