@@ -80,6 +80,22 @@ fn check_config_reads_the_tls_material_run_needs() {
 }
 
 #[test]
+fn the_sample_configuration_is_refused_until_its_token_is_replaced() {
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/central.example.toml"
+    );
+    let output = central(&["check-config", "--config", sample]);
+    assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("admin_token: is still the sample configuration's CHANGE-ME placeholder"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn flag_values_clap_cannot_parse_exit_64() {
     for args in [
         &["check-config", "--listen", "nope"][..],
