@@ -467,7 +467,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     }
     registry.register(
         "agent_unmerged_events",
-        "Events journaled for the agent that the merge has not applied to Odoo or parked yet",
+        "Events journaled for the agent that the merge has not applied to Odoo or parked yet (0 without Odoo configured)",
         unmerged,
     );
     let flags: [(&str, &str, bool); 3] = [

@@ -310,7 +310,8 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(StoreError::Storage(e.into())),
         }
-        let counted: [(_, fn(&mut StreamProgress) -> &mut u64); 3] = [
+        type Field = fn(&mut StreamProgress) -> &mut u64;
+        let counted: [(_, Field); 3] = [
             (DEAD_LETTERS, |p| &mut p.parked),
             (RETRIES, |p| &mut p.queued_for_retry),
             (DISCARDED, |p| &mut p.discarded),
