@@ -416,7 +416,7 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            tally_service::OPENMETRICS_CONTENT_TYPE,
         )],
         text,
     )

@@ -343,6 +343,11 @@ async fn metrics_count_accepted_and_rejected() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // The body is OpenMetrics (`_total`, `# EOF`): a scraper told "0.0.4" would misread it.
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = String::from_utf8(
         response
             .into_body()

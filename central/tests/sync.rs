@@ -504,17 +504,42 @@ async fn a_new_log_id_is_a_new_sequence_space() {
     let a1 = &agents["agents"][0];
     assert_eq!(a1["log_replaced"], true, "{agents}");
     assert_eq!(a1["logs"].as_array().unwrap().len(), 2);
+    // The agent alone is enough: its latest log, from the start.
+    let journal: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/v1/journal?agent=a1", central.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(journal["log_id"], replaced.to_string(), "{journal}");
+    assert_eq!(journal["events"].as_array().unwrap().len(), 3, "{journal}");
 
     let metrics = reqwest::get(format!("http://{}/metrics", central.admin))
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let metrics = metrics.text().await.unwrap();
     assert!(
         metrics.contains("tally_central_agents_connected 1"),
         "{metrics}"
     );
+    // No Odoo here: what the README says to alert on is there, at 0, not missing.
+    for line in [
+        "tally_central_odoo_alert 0",
+        "tally_central_dead_letters 0",
+        "tally_central_agent_unmerged_events{agent=\"a1\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in {metrics}"
+        );
+    }
     assert!(
         metrics.contains("tally_central_agent_stored_seq{agent=\"a1\"} 3"),
         "{metrics}"
@@ -579,15 +604,19 @@ async fn the_dead_letter_api_refuses_bad_input_with_clear_errors() {
         let answer: serde_json::Value = answer.json().await.unwrap();
         assert_eq!(answer["error"]["code"], code, "{path} {body}: {answer}");
     }
-    // Nothing parked for that key: nothing queued.
-    let answer = post("/v1/dead-letters/retry", r#"{"warehouse":"WH","sku":"A"}"#)
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    assert_eq!(
-        answer.json::<serde_json::Value>().await.unwrap()["queued"],
-        0
-    );
+    // Nothing parked for that key: a typo must not pass for a retry or a discard.
+    for (path, body) in [
+        ("/v1/dead-letters/retry", r#"{"warehouse":"WH","sku":"A"}"#),
+        (
+            "/v1/dead-letters/discard",
+            r#"{"warehouse":"WH","sku":"A","reason":"typo"}"#,
+        ),
+    ] {
+        let answer = post(path, body).await.unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], "nothing_parked", "{answer}");
+    }
     for query in ["?limit=0", "?limit=10001", "?limit=many", "?page=2"] {
         let answer = client
             .get(format!("http://{}/v1/dead-letters{query}", central.admin))

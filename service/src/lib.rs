@@ -49,6 +49,48 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     })
 }
 
+/// The content type of the `/metrics` answers: prometheus-client writes OpenMetrics text (`_total`
+/// counters, `# EOF`), which a scraper must not parse as the older Prometheus text format.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the sample configurations put where a secret goes. A file copied and not edited must
+/// not start a service whose tokens everyone who read the sample knows.
+const PLACEHOLDER: &str = "CHANGE-ME";
+
+/// Refuses the sample configurations' placeholders for the secret `key` (never echoing it).
+pub fn refuse_placeholder(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.to_ascii_uppercase().contains(PLACEHOLDER) {
+        return Err(invalid(
+            key,
+            "is still the sample configuration's CHANGE-ME placeholder; generate a secret, for example with: head -c 24 /dev/urandom | base64",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a secret from a file (a systemd credential, or a 0600 file) so that it need not be on
+/// a command line, where `ps` shows it to every local user: the file's first line, without
+/// its line ending.
+pub fn read_secret_file(key: &'static str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let secret = text.lines().next().unwrap_or_default().trim();
+    if secret.is_empty() {
+        return Err(invalid(
+            key,
+            format!("the file {} is empty", path.display()),
+        ));
+    }
+    Ok(secret.to_owned())
+}
+
+/// Exit status for a configuration or usage error (EX_USAGE): a bad value exits with it
+/// whether it came from a flag or from the configuration file.
+pub const EXIT_USAGE: u8 = 64;
+
 /// Parses a duration such as `90s`, `15m`, `24h` or `7d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -238,6 +280,32 @@ mod tests {
         let error = parse_duration("seven days").unwrap_err();
         assert!(error.contains("\"seven days\""), "{error}");
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn placeholders_are_refused_without_echoing_them() {
+        for sample in [
+            "CHANGE-ME-to-a-long-random-token",
+            "tly1_CHANGE-ME",
+            "change-me",
+        ] {
+            let error = refuse_placeholder("admin_token", sample).unwrap_err();
+            let text = error.to_string();
+            assert!(text.starts_with("admin_token: "), "{text}");
+            assert!(!text.contains(sample), "{text}");
+        }
+        assert!(refuse_placeholder("admin_token", "x3Jk9v0q1LmZ8rT2bN6wP4yE").is_ok());
+    }
+
+    #[test]
+    fn a_secret_file_gives_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token-value\n").unwrap();
+        assert_eq!(read_secret_file("t", &path).unwrap(), "s3cret-token-value");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_secret_file("t", &path).is_err());
+        assert!(read_secret_file("t", &dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -452,7 +452,7 @@ impl Lane {
                 park(
                     &mut parked,
                     e,
-                    "parked-behind",
+                    super::state::PARKED_BEHIND,
                     format!(
                         "an earlier event of {:?} in {code} is parked; this one waits behind it",
                         ev.sku
@@ -793,6 +793,7 @@ impl Lane {
             }
             self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
         }
+        super::state::log_parked(agent, &plan.parked);
         match plan.retry {
             Some(_) => {
                 self.store
