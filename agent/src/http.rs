@@ -23,7 +23,7 @@ use tally_protocol::{Secret, Timestamp};
 
 use crate::ingest::{self, EventJson};
 use crate::log::writer::{AppendError, WriterHandle};
-use crate::log::{Log, RequestOutcome};
+use crate::log::{ConflictWith, Log, RequestOutcome};
 use crate::metrics::{Metrics, Snapshot};
 use crate::sync::SyncStatus;
 
@@ -266,17 +266,18 @@ async fn post_events(
                 .collect();
             Ok((status, axum::Json(json!({ "accepted": body }))).into_response())
         }
-        RequestOutcome::Conflict {
-            index,
-            original_seq,
-        } => {
+        RequestOutcome::Conflict { index, with } => {
             state.metrics.rejected("id_conflict");
             let id = ids[index].as_deref().unwrap_or_default();
+            let used_by = match with {
+                ConflictWith::Stored(seq) => format!("the stored event with seq {seq}"),
+                ConflictWith::Earlier(earlier) => format!("event {earlier} of this request"),
+            };
             Err(ApiError {
                 status: StatusCode::CONFLICT,
                 code: "id_conflict",
                 message: format!(
-                    "event {index}: id {id:?} was already used for a different event (seq {original_seq}); nothing was stored"
+                    "event {index}: id {id:?} is already used by {used_by}, with different content; nothing was stored"
                 ),
                 index: Some(index),
                 field: Some("id".into()),

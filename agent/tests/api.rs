@@ -188,6 +188,30 @@ async fn an_id_reused_for_different_content_is_a_conflict_and_stores_nothing() {
     );
 }
 
+/// Regression: a 409 for an id reused inside one request named the seq the earlier event would
+/// have had, an event that was never stored.
+#[tokio::test]
+async fn a_conflict_names_the_stored_event_or_the_earlier_event_of_the_request() {
+    let agent = agent();
+    let (status, body) = agent
+        .post(json!({"events": [pick("a", "1"), pick("a", "2")]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("seq"), "{message}");
+    assert!(message.contains("event 0 of this request"), "{message}");
+    assert!(agent.stored().await.is_empty());
+
+    agent.post(pick("x", "1")).await;
+    agent.post(pick("a", "1")).await;
+    let (status, body) = agent
+        .post(json!({"events": [pick("b", "1"), pick("a", "2")]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("stored event with seq 2"), "{message}");
+}
+
 #[tokio::test]
 async fn malformed_json_is_400() {
     let agent = agent();
