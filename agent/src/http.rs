@@ -153,7 +153,7 @@ async fn require_token(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(tally_service::bearer_token);
     match presented {
         Some(token) if state.tokens.accepts(token) => next.run(request).await,
         Some(_) => {

@@ -259,6 +259,34 @@ async fn a_missing_or_wrong_token_is_401() {
     assert!(agent.stored().await.is_empty());
 }
 
+/// Regression: the scheme word was case-sensitive, so `bearer <token>` was refused (RFC 7235
+/// makes it case-insensitive).
+#[tokio::test]
+async fn the_auth_scheme_is_case_insensitive() {
+    let agent = agent();
+    for (i, scheme) in ["bearer", "BEARER", "Bearer"].into_iter().enumerate() {
+        let (status, body) = agent
+            .send(
+                Request::post("/v1/events")
+                    .header(header::AUTHORIZATION, format!("{scheme} {TOKEN}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(pick(&format!("e{i}"), "1").to_string()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{scheme}: {body}");
+    }
+    let (status, _) = agent
+        .send(
+            Request::get("/v1/status")
+                .header(header::AUTHORIZATION, "bearer wrong-token-0123456789")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn an_exhausted_disk_budget_is_507_and_old_events_stay() {
     let dir = tempfile::tempdir().unwrap();
