@@ -123,6 +123,7 @@ async fn post(router: &Router, ids: &[String]) -> (StatusCode, Value) {
         .collect();
     let request = Request::post("/v1/events")
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(json!({ "events": events }).to_string()))
         .unwrap();
     call(router, request).await
