@@ -308,15 +308,72 @@ fn parse_qty(value: &RawValue) -> Result<Qty, String> {
 }
 
 /// An RFC 3339 timestamp; whether it is plausible is [`Event::validate`]'s to say.
+///
+/// A leap second (`23:59:60`) is refused rather than read as `23:59:59` as jiff would: two
+/// different instants would otherwise be stored as one, silently. None has been inserted since
+/// 2016 and none will be after 2035, so a scanner that sends one is better told.
 fn parse_time(value: &RawValue) -> Result<Timestamp, String> {
     let text: String = serde_json::from_str(value.get())
         .map_err(|_| "must be an RFC 3339 string such as 2026-11-29T09:30:00Z".to_owned())?;
+    let Some(second) = rfc3339_second(&text) else {
+        return Err(format!(
+            "{text:?} is not an RFC 3339 timestamp with an offset, such as 2026-11-29T09:30:00Z"
+        ));
+    };
+    if second == 60 {
+        return Err(format!(
+            "{text:?} is a leap second, which Tally does not store (its clock, like Unix time, has \
+             none): send the second before or after it"
+        ));
+    }
     let parsed: jiff::Timestamp = text.parse().map_err(|_| {
         format!(
-            "{text:?} is not an RFC 3339 timestamp with an offset, such as 2026-11-29T09:30:00Z"
+            "{text:?} names a date or time that does not exist: month 01-12, a day of that month, \
+             hour 00-23, minute and second 00-59"
         )
     })?;
     Ok(Timestamp::from_micros(parsed.as_microsecond()))
+}
+
+/// The seconds field of `text` if it has the shape of an RFC 3339 date-time
+/// (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`), whatever its numbers; `None` if it does not.
+/// Telling the shape apart from the range lets a wrong number be named as such.
+fn rfc3339_second(text: &str) -> Option<u8> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .filter(|d| d.iter().all(u8::is_ascii_digit))
+            .map(|d| {
+                d.iter()
+                    .fold(0u8, |n, d| n.wrapping_mul(10).wrapping_add(d - b'0'))
+            })
+    };
+    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    digits(0..4)?;
+    let shaped = at(4, b"-")
+        && digits(5..7).is_some()
+        && at(7, b"-")
+        && digits(8..10).is_some()
+        && at(10, b"Tt ")
+        && digits(11..13).is_some()
+        && at(13, b":")
+        && digits(14..16).is_some()
+        && at(16, b":");
+    let second = digits(17..19).filter(|_| shaped)?;
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let len = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if len == 0 {
+            return None;
+        }
+        rest = &frac[len..];
+    }
+    let offset = match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    };
+    offset.then_some(second)
 }
 
 /// RFC 3339 in UTC with microseconds where they are not zero.

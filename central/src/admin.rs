@@ -74,7 +74,7 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(tally_service::bearer_token)
         .unwrap_or("");
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     if bool::from(digest.ct_eq(&state.admin_token_sha256)) {

@@ -37,7 +37,8 @@ pub struct Central {
 
 impl Central {
     /// Opens the data directory and database and loads the TLS material: every failure that
-    /// a bad configuration can cause happens here, before a port is bound.
+    /// a bad configuration can cause happens here, before anything is served. `run` binds its
+    /// ports first, so that a port already taken creates nothing on disk.
     pub fn open(config: Config) -> anyhow::Result<Central> {
         tally_service::create_private_dir(&config.data_dir).with_context(|| {
             format!(

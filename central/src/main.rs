@@ -192,13 +192,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(config: Config) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let (listen, admin_listen) = (config.listen, config.admin_listen);
-        let central = tally_central::Central::open(config)?;
+        // Ports first: a port already taken must not leave a data directory and an empty
+        // database behind, for the operator to wonder which central they belong to.
         let sync = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let admin = tokio::net::TcpListener::bind(admin_listen)
             .await
             .with_context(|| format!("cannot listen on {admin_listen}"))?;
+        let central = tally_central::Central::open(config)?;
         let (sync_addr, admin_addr) = (sync.local_addr()?, admin.local_addr()?);
         tracing::info!(%sync_addr, %admin_addr, "tally-central ready");
         // One line on stdout for supervisors and test harnesses that asked for port 0.

@@ -167,3 +167,33 @@ fn retrying_or_discarding_nothing_says_so() {
         "typo",
     ]);
 }
+
+/// Regression: central created its data directory and database before binding its ports, so a
+/// port already taken left them behind.
+#[test]
+fn a_port_already_taken_leaves_no_data_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    for (listen, admin_listen) in [
+        (taken.as_str(), "127.0.0.1:0"),
+        ("127.0.0.1:0", taken.as_str()),
+    ] {
+        let data = dir.path().join("data");
+        let output = central(&[
+            "run",
+            "--data-dir",
+            path(&data),
+            "--listen",
+            listen,
+            "--admin-listen",
+            admin_listen,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--insecure-plaintext",
+        ]);
+        assert!(!output.status.success(), "{}", stderr(&output));
+        assert!(stderr(&output).contains(&taken), "{}", stderr(&output));
+        assert!(!data.exists(), "{} was left behind", data.display());
+    }
+}

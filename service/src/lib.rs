@@ -205,8 +205,28 @@ impl std::fmt::Display for Untrusted<'_> {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value, or `None` for another scheme
+/// or no token. The scheme word is compared without regard to case (RFC 7235 §2.1: `bearer`
+/// is the same scheme), the token exactly: the caller compares it in constant time.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
+    /// Guards against the scheme word being case-sensitive (`bearer` refused; issue 10, item 8).
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
+        for header in ["Bearer t0K", "bearer t0K", "BEARER t0K", "bEaReR  t0K"] {
+            assert_eq!(super::bearer_token(header), Some("t0K"), "{header}");
+        }
+        for header in ["Basic t0K", "Bearer", "Bearer ", "Bearert0K", "t0K", ""] {
+            assert_eq!(super::bearer_token(header), None, "{header}");
+        }
+    }
+
     /// Guards against world-readable data outside systemd (issue 10, item 6).
     #[cfg(unix)]
     #[test]
