@@ -3,7 +3,7 @@
 //! port bound, and a bad value is reported with the key that holds it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
 pub use tally_service::ConfigError;
-use tally_service::{invalid, parse_duration, read_toml};
+use tally_service::{invalid, parse_duration, read_secret_file, read_toml, refuse_placeholder};
 
 use crate::sync::connect::Endpoint;
 
@@ -51,6 +51,10 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub scanner_tokens: Vec<String>,
+    /// File holding the scanner tokens, one per line: keeps them off the command line, where
+    /// `ps` shows them to every local user.
+    #[arg(long, env = "TALLY_SCANNER_TOKEN_FILE", value_name = "FILE")]
+    pub scanner_token_file: Option<PathBuf>,
     /// Largest accepted request body [default: 4MiB].
     #[arg(long, env = "TALLY_MAX_BODY_BYTES", value_name = "SIZE")]
     pub max_body_bytes: Option<String>,
@@ -66,6 +70,9 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub central_token: Option<String>,
+    /// File holding this agent's token at central (instead of --central-token).
+    #[arg(long, env = "TALLY_CENTRAL_TOKEN_FILE", value_name = "FILE")]
+    pub central_token_file: Option<PathBuf>,
     /// PEM file of the certificate authority that signed central's certificate [default: the
     /// public web roots].
     #[arg(long, env = "TALLY_CA_FILE", value_name = "FILE")]
@@ -181,15 +188,21 @@ impl ConfigArgs {
         if !(1024..=64 << 20).contains(&max_body_bytes) {
             return Err(invalid("max_body_bytes", "must be between 1KiB and 64MiB"));
         }
-        let tokens = if self.scanner_tokens.is_empty() {
-            file.scanner_tokens
-        } else {
-            self.scanner_tokens.clone()
+        let tokens = match (&self.scanner_token_file, self.scanner_tokens.is_empty()) {
+            (Some(_), false) => {
+                return Err(invalid(
+                    "scanner_tokens",
+                    "give the tokens either directly or in --scanner-token-file, not both",
+                ));
+            }
+            (Some(path), true) => read_token_lines(path)?,
+            (None, false) => self.scanner_tokens.clone(),
+            (None, true) => file.scanner_tokens,
         };
         if tokens.is_empty() {
             return Err(invalid(
                 "scanner_tokens",
-                "at least one token is required (--scanner-token or TALLY_SCANNER_TOKENS)",
+                "at least one token is required (--scanner-token-file, TALLY_SCANNER_TOKENS or the configuration file)",
             ));
         }
         for (i, token) in tokens.iter().enumerate() {
@@ -209,9 +222,23 @@ impl ConfigArgs {
                     format!("token {} must not contain white space", i + 1),
                 ));
             }
+            refuse_placeholder("scanner_tokens", token)?;
         }
         let central_url = self.central_url.clone().or(file.central_url);
-        let central_token = self.central_token.clone().or(file.central_token);
+        let central_token = match (&self.central_token_file, &self.central_token) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "central_token",
+                    "give the token either directly or in --central-token-file, not both",
+                ));
+            }
+            (Some(path), None) => Some(read_secret_file("central_token", path)?),
+            (None, Some(token)) => Some(token.clone()),
+            (None, None) => file.central_token,
+        };
+        if let Some(token) = &central_token {
+            refuse_placeholder("central_token", token)?;
+        }
         let central = match (central_url, central_token) {
             (None, None) => None,
             (Some(_), None) => {
@@ -259,6 +286,107 @@ impl ConfigArgs {
             id_retention,
         })
     }
+}
+
+/// What `tally-agent status` needs, and nothing more: where the agent listens and a token to
+/// show it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StatusArgs {
+    /// TOML configuration file: its `listen` and first scanner token are used.
+    #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The agent's URL [default: http:// and the configuration's listen address].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// A scanner token of the agent.
+    #[arg(
+        long = "scanner-token",
+        env = "TALLY_SCANNER_TOKENS",
+        value_delimiter = ',',
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub scanner_tokens: Vec<String>,
+    /// File holding scanner tokens, one per line (the first is used).
+    #[arg(long, env = "TALLY_SCANNER_TOKEN_FILE", value_name = "FILE")]
+    pub scanner_token_file: Option<PathBuf>,
+}
+
+impl StatusArgs {
+    /// The agent's base URL and the token to present.
+    pub fn target(&self) -> Result<(String, Secret), ConfigError> {
+        let file: FileConfig = match &self.config {
+            Some(path) => read_toml(path)?,
+            None => FileConfig::default(),
+        };
+        let url = self.url.clone().unwrap_or_else(|| {
+            let mut addr = file
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        });
+        let token = match &self.scanner_token_file {
+            Some(path) => read_token_lines(path)?.into_iter().next(),
+            None => self
+                .scanner_tokens
+                .first()
+                .or(file.scanner_tokens.first())
+                .cloned(),
+        };
+        let token = token.ok_or_else(|| {
+            invalid(
+                "scanner_tokens",
+                "a scanner token is required (--scanner-token-file, TALLY_SCANNER_TOKENS or --config)",
+            )
+        })?;
+        Ok((url, Secret::new(token)))
+    }
+}
+
+/// Where `tally-agent export` finds the log: `--data-dir`, or the configuration's `data_dir`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DataDirArgs {
+    /// TOML configuration file: its `data_dir` is used.
+    #[arg(long, env = "TALLY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The agent's data directory.
+    #[arg(long, env = "TALLY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDirArgs {
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        let file: FileConfig = match &self.config {
+            Some(path) => read_toml(path)?,
+            None => FileConfig::default(),
+        };
+        file.data_dir.ok_or_else(|| {
+            invalid(
+                "data_dir",
+                "is required (--data-dir, TALLY_DATA_DIR or --config)",
+            )
+        })
+    }
+}
+
+/// Scanner tokens from a file: one per non-empty line.
+fn read_token_lines(path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Identifiers (agent id, warehouse code): 1..=64 characters of letters, digits, `-`, `_`, `.`.
@@ -491,6 +619,108 @@ mod tests {
                 other => panic!("{url}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_samples_placeholders_are_refused() {
+        let placeholder = ConfigArgs {
+            scanner_tokens: vec!["CHANGE-ME-to-a-long-random-token".into()],
+            ..args()
+        };
+        let central = ConfigArgs {
+            central_url: Some("wss://central.example.com/v1/sync".into()),
+            central_token: Some("tly1_CHANGE-ME".into()),
+            ..args()
+        };
+        for (args, key) in [(placeholder, "scanner_tokens"), (central, "central_token")] {
+            match args.load() {
+                Err(ConfigError::Invalid { key: k, message }) => {
+                    assert_eq!(k, key);
+                    assert!(message.contains("placeholder"), "{message}");
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_come_from_files_and_not_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let scanners = dir.path().join("scanner.token");
+        std::fs::write(
+            &scanners,
+            "first-token-0123456789\n\nsecond-token-0123456789\n",
+        )
+        .unwrap();
+        let central = dir.path().join("central.token");
+        std::fs::write(&central, "tly1_from-a-file\n").unwrap();
+        let from_files = ConfigArgs {
+            scanner_tokens: vec![],
+            scanner_token_file: Some(scanners.clone()),
+            central_url: Some("wss://central.example.com/v1/sync".into()),
+            central_token_file: Some(central.clone()),
+            ..args()
+        }
+        .load()
+        .unwrap();
+        let tokens: Vec<&str> = from_files
+            .scanner_tokens
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(
+            tokens,
+            ["first-token-0123456789", "second-token-0123456789"]
+        );
+        assert_eq!(
+            from_files.central.unwrap().token.expose(),
+            "tly1_from-a-file"
+        );
+        let both = ConfigArgs {
+            scanner_token_file: Some(scanners),
+            ..args()
+        };
+        assert!(matches!(
+            both.load(),
+            Err(ConfigError::Invalid {
+                key: "scanner_tokens",
+                ..
+            })
+        ));
+
+        let status = StatusArgs {
+            scanner_token_file: Some(dir.path().join("scanner.token")),
+            ..StatusArgs::default()
+        };
+        let (url, token) = status.target().unwrap();
+        assert_eq!(url, format!("http://{DEFAULT_LISTEN}"));
+        assert_eq!(token.expose(), "first-token-0123456789");
+    }
+
+    #[test]
+    fn status_and_export_read_only_what_they_need_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        // No warehouse, agent id or central link: status and export do not need them.
+        std::fs::write(
+            &path,
+            "data_dir = \"/var/lib/x\"\nlisten = \"0.0.0.0:9000\"\nscanner_tokens = [\"file-token-0123456789\"]\n",
+        )
+        .unwrap();
+        let (url, token) = StatusArgs {
+            config: Some(path.clone()),
+            ..StatusArgs::default()
+        }
+        .target()
+        .unwrap();
+        assert_eq!(url, "http://127.0.0.1:9000");
+        assert_eq!(token.expose(), "file-token-0123456789");
+        let export = DataDirArgs {
+            config: Some(path),
+            data_dir: None,
+        };
+        assert_eq!(export.data_dir().unwrap(), PathBuf::from("/var/lib/x"));
+        assert!(StatusArgs::default().target().is_err());
     }
 
     #[test]

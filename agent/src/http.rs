@@ -23,7 +23,7 @@ use tally_protocol::{Secret, Timestamp};
 
 use crate::ingest::{self, EventJson};
 use crate::log::writer::{AppendError, WriterHandle};
-use crate::log::{Log, RequestOutcome};
+use crate::log::{ConflictWith, Log, RequestOutcome};
 use crate::metrics::{Metrics, Snapshot};
 use crate::sync::SyncStatus;
 
@@ -85,7 +85,15 @@ impl TokenSet {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.max_body_bytes;
     let protected = Router::new()
-        .route("/v1/events", post(post_events).get(get_events))
+        .route(
+            "/v1/events",
+            post(post_events)
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    refuse_unreadable_bodies,
+                ))
+                .get(get_events),
+        )
         .route("/v1/status", get(get_status))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -153,7 +161,7 @@ async fn require_token(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(tally_service::bearer_token);
     match presented {
         Some(token) if state.tokens.accepts(token) => next.run(request).await,
         Some(_) => {
@@ -177,6 +185,88 @@ async fn require_token(
     }
 }
 
+/// Refuses, from its headers alone, a body `POST /v1/events` would not read: a declared length
+/// over the limit is answered before a byte of it arrives, and a body that is not plain JSON
+/// gets 415 rather than a parse error that blames its content.
+async fn refuse_unreadable_bodies(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match check_body_headers(request.headers(), state.max_body_bytes) {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            // The metric's reason for an oversized body predates its error code.
+            let reason = match error.code {
+                "body_too_large" => "too_large",
+                code => code,
+            };
+            state.metrics.rejected(reason);
+            error.into_response()
+        }
+    }
+}
+
+fn check_body_headers(headers: &HeaderMap, max_body_bytes: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max_body_bytes as u64) {
+        return Err(too_large(max_body_bytes));
+    }
+    // Only `identity` is read; anything else would reach the JSON parser compressed.
+    for encoding in headers.get_all(header::CONTENT_ENCODING) {
+        let identity = encoding.to_str().is_ok_and(|v| {
+            v.split(',')
+                .all(|e| e.trim().eq_ignore_ascii_case("identity"))
+        });
+        if !identity {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                "the body must not be compressed: send it without Content-Encoding",
+            ));
+        }
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json_utf8);
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be sent as Content-Type: application/json (UTF-8)",
+        ));
+    }
+    Ok(())
+}
+
+/// `application/json`, with a `charset` parameter only if it is UTF-8 (RFC 8259 allows no other).
+fn is_json_utf8(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts.all(|param| match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        })
+}
+
+fn too_large(max_body_bytes: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the request body is larger than {max_body_bytes} bytes; send at most {} events per request",
+            ingest::MAX_EVENTS_PER_REQUEST
+        ),
+    )
+}
+
 #[derive(Debug, Serialize)]
 struct AcceptedJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,15 +282,7 @@ async fn post_events(
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             state.metrics.rejected("too_large");
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "the request body is larger than {} bytes; send at most {} events per request",
-                    state.max_body_bytes,
-                    ingest::MAX_EVENTS_PER_REQUEST
-                ),
-            )
+            too_large(state.max_body_bytes)
         } else {
             state.metrics.rejected("unreadable_body");
             ApiError::new(
@@ -266,17 +348,18 @@ async fn post_events(
                 .collect();
             Ok((status, axum::Json(json!({ "accepted": body }))).into_response())
         }
-        RequestOutcome::Conflict {
-            index,
-            original_seq,
-        } => {
+        RequestOutcome::Conflict { index, with } => {
             state.metrics.rejected("id_conflict");
             let id = ids[index].as_deref().unwrap_or_default();
+            let used_by = match with {
+                ConflictWith::Stored(seq) => format!("the stored event with seq {seq}"),
+                ConflictWith::Earlier(earlier) => format!("event {earlier} of this request"),
+            };
             Err(ApiError {
                 status: StatusCode::CONFLICT,
                 code: "id_conflict",
                 message: format!(
-                    "event {index}: id {id:?} was already used for a different event (seq {original_seq}); nothing was stored"
+                    "event {index}: id {id:?} is already used by {used_by}, with different content; nothing was stored"
                 ),
                 index: Some(index),
                 field: Some("id".into()),
@@ -416,7 +499,7 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            tally_service::OPENMETRICS_CONTENT_TYPE,
         )],
         text,
     )

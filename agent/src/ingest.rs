@@ -1,7 +1,9 @@
 //! Turning a posted JSON body into validated [`Event`]s, and events back into JSON.
 //!
 //! Pure functions over bytes and plain data: no I/O, no clock (the caller passes `now`).
-//! Validation names the first bad event and field so a WMS integrator can fix the feed;
+//! This module reads the JSON's shape (types, required and unknown fields, the quantity and
+//! time formats); the rules an event keeps are [`Event::validate`]'s, which central applies
+//! again. Errors name the first bad event and field so a WMS integrator can fix the feed;
 //! nothing of a request is stored unless every event in it is valid.
 //!
 //! Quantities are read from the raw JSON text (`RawValue`), never through `f64`, so `0.1`
@@ -12,20 +14,18 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Timestamp};
+use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Timestamp, check_text};
 
 /// At most this many events in one request.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 /// Longest accepted text field, in characters.
-pub const MAX_TEXT_CHARS: usize = 128;
+pub const MAX_TEXT_CHARS: usize = Event::MAX_TEXT_CHARS;
 /// Longest accepted `reason`, in characters.
-pub const MAX_REASON_CHARS: usize = 512;
-
-/// The earliest `occurred_at` accepted (2000-01-01T00:00:00Z): earlier is a device with an unset
-/// clock.
-const EARLIEST_OCCURRED_AT: i64 = 946_684_800_000_000;
-/// How far in the future `occurred_at` may be, for devices whose clocks run ahead.
-const MAX_FUTURE_MICROS: i64 = 24 * 3600 * 1_000_000;
+pub const MAX_REASON_CHARS: usize = Event::MAX_REASON_CHARS;
+#[cfg(test)]
+const EARLIEST_OCCURRED_AT: i64 = Event::EARLIEST_OCCURRED_AT;
+#[cfg(test)]
+const MAX_FUTURE_MICROS: i64 = Event::MAX_FUTURE_MICROS;
 
 /// A rejected request: a stable machine code, a sentence for people, and where the problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,20 +233,18 @@ fn parse_event(index: usize, members: &Members<'_>, now: Timestamp) -> Result<Ev
     let field = |name: &str, code: &'static str, message: String| {
         IngestError::event(index, name, code, message)
     };
-    let text =
-        |name: &str, value: Option<&RawValue>, max: usize| -> Result<Option<String>, IngestError> {
-            value
-                .map(|v| {
-                    parse_text(v, max)
-                        .map_err(|m| field(name, "invalid_field", format!("{name} {m}")))
-                })
-                .transpose()
-        };
+    let text = |name: &str, value: Option<&RawValue>| -> Result<Option<String>, IngestError> {
+        value
+            .map(|v| parse_text(v).map_err(|m| field(name, "invalid_field", format!("{name} {m}"))))
+            .transpose()
+    };
     let required = |name: &str, value: Option<String>| {
         value.ok_or_else(|| field(name, "missing_field", format!("{name} is required")))
     };
 
-    let kind_text = required("type", text("type", raw.kind, MAX_TEXT_CHARS)?)?;
+    let kind_text = required("type", text("type", raw.kind)?)?;
+    check_text(&kind_text, MAX_TEXT_CHARS)
+        .map_err(|m| field("type", "invalid_field", format!("type {m}")))?;
     let kind: EventKind = kind_text.parse().map_err(|()| {
         field(
             "type",
@@ -254,108 +252,46 @@ fn parse_event(index: usize, members: &Members<'_>, now: Timestamp) -> Result<Ev
             format!("type {kind_text:?} is not one of receipt, pick, adjustment, count, transfer"),
         )
     })?;
-    let sku = required("sku", text("sku", raw.sku, MAX_TEXT_CHARS)?)?;
+    let sku = required("sku", text("sku", raw.sku)?)?;
     let qty = parse_qty(
         raw.qty
             .ok_or_else(|| field("qty", "missing_field", "qty is required".into()))?,
     )
     .map_err(|m| field("qty", "invalid_field", format!("qty {m}")))?;
-    let location = text("location", raw.location, MAX_TEXT_CHARS)?;
-    let to_location = text("to_location", raw.to_location, MAX_TEXT_CHARS)?;
-    let reason = text("reason", raw.reason, MAX_REASON_CHARS)?;
-
-    let sign_rule = match kind {
-        EventKind::Receipt | EventKind::Pick | EventKind::Transfer => {
-            (qty.micros() <= 0).then_some("must be greater than 0")
-        }
-        EventKind::Adjustment => qty
-            .is_zero()
-            .then_some("must not be 0 (it is a signed delta)"),
-        EventKind::Count => qty
-            .is_negative()
-            .then_some("must not be negative (it is the counted quantity)"),
-    };
-    if let Some(rule) = sign_rule {
-        return Err(field(
-            "qty",
-            "invalid_field",
-            format!("qty {rule} for a {kind}"),
-        ));
-    }
-    match kind {
-        EventKind::Transfer => {
-            let from = required("location", location.clone()).map_err(|e| IngestError {
-                message: format!("event {index}: a transfer needs location and to_location"),
-                ..e
-            })?;
-            let to = required("to_location", to_location.clone()).map_err(|e| IngestError {
-                message: format!("event {index}: a transfer needs location and to_location"),
-                ..e
-            })?;
-            if from == to {
-                return Err(field(
-                    "to_location",
-                    "invalid_field",
-                    "to_location must differ from location".into(),
-                ));
-            }
-        }
-        _ if to_location.is_some() => {
-            return Err(field(
-                "to_location",
-                "invalid_field",
-                format!("to_location is only valid on a transfer, not a {kind}"),
-            ));
-        }
-        EventKind::Adjustment => {
-            required("reason", reason.clone()).map_err(|e| IngestError {
-                message: format!("event {index}: an adjustment needs a reason"),
-                ..e
-            })?;
-        }
-        _ => {}
-    }
-
     let occurred_at = raw
         .occurred_at
-        .map(|value| parse_time(value, now))
+        .map(parse_time)
         .transpose()
         .map_err(|m| field("occurred_at", "invalid_field", format!("occurred_at {m}")))?;
-
-    Ok(Event {
-        id: text("id", raw.id, MAX_TEXT_CHARS)?,
+    let event = Event {
+        id: text("id", raw.id)?,
         kind,
         sku,
         qty,
-        location,
-        to_location,
-        lot: text("lot", raw.lot, MAX_TEXT_CHARS)?,
-        reference: text("reference", raw.reference, MAX_TEXT_CHARS)?,
-        reason,
+        location: text("location", raw.location)?,
+        to_location: text("to_location", raw.to_location)?,
+        lot: text("lot", raw.lot)?,
+        reference: text("reference", raw.reference)?,
+        reason: text("reason", raw.reason)?,
         occurred_at,
-        device: text("device", raw.device, MAX_TEXT_CHARS)?,
-        user: text("user", raw.user, MAX_TEXT_CHARS)?,
-    })
+        device: text("device", raw.device)?,
+        user: text("user", raw.user)?,
+    };
+    event.validate(now).map_err(|e| {
+        let code = if e.missing {
+            "missing_field"
+        } else {
+            "invalid_field"
+        };
+        field(e.field, code, e.message)
+    })?;
+    Ok(event)
 }
 
-/// A text field: a JSON string of 1..=`max` characters, no control characters, no leading or
-/// trailing white space (a scanner's stray newline must not create a second SKU).
-fn parse_text(value: &RawValue, max: usize) -> Result<String, String> {
-    let text: String =
-        serde_json::from_str(value.get()).map_err(|_| "must be a string".to_owned())?;
-    if text.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if text.chars().count() > max {
-        return Err(format!("is longer than {max} characters"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    if text.trim() != text {
-        return Err("must not start or end with white space".into());
-    }
-    Ok(text)
+/// A text field: a JSON string (its rules are [`tally_protocol::check_text`]'s, applied by
+/// [`Event::validate`]).
+fn parse_text(value: &RawValue) -> Result<String, String> {
+    serde_json::from_str(value.get()).map_err(|_| "must be a string".to_owned())
 }
 
 /// A quantity: a JSON number or a string holding a plain decimal.
@@ -371,22 +307,73 @@ fn parse_qty(value: &RawValue) -> Result<Qty, String> {
     Qty::parse(&text).map_err(|e| e.to_string())
 }
 
-fn parse_time(value: &RawValue, now: Timestamp) -> Result<Timestamp, String> {
+/// An RFC 3339 timestamp; whether it is plausible is [`Event::validate`]'s to say.
+///
+/// A leap second (`23:59:60`) is refused rather than read as `23:59:59` as jiff would: two
+/// different instants would otherwise be stored as one, silently. None has been inserted since
+/// 2016 and none will be after 2035, so a scanner that sends one is better told.
+fn parse_time(value: &RawValue) -> Result<Timestamp, String> {
     let text: String = serde_json::from_str(value.get())
         .map_err(|_| "must be an RFC 3339 string such as 2026-11-29T09:30:00Z".to_owned())?;
+    let Some(second) = rfc3339_second(&text) else {
+        return Err(format!(
+            "{text:?} is not an RFC 3339 timestamp with an offset, such as 2026-11-29T09:30:00Z"
+        ));
+    };
+    if second == 60 {
+        return Err(format!(
+            "{text:?} is a leap second, which Tally does not store (its clock, like Unix time, has \
+             none): send the second before or after it"
+        ));
+    }
     let parsed: jiff::Timestamp = text.parse().map_err(|_| {
         format!(
-            "{text:?} is not an RFC 3339 timestamp with an offset, such as 2026-11-29T09:30:00Z"
+            "{text:?} names a date or time that does not exist: month 01-12, a day of that month, \
+             hour 00-23, minute and second 00-59"
         )
     })?;
-    let micros = parsed.as_microsecond();
-    if micros < EARLIEST_OCCURRED_AT {
-        return Err("is before 2000-01-01 (is the device's clock set?)".into());
+    Ok(Timestamp::from_micros(parsed.as_microsecond()))
+}
+
+/// The seconds field of `text` if it has the shape of an RFC 3339 date-time
+/// (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`), whatever its numbers; `None` if it does not.
+/// Telling the shape apart from the range lets a wrong number be named as such.
+fn rfc3339_second(text: &str) -> Option<u8> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .filter(|d| d.iter().all(u8::is_ascii_digit))
+            .map(|d| {
+                d.iter()
+                    .fold(0u8, |n, d| n.wrapping_mul(10).wrapping_add(d - b'0'))
+            })
+    };
+    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    digits(0..4)?;
+    let shaped = at(4, b"-")
+        && digits(5..7).is_some()
+        && at(7, b"-")
+        && digits(8..10).is_some()
+        && at(10, b"Tt ")
+        && digits(11..13).is_some()
+        && at(13, b":")
+        && digits(14..16).is_some()
+        && at(16, b":");
+    let second = digits(17..19).filter(|_| shaped)?;
+    let mut rest = &b[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let len = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if len == 0 {
+            return None;
+        }
+        rest = &frac[len..];
     }
-    if micros > now.as_micros().saturating_add(MAX_FUTURE_MICROS) {
-        return Err("is more than a day in the future (is the device's clock set?)".into());
-    }
-    Ok(Timestamp::from_micros(micros))
+    let offset = match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
+        _ => false,
+    };
+    offset.then_some(second)
 }
 
 /// RFC 3339 in UTC with microseconds where they are not zero.

@@ -47,7 +47,7 @@ pub struct Agent {
 impl Agent {
     /// Opens (or creates) the data directory and its log and starts the log writer.
     pub fn open(config: &Config) -> anyhow::Result<Agent> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        tally_service::create_private_dir(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 config.data_dir.display()

@@ -6,12 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tally_agent::config::{Config, ConfigArgs};
+use tally_agent::config::{Config, ConfigArgs, DataDirArgs, StatusArgs};
 use tally_agent::ingest::EventJson;
 use tally_agent::log::{LOG_FILE, Log};
 
-/// Exit status for a configuration error (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
+use tally_service::EXIT_USAGE;
 
 /// Tally's warehouse agent: durable local capture of stock events, synced to tally-central.
 #[derive(Debug, Parser)]
@@ -27,19 +26,12 @@ enum Command {
     Run(ConfigArgs),
     /// Validate the configuration and exit (0 when valid, 64 with the reason when not).
     CheckConfig(ConfigArgs),
-    /// Ask the running agent for its status.
-    Status {
-        #[command(flatten)]
-        config: ConfigArgs,
-        /// The agent's URL [default: from the configuration's listen address].
-        #[arg(long)]
-        url: Option<String>,
-    },
+    /// Ask the running agent for its status (needs only its address and a scanner token).
+    Status(StatusArgs),
     /// Print the stored events as JSON lines (works while the agent is stopped).
     Export {
-        /// The agent's data directory.
-        #[arg(long, env = "TALLY_DATA_DIR", value_name = "DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDirArgs,
         /// Only events with a seq greater than this.
         #[arg(long, default_value_t = 0)]
         after: u64,
@@ -47,7 +39,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
     tally_service::init_logging();
     match cli.command {
         Command::Run(args) => {
@@ -70,22 +68,24 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Status { config, url } => {
-            let config = match load(&config) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            report(status(config, url))
-        }
-        Command::Export { data_dir, after } => report(export(data_dir, after)),
+        Command::Status(args) => match args.target() {
+            Ok((url, token)) => report(status(&url, &token)),
+            Err(error) => config_error(&error),
+        },
+        Command::Export { data_dir, after } => match data_dir.data_dir() {
+            Ok(data_dir) => report(export(data_dir, after)),
+            Err(error) => config_error(&error),
+        },
     }
 }
 
 fn load(args: &ConfigArgs) -> Result<Config, ExitCode> {
-    args.load().map_err(|error| {
-        eprintln!("tally-agent: invalid configuration: {error}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    args.load().map_err(|error| config_error(&error))
+}
+
+fn config_error(error: &tally_agent::config::ConfigError) -> ExitCode {
+    eprintln!("tally-agent: invalid configuration: {error}");
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -120,18 +120,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
-fn status(config: Config, url: Option<String>) -> anyhow::Result<()> {
-    let url = url.unwrap_or_else(|| {
-        let mut addr = config.listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        format!("http://{addr}")
-    });
-    let token = config.scanner_tokens[0].clone();
+fn status(url: &str, token: &tally_protocol::Secret) -> anyhow::Result<()> {
     let body = runtime()?.block_on(tally_agent::client::get(
-        &format!("{url}/v1/status"),
-        &token,
+        &format!("{}/v1/status", url.trim_end_matches('/')),
+        token,
     ))?;
     let value: serde_json::Value =
         serde_json::from_str(&body).context("the agent's answer is not JSON")?;

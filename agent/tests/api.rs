@@ -188,6 +188,30 @@ async fn an_id_reused_for_different_content_is_a_conflict_and_stores_nothing() {
     );
 }
 
+/// Regression: a 409 for an id reused inside one request named the seq the earlier event would
+/// have had, an event that was never stored.
+#[tokio::test]
+async fn a_conflict_names_the_stored_event_or_the_earlier_event_of_the_request() {
+    let agent = agent();
+    let (status, body) = agent
+        .post(json!({"events": [pick("a", "1"), pick("a", "2")]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("seq"), "{message}");
+    assert!(message.contains("event 0 of this request"), "{message}");
+    assert!(agent.stored().await.is_empty());
+
+    agent.post(pick("x", "1")).await;
+    agent.post(pick("a", "1")).await;
+    let (status, body) = agent
+        .post(json!({"events": [pick("b", "1"), pick("a", "2")]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("stored event with seq 2"), "{message}");
+}
+
 #[tokio::test]
 async fn malformed_json_is_400() {
     let agent = agent();
@@ -204,6 +228,84 @@ async fn an_oversized_body_is_413() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"]["code"], "body_too_large");
     assert!(agent.stored().await.is_empty());
+}
+
+impl TestAgent {
+    async fn post_with(
+        &self,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        let mut request =
+            Request::post("/v1/events").header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(body.into()).unwrap()).await
+    }
+}
+
+/// Regression: `Content-Type: text/plain` was accepted and a gzip body got 400 (blaming its
+/// JSON) instead of 415.
+#[tokio::test]
+async fn a_body_that_is_not_plain_json_is_415() {
+    let agent = agent();
+    let body = pick("a", "1").to_string();
+    for headers in [
+        &[][..],
+        &[("content-type", "text/plain")],
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &[("content-type", "application/json; charset=latin1")],
+    ] {
+        let (status, answer) = agent.post_with(headers, body.clone()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{headers:?}");
+        assert_eq!(answer["error"]["code"], "unsupported_media_type");
+    }
+    for encoding in ["gzip", "br", "identity, gzip"] {
+        let headers = [
+            ("content-type", "application/json"),
+            ("content-encoding", encoding),
+        ];
+        let (status, answer) = agent.post_with(&headers, vec![0x1f_u8, 0x8b, 8, 0]).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{encoding}");
+        assert_eq!(answer["error"]["code"], "unsupported_encoding");
+    }
+    assert!(agent.stored().await.is_empty());
+    for (i, content_type) in [
+        "application/json",
+        "Application/JSON; charset=UTF-8",
+        "application/json;charset=\"utf-8\"",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let headers = [
+            ("content-type", content_type),
+            ("content-encoding", "identity"),
+        ];
+        let (status, _) = agent
+            .post_with(&headers, pick(&format!("ok{i}"), "1").to_string())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{content_type}");
+    }
+}
+
+/// Regression: a declared `Content-Length: 999999999999` was not refused until the body had
+/// been read up to the limit.
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_before_the_body_is_read() {
+    let agent = agent();
+    // A body that never ends: only an answer from the headers alone can come back.
+    let body = Body::from_stream(futures_util::stream::pending::<
+        Result<axum::body::Bytes, std::io::Error>,
+    >());
+    let headers = [
+        ("content-type", "application/json"),
+        ("content-length", "999999999999"),
+    ];
+    let (status, answer) = agent.post_with(&headers, body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["error"]["code"], "body_too_large");
 }
 
 #[tokio::test]
@@ -233,6 +335,34 @@ async fn a_missing_or_wrong_token_is_401() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(agent.stored().await.is_empty());
+}
+
+/// Regression: the scheme word was case-sensitive, so `bearer <token>` was refused (RFC 7235
+/// makes it case-insensitive).
+#[tokio::test]
+async fn the_auth_scheme_is_case_insensitive() {
+    let agent = agent();
+    for (i, scheme) in ["bearer", "BEARER", "Bearer"].into_iter().enumerate() {
+        let (status, body) = agent
+            .send(
+                Request::post("/v1/events")
+                    .header(header::AUTHORIZATION, format!("{scheme} {TOKEN}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(pick(&format!("e{i}"), "1").to_string()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{scheme}: {body}");
+    }
+    let (status, _) = agent
+        .send(
+            Request::get("/v1/status")
+                .header(header::AUTHORIZATION, "bearer wrong-token-0123456789")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -343,6 +473,11 @@ async fn metrics_count_accepted_and_rejected() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    // The body is OpenMetrics (`_total`, `# EOF`): a scraper told "0.0.4" would misread it.
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = String::from_utf8(
         response
             .into_body()
@@ -384,6 +519,7 @@ async fn concurrent_posts_share_commits_and_get_distinct_seqs() {
         tasks.push(tokio::spawn(async move {
             let request = Request::post("/v1/events")
                 .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(pick(&format!("c{i}"), "1").to_string()))
                 .unwrap();
             let response = router.oneshot(request).await.unwrap();

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tally_agent::Agent;
 use tally_agent::config::Config;
 use tally_agent::log::writer::GroupLimits;
-use tally_agent::log::{Log, LogWriter, RequestOutcome};
+use tally_agent::log::{ConflictWith, Log, LogWriter, RequestOutcome};
 use tally_protocol::{Event, EventKind, Qty, Secret, Timestamp};
 use tower::ServiceExt;
 
@@ -123,6 +123,7 @@ async fn post(router: &Router, ids: &[String]) -> (StatusCode, Value) {
         .collect();
     let request = Request::post("/v1/events")
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(json!({ "events": events }).to_string()))
         .unwrap();
     call(router, request).await
@@ -299,28 +300,31 @@ mod model {
         fn apply(&mut self, request: &[Event]) -> RequestOutcome {
             let mut accepted = Vec::new();
             let mut added: Vec<Event> = Vec::new();
-            let mut local: HashMap<String, (u64, Event)> = HashMap::new();
+            let mut local: HashMap<String, (usize, u64, Event)> = HashMap::new();
             for (index, e) in request.iter().enumerate() {
                 let next = (self.log.len() + added.len() + 1) as u64;
-                let seen =
-                    e.id.as_ref()
-                        .and_then(|id| local.get(id).or(self.ids.get(id)));
+                let seen = e.id.as_ref().and_then(|id| {
+                    local
+                        .get(id)
+                        .map(|(i, seq, ev)| (ConflictWith::Earlier(*i), *seq, ev))
+                        .or(self
+                            .ids
+                            .get(id)
+                            .map(|(seq, ev)| (ConflictWith::Stored(*seq), *seq, ev)))
+                });
                 match seen {
-                    Some((seq, original)) if original == e => {
+                    Some((_, seq, original)) if original == e => {
                         accepted.push(tally_agent::log::Accepted {
-                            seq: *seq,
+                            seq,
                             duplicate: true,
                         })
                     }
-                    Some((original_seq, _)) => {
-                        return RequestOutcome::Conflict {
-                            index,
-                            original_seq: *original_seq,
-                        };
+                    Some((with, _, _)) => {
+                        return RequestOutcome::Conflict { index, with };
                     }
                     None => {
                         if let Some(id) = &e.id {
-                            local.insert(id.clone(), (next, e.clone()));
+                            local.insert(id.clone(), (index, next, e.clone()));
                         }
                         accepted.push(tally_agent::log::Accepted {
                             seq: next,
@@ -330,7 +334,8 @@ mod model {
                     }
                 }
             }
-            self.ids.extend(local);
+            self.ids
+                .extend(local.into_iter().map(|(id, (_, seq, e))| (id, (seq, e))));
             self.log.extend(added);
             RequestOutcome::Stored(accepted)
         }
@@ -391,4 +396,19 @@ mod model {
             }
         }
     }
+}
+
+/// Guards against world-readable data outside systemd (issue 10, item 6): the data directory
+/// and `events.redb` were created 0755 and 0644 under a usual umask.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_log_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("agent-data");
+    let agent = Agent::open(&config(&data)).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(tally_agent::log::LOG_FILE)), 0o600);
+    drop(agent);
 }

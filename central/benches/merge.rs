@@ -454,8 +454,11 @@ async fn count_quantities(
             let units: i64 = quants
                 .iter()
                 .filter(|q| q.product == p.id && q.location == here)
-                .map(|q| q.qty.micros())
-                .sum::<i64>()
+                .map(|q| q.qty.map(|q| q.micros()))
+                .sum::<Option<i64>>()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("a quantity of {} beyond what a float holds", p.sku)
+                })?
                 / 1_000_000;
             out.insert((p.sku.clone(), name), units);
         }

@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tally_protocol::{LogId, RejectReason, Secret, Timestamp};
 
+use std::collections::HashMap;
+
+use crate::merge::state::StreamProgress;
 use crate::store::Store;
 use crate::store::registry::RegistryError;
 use crate::sync::hub::Hub;
@@ -71,7 +74,7 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(tally_service::bearer_token)
         .unwrap_or("");
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     if bool::from(digest.ct_eq(&state.admin_token_sha256)) {
@@ -129,15 +132,7 @@ async fn list_agents(State(state): State<AdminState>) -> Response {
     let loaded = tokio::task::spawn_blocking(move || {
         let agents = store.list_agents()?;
         let streams = store.streams()?;
-        let merged = streams
-            .iter()
-            .map(|s| {
-                Ok((
-                    (s.agent_id.clone(), s.log_id),
-                    store.merge_cursor(&s.agent_id, s.log_id)?,
-                ))
-            })
-            .collect::<Result<std::collections::HashMap<_, _>, crate::store::StoreError>>()?;
+        let merged = store.merge_progress()?;
         let clocks = agents
             .iter()
             .map(|a| Ok((a.agent_id.clone(), store.clock_offset(&a.agent_id)?)))
@@ -159,8 +154,11 @@ async fn list_agents(State(state): State<AdminState>) -> Response {
                 .iter()
                 .filter(|s| s.agent_id == agent.agent_id)
                 .map(|s| {
-                    let merged = merged.get(&(s.agent_id.clone(), s.log_id)).copied().unwrap_or(0);
-                    json!({"log_id": s.log_id.to_string(), "stored_seq": s.stored_seq, "merged_seq": merged, "first_seen": time(s.created_at)})
+                    let progress = merged.get(&(s.agent_id.clone(), s.log_id)).copied().unwrap_or_default();
+                    let mut log = json!({"log_id": s.log_id.to_string(), "stored_seq": s.stored_seq, "first_seen": time(s.created_at)});
+                    add_progress(&mut log, &progress);
+                    log["unmerged_events"] = s.stored_seq.saturating_sub(progress.resolved_seq).into();
+                    log
                 })
                 .collect();
             let mut entry = json!({
@@ -199,6 +197,27 @@ async fn list_agents(State(state): State<AdminState>) -> Response {
         })
         .collect();
     Json(json!({ "agents": out })).into_response()
+}
+
+/// The merge's figures apart: merged into Odoo, parked (dead letters), queued for a retry,
+/// discarded; `resolved_seq` is where the merge stands, whichever way each event ended.
+fn add_progress(body: &mut Value, progress: &StreamProgress) {
+    body["resolved_seq"] = progress.resolved_seq.into();
+    body["merged_events"] = progress.merged().into();
+    body["parked_events"] = progress.parked.into();
+    body["queued_for_retry"] = progress.queued_for_retry.into();
+    body["discarded_events"] = progress.discarded.into();
+}
+
+/// Every stream's progress added up (`resolved_seq` aside, which is per stream).
+fn total_progress(progress: &HashMap<(String, LogId), StreamProgress>) -> [(&'static str, u64); 4] {
+    let sum = |f: fn(&StreamProgress) -> u64| progress.values().map(f).sum::<u64>();
+    [
+        ("merged_events", sum(StreamProgress::merged)),
+        ("parked_events", sum(|p| p.parked)),
+        ("queued_for_retry", sum(|p| p.queued_for_retry)),
+        ("discarded_events", sum(|p| p.discarded)),
+    ]
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,9 +294,11 @@ async fn revoke_agent(State(state): State<AdminState>, Path(id): Path<String>) -
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct JournalQuery {
     agent: String,
-    log: String,
+    /// The agent's most recent log when not given.
+    log: Option<String>,
     #[serde(default)]
     after: u64,
     limit: Option<usize>,
@@ -291,15 +312,19 @@ async fn read_journal(
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            "agent, log (32 hex digits), after and limit (1..=10000) are expected",
+            "agent is expected; log (32 hex digits), after and limit (1..=10000) are optional",
         );
     };
-    let Some(log_id) = LogId::parse_hex(&query.log) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "log must be 32 hex digits",
-        );
+    let log_id = match query.log.as_deref().map(LogId::parse_hex) {
+        Some(Some(log_id)) => Some(log_id),
+        Some(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "log must be 32 hex digits",
+            );
+        }
+        None => None,
     };
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
@@ -310,12 +335,34 @@ async fn read_journal(
         );
     }
     let store = state.store.clone();
-    let events = match tokio::task::spawn_blocking(move || {
-        store.read_journal(&query.agent, log_id, query.after, limit)
+    let read = tokio::task::spawn_blocking(move || {
+        let log_id = match log_id {
+            Some(log_id) => log_id,
+            // The log central saw last: the current one, unless a disk was replaced twice
+            // within a microsecond.
+            None => match store
+                .streams()?
+                .into_iter()
+                .filter(|s| s.agent_id == query.agent)
+                .max_by_key(|s| s.created_at)
+            {
+                Some(stream) => stream.log_id,
+                None => return Ok(None),
+            },
+        };
+        let events = store.read_journal(&query.agent, log_id, query.after, limit)?;
+        Ok::<_, crate::store::StoreError>(Some((log_id, events)))
     })
-    .await
-    {
-        Ok(Ok(events)) => events,
+    .await;
+    let (log_id, events) = match read {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "central has journaled nothing of this agent",
+            );
+        }
         Ok(Err(e)) => return blocking_error(e),
         Err(e) => return blocking_error(e),
     };
@@ -331,7 +378,7 @@ async fn read_journal(
             })
         })
         .collect();
-    Json(json!({ "events": out })).into_response()
+    Json(json!({ "log_id": log_id.to_string(), "events": out })).into_response()
 }
 
 /// Prometheus metrics, computed at scrape time from the live sessions (the admin listener is
@@ -343,23 +390,31 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     use prometheus_client::registry::Registry;
 
     type Agent = [(&'static str, String); 1];
-    // What the merge has left: per agent, events journaled but not yet resolved in Odoo; and
-    // the parked events.
     let store = state.store.clone();
-    let merge_backlog = tokio::task::spawn_blocking(move || {
-        let mut behind: std::collections::BTreeMap<String, u64> = Default::default();
-        for stream in store.streams()? {
-            let merged = store.merge_cursor(&stream.agent_id, stream.log_id)?;
-            *behind.entry(stream.agent_id).or_default() += stream.stored_seq.saturating_sub(merged);
-        }
-        Ok::<_, crate::store::StoreError>((behind, store.dead_letters_page(0)?.1))
+    let loaded = tokio::task::spawn_blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.streams()?, store.merge_progress()?))
     })
     .await;
-    let (behind, parked) = match merge_backlog {
+    let (streams, progress) = match loaded {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return blocking_error(e),
         Err(e) => return blocking_error(e),
     };
+    // Per agent, events journaled that the merge has not resolved yet; none when nothing is
+    // to be merged (no Odoo configured), so that the alert on it stays quiet.
+    let mut behind: std::collections::BTreeMap<String, u64> = Default::default();
+    for stream in streams {
+        let resolved = progress
+            .get(&(stream.agent_id.clone(), stream.log_id))
+            .map_or(0, |p| p.resolved_seq);
+        let unmerged = if state.merge.is_some() {
+            stream.stored_seq.saturating_sub(resolved)
+        } else {
+            0
+        };
+        *behind.entry(stream.agent_id).or_default() += unmerged;
+    }
+    let totals: HashMap<&str, u64> = total_progress(&progress).into_iter().collect();
     let live = state.hub.snapshot();
     let mut registry = Registry::with_prefix("tally_central");
     let connected = Gauge::<i64>::default();
@@ -397,78 +452,102 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         "Events the agent holds that central has not journaled yet",
         lag,
     );
-    if let Some(merge) = &state.merge {
-        let status = merge.snapshot();
-        let unmerged = Family::<Agent, Gauge>::default();
-        for (agent, events) in &behind {
-            unmerged
-                .get_or_create(&[("agent", agent.clone())])
-                .set(gauge(*events));
-        }
-        registry.register(
-            "agent_unmerged_events",
-            "Events journaled for the agent that the merge has not applied to Odoo or parked yet",
-            unmerged,
-        );
-        let flags: [(&str, &str, bool); 3] = [
-            (
-                "odoo_connected",
-                "1 while central is logged in to Odoo",
-                status.connected,
-            ),
-            (
-                "odoo_alert",
-                "1 while merging is paused on an error a person must fix (see GET /v1/merge)",
-                status.alert.is_some(),
-            ),
-            (
-                "odoo_circuit_open",
-                "1 while calls to Odoo are held back after repeated failures",
-                status.circuit == Some(crate::odoo::breaker::CircuitState::Open),
-            ),
-        ];
-        for (name, help, on) in flags {
-            let flag = Gauge::<i64>::default();
-            flag.set(i64::from(on));
-            registry.register(name, help, flag);
-        }
-        let merged = Gauge::<i64>::default();
-        merged.set(gauge(status.merged_events));
-        registry.register(
+    // The alerting metrics exist with or without Odoo, so that an alert rule on them is not
+    // silently matching nothing.
+    let status = state
+        .merge
+        .as_ref()
+        .map(|merge| merge.snapshot())
+        .unwrap_or_default();
+    let unmerged = Family::<Agent, Gauge>::default();
+    for (agent, events) in &behind {
+        unmerged
+            .get_or_create(&[("agent", agent.clone())])
+            .set(gauge(*events));
+    }
+    registry.register(
+        "agent_unmerged_events",
+        "Events journaled for the agent that the merge has not applied to Odoo or parked yet (0 without Odoo configured)",
+        unmerged,
+    );
+    let flags: [(&str, &str, bool); 3] = [
+        (
+            "odoo_connected",
+            "1 while central is logged in to Odoo",
+            status.connected,
+        ),
+        (
+            "odoo_alert",
+            "1 while merging is paused on an error a person must fix (see GET /v1/merge)",
+            status.alert.is_some(),
+        ),
+        (
+            "odoo_circuit_open",
+            "1 while calls to Odoo are held back after repeated failures",
+            status.circuit == Some(crate::odoo::breaker::CircuitState::Open),
+        ),
+    ];
+    for (name, help, on) in flags {
+        let flag = Gauge::<i64>::default();
+        flag.set(i64::from(on));
+        registry.register(name, help, flag);
+    }
+    let figures = [
+        (
             "merged_events",
-            "Events resolved by the merge since central started",
-            merged,
-        );
-        let dead = Gauge::<i64>::default();
-        dead.set(gauge(parked));
-        registry.register(
+            "Events merged into Odoo (parked ones not counted), as merged_events in GET /v1/merge",
+            totals["merged_events"],
+        ),
+        (
             "dead_letters",
             "Events parked because Odoo could not take them (see GET /v1/dead-letters)",
-            dead,
-        );
+            totals["parked_events"],
+        ),
+        (
+            "queued_for_retry",
+            "Parked events an operator asked to retry, not applied yet",
+            totals["queued_for_retry"],
+        ),
+    ];
+    for (name, help, value) in figures {
+        let figure = Gauge::<i64>::default();
+        figure.set(gauge(value));
+        registry.register(name, help, figure);
     }
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            tally_service::OPENMETRICS_CONTENT_TYPE,
         )],
         text,
     )
         .into_response()
 }
 
-/// The merge into Odoo: connected, Odoo's version, events merged, and any alert.
+/// The merge into Odoo: connected, Odoo's version, any alert, and the events merged, parked,
+/// queued for a retry and discarded (the same figures as `/metrics`).
 async fn merge_status(State(state): State<AdminState>) -> Response {
-    match &state.merge {
-        None => Json(json!({"enabled": false})).into_response(),
+    let mut body = match &state.merge {
+        None => json!({"enabled": false}),
         Some(status) => {
             let mut body = serde_json::to_value(status.snapshot()).unwrap_or_default();
             body["enabled"] = true.into();
-            Json(body).into_response()
+            body
         }
-    }
+    };
+    with_store(
+        &state.store,
+        |store| store.merge_progress(),
+        |progress| {
+            for (name, value) in total_progress(&progress) {
+                body[name] = value.into();
+            }
+            Json(body).into_response()
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,6 +622,13 @@ async fn notices(
     .await
 }
 
+/// Why a retry or discard did nothing: a typo in the SKU should not pass for success.
+pub fn nothing_parked(warehouse: &str, sku: &str) -> String {
+    format!(
+        "no events of {sku:?} in warehouse {warehouse:?} are parked (tally-central dlq list shows what is)"
+    )
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetryKey {
@@ -566,6 +652,13 @@ async fn retry_dead_letters(
     let (warehouse, sku) = (body.warehouse.clone(), body.sku.clone());
     let work = move |store: &Store| store.retry_dead_letters(&warehouse, &sku);
     with_store(&state.store, work, |queued| {
+        if queued == 0 {
+            return error(
+                StatusCode::NOT_FOUND,
+                "nothing_parked",
+                nothing_parked(&body.warehouse, &body.sku),
+            );
+        }
         tracing::info!(warehouse = %body.warehouse, sku = %body.sku, queued, "parked events queued for a retry");
         if let Some(merge) = &state.merge {
             merge.wake();
@@ -609,6 +702,13 @@ async fn discard_dead_letters(
     );
     let work = move |store: &Store| store.discard_dead_letters(&warehouse, &sku, &reason);
     with_store(&state.store, work, |discarded| {
+        if discarded == 0 {
+            return error(
+                StatusCode::NOT_FOUND,
+                "nothing_parked",
+                nothing_parked(&body.warehouse, &body.sku),
+            );
+        }
         tracing::warn!(warehouse = %body.warehouse, sku = %body.sku, discarded, reason = %body.reason, "parked events discarded");
         Json(json!({"discarded": discarded})).into_response()
     })

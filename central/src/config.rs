@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
 pub use tally_service::ConfigError;
-use tally_service::{invalid, parse_duration, read_toml};
+use tally_service::{invalid, parse_duration, read_secret_file, read_toml, refuse_placeholder};
 
 use crate::merge::MergeSettings;
 use crate::odoo::{Api, OdooConfig};
@@ -52,6 +52,10 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// File holding the admin token (instead of --admin-token, which `ps` shows to every
+    /// local user).
+    #[arg(long, env = "TALLY_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// How long a rotated-out agent token keeps working, such as 24h [default: 24h].
     #[arg(long, env = "TALLY_TOKEN_GRACE", value_name = "DURATION")]
     pub token_grace: Option<String>,
@@ -86,6 +90,9 @@ pub struct ConfigArgs {
         hide_env_values = true
     )]
     pub odoo_api_key: Option<String>,
+    /// File holding that user's API key (instead of --odoo-api-key).
+    #[arg(long, env = "TALLY_ODOO_API_KEY_FILE", value_name = "FILE")]
+    pub odoo_api_key_file: Option<PathBuf>,
     /// Which of Odoo's APIs to use: `auto` (JSON-2 from Odoo 19 on, JSON-RPC before),
     /// `json2` or `jsonrpc` [default: auto].
     #[arg(long, env = "TALLY_ODOO_API", value_name = "API")]
@@ -196,25 +203,100 @@ pub struct Config {
     pub deprecated: Vec<String>,
 }
 
+/// What the commands that manage agents and parked events need: central's database, or the
+/// admin API of the central that holds it. No TLS material, no Odoo.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    pub data_dir: PathBuf,
+    pub admin_listen: SocketAddr,
+    /// Needed only to reach a running central's admin API.
+    pub admin_token: Option<Secret>,
+    pub token_grace: Duration,
+}
+
 impl ConfigArgs {
-    pub fn load(&self) -> Result<Config, ConfigError> {
-        let mut file = match &self.config {
-            Some(path) => read_toml(path)?,
-            None => FileConfig::default(),
-        };
-        let (odoo_file, deprecated) = file.odoo()?;
-        let data_dir = self
-            .data_dir
+    fn read_file(&self) -> Result<FileConfig, ConfigError> {
+        match &self.config {
+            Some(path) => read_toml(path),
+            None => Ok(FileConfig::default()),
+        }
+    }
+
+    /// What `agent` and `dlq` need, validated; everything else in the file is left alone.
+    pub fn load_local(&self) -> Result<LocalConfig, ConfigError> {
+        let mut file = self.read_file()?;
+        Ok(LocalConfig {
+            data_dir: self.data_dir(&mut file)?,
+            admin_listen: self.admin_listen(&file)?,
+            admin_token: self.admin_token(&mut file)?,
+            token_grace: self.token_grace(&mut file)?,
+        })
+    }
+
+    fn data_dir(&self, file: &mut FileConfig) -> Result<PathBuf, ConfigError> {
+        self.data_dir
             .clone()
-            .or(file.data_dir)
-            .ok_or_else(|| invalid("data_dir", "is required (--data-dir or TALLY_DATA_DIR)"))?;
+            .or(file.data_dir.take())
+            .ok_or_else(|| invalid("data_dir", "is required (--data-dir or TALLY_DATA_DIR)"))
+    }
+
+    fn admin_listen(&self, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
+        let admin_listen = self
+            .admin_listen
+            .or(file.admin_listen)
+            .unwrap_or_else(|| "127.0.0.1:8922".parse().expect("valid default"));
+        if !admin_listen.ip().is_loopback() {
+            return Err(invalid(
+                "admin_listen",
+                format!("{admin_listen} is not a loopback address; the admin API is plain HTTP"),
+            ));
+        }
+        Ok(admin_listen)
+    }
+
+    /// The admin token, if one is given, checked.
+    fn admin_token(&self, file: &mut FileConfig) -> Result<Option<Secret>, ConfigError> {
+        let token = match (&self.admin_token_file, &self.admin_token) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "admin_token",
+                    "give the token either directly or in --admin-token-file, not both",
+                ));
+            }
+            (Some(path), None) => Some(read_secret_file("admin_token", path)?),
+            (None, Some(token)) => Some(token.clone()),
+            (None, None) => file.admin_token.take(),
+        };
+        let Some(token) = token else { return Ok(None) };
+        // Never echo the token.
+        if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "admin_token",
+                "must be at least 16 characters without white space",
+            ));
+        }
+        refuse_placeholder("admin_token", &token)?;
+        Ok(Some(Secret::new(token)))
+    }
+
+    fn token_grace(&self, file: &mut FileConfig) -> Result<Duration, ConfigError> {
+        match self.token_grace.clone().or(file.token_grace.take()) {
+            Some(text) => parse_duration(&text).map_err(|m| invalid("token_grace", m)),
+            None => Ok(Duration::from_secs(24 * 3600)),
+        }
+    }
+
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut file = self.read_file()?;
+        let (odoo_file, deprecated) = file.odoo()?;
+        let data_dir = self.data_dir(&mut file)?;
         let listen = self
             .listen
             .or(file.listen)
             .unwrap_or_else(|| "0.0.0.0:8921".parse().expect("valid default"));
         let plaintext = self.insecure_plaintext || file.insecure_plaintext;
-        let cert = self.tls_cert.clone().or(file.tls_cert);
-        let key = self.tls_key.clone().or(file.tls_key);
+        let cert = self.tls_cert.clone().or(file.tls_cert.take());
+        let key = self.tls_key.clone().or(file.tls_key.take());
         let transport = match (plaintext, cert, key) {
             (true, _, _) if !listen.ip().is_loopback() => {
                 return Err(invalid(
@@ -233,36 +315,14 @@ impl ConfigArgs {
                 ));
             }
         };
-        let admin_listen = self
-            .admin_listen
-            .or(file.admin_listen)
-            .unwrap_or_else(|| "127.0.0.1:8922".parse().expect("valid default"));
-        if !admin_listen.ip().is_loopback() {
-            return Err(invalid(
-                "admin_listen",
-                format!("{admin_listen} is not a loopback address; the admin API is plain HTTP"),
-            ));
-        }
-        let admin_token = self
-            .admin_token
-            .clone()
-            .or(file.admin_token)
-            .ok_or_else(|| {
-                invalid(
-                    "admin_token",
-                    "is required (--admin-token or TALLY_ADMIN_TOKEN)",
-                )
-            })?;
-        if admin_token.chars().count() < 16 || admin_token.chars().any(char::is_whitespace) {
-            return Err(invalid(
+        let admin_listen = self.admin_listen(&file)?;
+        let admin_token = self.admin_token(&mut file)?.ok_or_else(|| {
+            invalid(
                 "admin_token",
-                "must be at least 16 characters without white space",
-            ));
-        }
-        let token_grace = match self.token_grace.clone().or(file.token_grace) {
-            Some(text) => parse_duration(&text).map_err(|m| invalid("token_grace", m))?,
-            None => Duration::from_secs(24 * 3600),
-        };
+                "is required (--admin-token-file, TALLY_ADMIN_TOKEN or the configuration file)",
+            )
+        })?;
+        let token_grace = self.token_grace(&mut file)?;
         let merge_window = match self.merge_window.clone().or(file.merge_window) {
             Some(text) => parse_duration(&text).map_err(|m| invalid("merge_window", m))?,
             None => Duration::from_secs(1),
@@ -285,7 +345,17 @@ impl ConfigArgs {
             url: self.odoo_url.clone().or(odoo_file.url),
             db: self.odoo_db.clone().or(odoo_file.db),
             user: self.odoo_user.clone().or(odoo_file.user),
-            api_key: self.odoo_api_key.clone().or(odoo_file.api_key),
+            api_key: match (&self.odoo_api_key_file, &self.odoo_api_key) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "odoo_api_key",
+                        "give the key either directly or in --odoo-api-key-file, not both",
+                    ));
+                }
+                (Some(path), None) => Some(read_secret_file("odoo_api_key", path)?),
+                (None, Some(key)) => Some(key.clone()),
+                (None, None) => odoo_file.api_key,
+            },
             api: self.odoo_api.clone().or(odoo_file.api),
             max_writes: None,
         })?;
@@ -294,7 +364,7 @@ impl ConfigArgs {
             listen,
             transport,
             admin_listen,
-            admin_token: Secret::new(admin_token),
+            admin_token,
             token_grace,
             max_connections,
             odoo,
@@ -348,9 +418,11 @@ fn odoo_config(odoo: OdooFile) -> Result<Option<OdooConfig>, ConfigError> {
         url,
         db: db.ok_or_else(|| invalid("odoo_db", "is required with odoo_url"))?,
         login: user.unwrap_or_else(|| "edge-sync".to_owned()),
-        api_key: Secret::new(
-            key.ok_or_else(|| invalid("odoo_api_key", "is required with odoo_url"))?,
-        ),
+        api_key: {
+            let key = key.ok_or_else(|| invalid("odoo_api_key", "is required with odoo_url"))?;
+            refuse_placeholder("odoo_api_key", &key)?;
+            Secret::new(key)
+        },
         call_timeout: ODOO_CALL_TIMEOUT,
         api: match api {
             Some(text) => text.parse().map_err(|m: String| invalid("odoo.api", m))?,
@@ -446,6 +518,67 @@ mod tests {
             }),
             "odoo_db"
         );
+    }
+
+    #[test]
+    fn the_samples_placeholders_are_refused() {
+        assert_eq!(
+            refused(ConfigArgs {
+                admin_token: Some("CHANGE-ME-to-a-long-random-token".into()),
+                ..args()
+            }),
+            "admin_token"
+        );
+        assert_eq!(
+            refused(ConfigArgs {
+                odoo_url: Some("https://erp.example.com".into()),
+                odoo_db: Some("prod".into()),
+                odoo_api_key: Some("CHANGE-ME".into()),
+                ..args()
+            }),
+            "odoo_api_key"
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("admin.token");
+        std::fs::write(&token, "admin-token-from-a-file\n").unwrap();
+        let key = dir.path().join("odoo.key");
+        std::fs::write(&key, "odoo-key\n").unwrap();
+        let config = ConfigArgs {
+            admin_token: None,
+            admin_token_file: Some(token.clone()),
+            odoo_url: Some("https://erp.example.com".into()),
+            odoo_db: Some("prod".into()),
+            odoo_api_key_file: Some(key),
+            ..args()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(config.admin_token.expose(), "admin-token-from-a-file");
+        assert_eq!(config.odoo.unwrap().api_key.expose(), "odoo-key");
+        assert_eq!(
+            refused(ConfigArgs {
+                admin_token_file: Some(token),
+                ..args()
+            }),
+            "admin_token"
+        );
+    }
+
+    #[test]
+    fn managing_agents_needs_no_tls_material_nor_a_token() {
+        let local = ConfigArgs {
+            data_dir: Some("/tmp/c".into()),
+            ..ConfigArgs::default()
+        }
+        .load_local()
+        .unwrap();
+        assert!(local.admin_token.is_none());
+        assert_eq!(local.admin_listen.to_string(), "127.0.0.1:8922");
+        assert!(ConfigArgs::default().load_local().is_err());
     }
 
     #[test]

@@ -37,9 +37,10 @@ pub struct Central {
 
 impl Central {
     /// Opens the data directory and database and loads the TLS material: every failure that
-    /// a bad configuration can cause happens here, before a port is bound.
+    /// a bad configuration can cause happens here, before anything is served. `run` binds its
+    /// ports first, so that a port already taken creates nothing on disk.
     pub fn open(config: Config) -> anyhow::Result<Central> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        tally_service::create_private_dir(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
                 config.data_dir.display()

@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
-use tally_central::config::{Config, ConfigArgs};
+use tally_central::config::{Config, ConfigArgs, LocalConfig, Transport};
 use tally_central::store::{Store, StoreError};
 
-/// Exit status for a configuration error (EX_USAGE).
-const EXIT_CONFIG: u8 = 64;
+use tally_service::EXIT_USAGE;
 
 /// Tally's coordinator: authenticates warehouse agents and journals their events exactly once.
 #[derive(Debug, Parser)]
@@ -95,7 +94,13 @@ enum DlqAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
     tally_service::init_logging();
     let result = match cli.command {
         Command::Run(args) => match load(&args) {
@@ -117,11 +122,11 @@ fn main() -> ExitCode {
             }
             Err(code) => return code,
         },
-        Command::Agent { config, action } => match load(&config) {
+        Command::Agent { config, action } => match load_local(&config) {
             Ok(config) => agent(config, action),
             Err(code) => return code,
         },
-        Command::Dlq { config, action } => match load(&config) {
+        Command::Dlq { config, action } => match load_local(&config) {
             Ok(config) => dlq(config, action),
             Err(code) => return code,
         },
@@ -145,11 +150,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration of `run` and `check-config`, with the TLS certificate and key read, so
+/// that `check-config` refuses what `run` would fail on.
 fn load(args: &ConfigArgs) -> Result<Config, ExitCode> {
-    args.load().map_err(|error| {
-        eprintln!("tally-central: invalid configuration: {error}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    let config = args.load().map_err(|error| config_error(&error))?;
+    if let Transport::Tls { cert, key } = &config.transport
+        && let Err(error) = tally_central::tls::server_config(cert, key)
+    {
+        return Err(config_error(&format!("{error:#}")));
+    }
+    Ok(config)
+}
+
+fn load_local(args: &ConfigArgs) -> Result<LocalConfig, ExitCode> {
+    args.load_local().map_err(|error| config_error(&error))
+}
+
+fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("tally-central: invalid configuration: {error}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The admin token, needed once central turns out to be running.
+fn admin_token(config: &LocalConfig) -> anyhow::Result<&str> {
+    match &config.admin_token {
+        Some(token) => Ok(token.expose()),
+        None => bail!(
+            "central is running (it holds the database in {}); to ask its admin API give the admin token (--admin-token-file, TALLY_ADMIN_TOKEN or --config)",
+            config.data_dir.display()
+        ),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -162,13 +192,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run(config: Config) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let (listen, admin_listen) = (config.listen, config.admin_listen);
-        let central = tally_central::Central::open(config)?;
+        // Ports first: a port already taken must not leave a data directory and an empty
+        // database behind, for the operator to wonder which central they belong to.
         let sync = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let admin = tokio::net::TcpListener::bind(admin_listen)
             .await
             .with_context(|| format!("cannot listen on {admin_listen}"))?;
+        let central = tally_central::Central::open(config)?;
         let (sync_addr, admin_addr) = (sync.local_addr()?, admin.local_addr()?);
         tracing::info!(%sync_addr, %admin_addr, "tally-central ready");
         // One line on stdout for supervisors and test harnesses that asked for port 0.
@@ -183,8 +215,8 @@ fn run(config: Config) -> anyhow::Result<()> {
 
 /// Agent management: through the admin API when central runs (it holds the database), or
 /// directly on the database when it does not.
-fn agent(config: Config, action: AgentAction) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+fn agent(config: LocalConfig, action: AgentAction) -> anyhow::Result<()> {
+    tally_service::create_private_dir(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
             config.data_dir.display()
@@ -204,7 +236,7 @@ fn print_token(agent_id: &str, token: &str) {
     );
 }
 
-fn agent_offline(store: &Store, config: &Config, action: AgentAction) -> anyhow::Result<()> {
+fn agent_offline(store: &Store, config: &LocalConfig, action: AgentAction) -> anyhow::Result<()> {
     match action {
         AgentAction::Add {
             agent_id,
@@ -244,10 +276,10 @@ fn agent_offline(store: &Store, config: &Config, action: AgentAction) -> anyhow:
     Ok(())
 }
 
-async fn agent_online(config: &Config, action: AgentAction) -> anyhow::Result<()> {
+async fn agent_online(config: &LocalConfig, action: AgentAction) -> anyhow::Result<()> {
     let base = format!("http://{}", config.admin_listen);
     let client = reqwest::Client::new();
-    let auth = format!("Bearer {}", config.admin_token.expose());
+    let auth = format!("Bearer {}", admin_token(config)?);
     let request = match &action {
         AgentAction::Add {
             agent_id,
@@ -291,7 +323,13 @@ async fn agent_online(config: &Config, action: AgentAction) -> anyhow::Result<()
     Ok(())
 }
 
-fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
+fn dlq(config: LocalConfig, action: DlqAction) -> anyhow::Result<()> {
+    if !config.data_dir.is_dir() {
+        bail!(
+            "there is no central database in {} (check --data-dir or the configuration's data_dir)",
+            config.data_dir.display()
+        );
+    }
     match Store::open(&config.data_dir) {
         Ok(store) => match action {
             DlqAction::List => {
@@ -311,6 +349,9 @@ fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
             }
             DlqAction::Retry { warehouse, sku } => {
                 let n = store.retry_dead_letters(&warehouse, &sku)?;
+                if n == 0 {
+                    bail!("{}", nothing_parked(&warehouse, &sku));
+                }
                 eprintln!(
                     "queued {n} parked events of {sku} in {warehouse} for a retry; central applies them when it next runs"
                 );
@@ -322,6 +363,9 @@ fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
                 reason,
             } => {
                 let n = store.discard_dead_letters(&warehouse, &sku, &reason)?;
+                if n == 0 {
+                    bail!("{}", nothing_parked(&warehouse, &sku));
+                }
                 eprintln!("discarded {n} parked events of {sku} in {warehouse}");
                 Ok(())
             }
@@ -343,7 +387,7 @@ fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
                 ),
             };
             let response = request
-                .bearer_auth(config.admin_token.expose())
+                .bearer_auth(admin_token(&config)?)
                 .send()
                 .await
                 .with_context(|| {
@@ -354,12 +398,27 @@ fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             if !status.is_success() {
-                bail!("{base} answered {status}: {text}");
+                bail!("{}", api_error(&base, status, &text));
             }
             let body: Value = serde_json::from_str(&text)?;
             println!("{}", serde_json::to_string_pretty(&body)?);
             Ok(())
         }),
         Err(e) => Err(e.into()),
+    }
+}
+
+fn nothing_parked(warehouse: &str, sku: &str) -> String {
+    tally_central::admin::nothing_parked(warehouse, sku)
+}
+
+/// An admin API error as a sentence: its message when it has the API's error shape.
+fn api_error(base: &str, status: reqwest::StatusCode, text: &str) -> String {
+    let message = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned));
+    match message {
+        Some(message) => message,
+        None => format!("{base} answered {status}: {text}"),
     }
 }

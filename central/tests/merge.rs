@@ -1096,3 +1096,72 @@ async fn a_lot_tracked_delivery_is_filled_from_the_scanned_lot_and_an_unknown_lo
         assert_eq!(s.sim.on_hand_lot("SKU-005", STOCK, "LOT-A"), 80.0);
     }
 }
+
+/// Guards against sums of quantities that wrap or that Odoo's floats cannot hold (issue 10,
+/// item 1): ten receipts of the per-event maximum were once validated as a delivery of
+/// 8.4e12 to Vendors, and three events whose micro-units summed to 2^64 coalesced to 0 and
+/// vanished as merged. Each is parked with its reason, nothing of it is booked, and the other
+/// products of the same run are merged as usual.
+#[tokio::test]
+async fn quantities_beyond_what_odoo_holds_exactly_are_parked_and_nothing_is_booked() {
+    let s = setup(Version::V18).await;
+    for sku in ["BIG-RECEIPT", "WRAPPED", "FINE", "BIG-COUNT"] {
+        s.sim
+            .add_product(sku, tally_tests::odoo_sim::Tracking::None)
+            .unwrap();
+    }
+    // Ten receipts of the largest quantity one event may carry: 10^10 units together, beyond
+    // the 2^33 units a float holds to the micro-unit.
+    let mut events: Vec<LoggedEvent> = (1..=10)
+        .map(|seq| logged(seq, Receipt, "BIG-RECEIPT", Qty::MAX_UNITS))
+        .collect();
+    // Journaled before central checked what agents send: 2^64 micro-units in three picks.
+    for (seq, micros) in [(11, i64::MAX), (12, i64::MAX), (13, 2)] {
+        events.push(LoggedEvent {
+            seq,
+            received_at: Timestamp::now(),
+            event: Event::new(Pick, "WRAPPED", Qty::from_micros(micros)),
+        });
+    }
+    events.push(logged(14, Receipt, "FINE", 4));
+    s.append(events).await;
+    // A count of the maximum where Odoo holds −8·10^9: a change of 9·10^9 units.
+    s.sim
+        .set_on_hand("BIG-COUNT", "WH/Stock", None, -8.0e9)
+        .unwrap();
+    s.append(vec![logged(15, Count, "BIG-COUNT", Qty::MAX_UNITS)])
+        .await;
+
+    let mut engine = s.engine(3).await;
+    engine.merge_all().await.unwrap();
+
+    assert_eq!(s.sim.on_hand("BIG-RECEIPT", "WH/Stock"), 0.0);
+    assert_eq!(s.sim.on_hand("WRAPPED", "WH/Stock"), 0.0);
+    assert_eq!(s.sim.on_hand("BIG-COUNT", "WH/Stock"), -8.0e9);
+    assert_eq!(s.sim.on_hand("FINE", "WH/Stock"), 4.0);
+    let letters = s.store.dead_letters().unwrap();
+    let parked: Vec<(u64, &str, &str)> = letters
+        .iter()
+        .map(|(_, _, seq, l)| (*seq, l.sku.as_str(), l.reason.as_str()))
+        .collect();
+    let mut expected: Vec<(u64, &str, &str)> = (1..=10)
+        .map(|seq| (seq, "BIG-RECEIPT", "quantity-too-large"))
+        .collect();
+    expected.extend([
+        (11, "WRAPPED", "invalid-event"),
+        (12, "WRAPPED", "parked-behind"),
+        (13, "WRAPPED", "parked-behind"),
+        (15, "BIG-COUNT", "quantity-too-large"),
+    ]);
+    assert_eq!(parked, expected);
+    for (_, _, seq, letter) in &letters {
+        if letter.reason == "quantity-too-large" {
+            assert!(
+                letter.message.contains(&format!("{:?}", letter.sku)),
+                "seq {seq}: {}",
+                letter.message
+            );
+        }
+    }
+    assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 15);
+}

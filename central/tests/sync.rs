@@ -270,6 +270,177 @@ async fn garbage_gaps_and_oversized_frames_close_only_their_connection() {
     );
 }
 
+/// Guards against central journaling whatever an authenticated agent sends (issue 10, item 2):
+/// a receipt of −5 and a pick of 0 once became a delivery of −9.2e12 in Odoo. Each batch
+/// holding an event the agent's own ingest would refuse is rejected naming its seq, and
+/// nothing of it is journaled; the agent's valid events are then accepted as usual.
+#[tokio::test]
+async fn a_batch_with_an_invalid_event_is_rejected_naming_its_seq_and_nothing_is_journaled() {
+    let central = TestCentral::start().await;
+    let token = central.store.add_agent("a1", "WH").unwrap();
+    let bad = |event: Event| {
+        let mut events = events(1..=3);
+        events[2].event = event;
+        events
+    };
+    let cases = [
+        (
+            bad(Event::new(EventKind::Receipt, "SKU", Qty::from_units(-5))),
+            "qty",
+        ),
+        (bad(Event::new(EventKind::Pick, "SKU", Qty::ZERO)), "qty"),
+        (
+            bad(Event::new(
+                EventKind::Pick,
+                "SKU\u{1b}[2J\n",
+                Qty::from_units(1),
+            )),
+            "sku",
+        ),
+        (
+            bad(Event::new(EventKind::Adjustment, "SKU", Qty::from_units(3))),
+            "reason",
+        ),
+        (
+            bad(Event::new(
+                EventKind::Pick,
+                "SKU\u{202e}",
+                Qty::from_units(1),
+            )),
+            "sku",
+        ),
+        (
+            bad(Event::new(
+                EventKind::Receipt,
+                "SKU",
+                Qty::from_micros(i64::MAX),
+            )),
+            "qty",
+        ),
+    ];
+    for (events, field) in cases {
+        let mut agent = central.connect().await;
+        assert_eq!(welcomed(agent.hello("a1", "WH", &token, LOG, 3).await), 0);
+        agent.send(&Message::Batch(Batch { events })).await;
+        match agent.recv().await {
+            Some(Message::Reject(reject)) => {
+                assert_eq!(
+                    (reject.reason, reject.retryable),
+                    (RejectReason::ProtocolError, false)
+                );
+                assert!(
+                    reject.message.contains("seq 3") && reject.message.contains(field),
+                    "{}",
+                    reject.message
+                );
+            }
+            other => panic!("expected a Reject for the {field}, got {other:?}"),
+        }
+        assert_eq!(central.store.read_journal("a1", LOG, 0, 10).unwrap(), []);
+        assert_eq!(central.store.stored_seq("a1", LOG).unwrap(), 0);
+    }
+
+    let mut agent = central.connect().await;
+    assert_eq!(welcomed(agent.hello("a1", "WH", &token, LOG, 3).await), 0);
+    agent.send(&batch(1..=3)).await;
+    assert_eq!(agent.recv().await, ack(3));
+}
+
+/// A log writer for one test: what central logs, in memory.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Guards against log injection and flooding without credentials (issue 10, item 4): the
+/// agent id of an unauthenticated Hello, logged raw, forged a whole "agent connected" line with
+/// a newline and ANSI escapes, and a 4 MiB id wrote 4 MiB of log per attempt.
+#[tokio::test]
+async fn an_unauthenticated_agent_id_cannot_forge_or_flood_log_lines() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test's runtime runs every task of central on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let central = TestCentral::start().await;
+    let forged = "x\n2026-01-01T00:00:00.000000Z  INFO tally_central: agent connected agent_id=admin\u{1b}[2K\u{1b}[1A";
+    let mut agent = central.connect().await;
+    let answer = agent
+        .hello(forged, "WH", &Secret::new("tly1_guess"), LOG, 0)
+        .await;
+    assert_eq!(rejected(Some(answer)), (RejectReason::BadToken, false));
+
+    let huge = "a".repeat(4 << 20);
+    let mut agent = central.connect().await;
+    let answer = agent
+        .hello(&huge, "WH", &Secret::new("tly1_guess"), LOG, 0)
+        .await;
+    assert_eq!(rejected(Some(answer)), (RejectReason::ProtocolError, false));
+    drop(agent);
+    central.shutdown.cancel();
+
+    let text = log.text();
+    assert!(
+        text.contains("rejected: unknown agent or bad token"),
+        "the refusal is logged: {text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the log: {text:?}"
+    );
+    for line in text.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00.000000Z"),
+            "a forged line: {line:?}"
+        );
+    }
+    assert!(text.len() < 64 << 10, "{} bytes of log", text.len());
+}
+
+/// Guards against world-readable data outside systemd (issue 10, item 6): the data directory
+/// and `central.redb` were created 0755 and 0644 under a usual umask.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_store_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("central-data");
+    let config = Config {
+        data_dir: data.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        transport: Transport::Plaintext,
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Secret::new(ADMIN_TOKEN),
+        token_grace: Duration::from_secs(60),
+        max_connections: 100,
+        odoo: None,
+        merge: Default::default(),
+        deprecated: Vec::new(),
+    };
+    let central = Central::open(config).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(tally_central::store::STORE_FILE)), 0o600);
+    drop(central);
+}
+
 #[tokio::test]
 async fn a_stalled_agent_does_not_slow_the_others() {
     let central = TestCentral::start().await;
@@ -333,17 +504,42 @@ async fn a_new_log_id_is_a_new_sequence_space() {
     let a1 = &agents["agents"][0];
     assert_eq!(a1["log_replaced"], true, "{agents}");
     assert_eq!(a1["logs"].as_array().unwrap().len(), 2);
+    // The agent alone is enough: its latest log, from the start.
+    let journal: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/v1/journal?agent=a1", central.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(journal["log_id"], replaced.to_string(), "{journal}");
+    assert_eq!(journal["events"].as_array().unwrap().len(), 3, "{journal}");
 
     let metrics = reqwest::get(format!("http://{}/metrics", central.admin))
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let metrics = metrics.text().await.unwrap();
     assert!(
         metrics.contains("tally_central_agents_connected 1"),
         "{metrics}"
     );
+    // No Odoo here: what the README says to alert on is there, at 0, not missing.
+    for line in [
+        "tally_central_odoo_alert 0",
+        "tally_central_dead_letters 0",
+        "tally_central_agent_unmerged_events{agent=\"a1\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in {metrics}"
+        );
+    }
     assert!(
         metrics.contains("tally_central_agent_stored_seq{agent=\"a1\"} 3"),
         "{metrics}"
@@ -408,15 +604,19 @@ async fn the_dead_letter_api_refuses_bad_input_with_clear_errors() {
         let answer: serde_json::Value = answer.json().await.unwrap();
         assert_eq!(answer["error"]["code"], code, "{path} {body}: {answer}");
     }
-    // Nothing parked for that key: nothing queued.
-    let answer = post("/v1/dead-letters/retry", r#"{"warehouse":"WH","sku":"A"}"#)
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    assert_eq!(
-        answer.json::<serde_json::Value>().await.unwrap()["queued"],
-        0
-    );
+    // Nothing parked for that key: a typo must not pass for a retry or a discard.
+    for (path, body) in [
+        ("/v1/dead-letters/retry", r#"{"warehouse":"WH","sku":"A"}"#),
+        (
+            "/v1/dead-letters/discard",
+            r#"{"warehouse":"WH","sku":"A","reason":"typo"}"#,
+        ),
+    ] {
+        let answer = post(path, body).await.unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+        let answer: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], "nothing_parked", "{answer}");
+    }
     for query in ["?limit=0", "?limit=10001", "?limit=many", "?page=2"] {
         let answer = client
             .get(format!("http://{}/v1/dead-letters{query}", central.admin))

@@ -86,9 +86,17 @@ impl Qty {
     pub const SCALE_DIGITS: u32 = 6;
     /// Micro-units per unit.
     pub const SCALE: i64 = 1_000_000;
-    /// Largest magnitude accepted, in whole units. Far above any real stock figure, and far
-    /// enough below `i64::MAX` micro-units that sums of many quantities cannot overflow.
-    pub const MAX_UNITS: i64 = 1_000_000_000_000;
+    /// Largest magnitude of one event's quantity, in whole units: a billion, far above any
+    /// real stock movement, and small enough that the quantity, and the sum of a few such,
+    /// reaches Odoo's float fields exactly (see [`Qty::MAX_EXACT_MICROS`]).
+    pub const MAX_UNITS: i64 = 1_000_000_000;
+    /// Largest magnitude, in micro-units, that survives the trip through an IEEE-754 double
+    /// in units (Odoo's float quantities, JSON numbers) and back exactly: 2^33 units. Below
+    /// 2^33 adjacent doubles are at most 2^-20 apart, less than a micro-unit, so the double
+    /// nearest to any six-decimal quantity rounds back to it. (2^53 micro-units would be exact
+    /// as an integer count of micro-units, but Odoo's floats count units.) A sum of quantities
+    /// beyond this is never sent to Odoo: central parks its events instead.
+    pub const MAX_EXACT_MICROS: i64 = (1 << 33) * Qty::SCALE;
     pub const ZERO: Qty = Qty(0);
 
     pub const fn from_micros(micros: i64) -> Qty {
@@ -119,6 +127,34 @@ impl Qty {
         self.0.checked_neg().map(Qty)
     }
 
+    /// The quantity in units as the nearest double, for a float field of Odoo's; `None`
+    /// beyond [`Qty::MAX_EXACT_MICROS`], where that double may not round back to it. (Exact:
+    /// the micro-units are an exact double there, and one division rounds once.)
+    pub fn to_f64(self) -> Option<f64> {
+        (self.0.unsigned_abs() <= Qty::MAX_EXACT_MICROS as u64)
+            .then(|| self.0 as f64 / Qty::SCALE as f64)
+    }
+
+    /// A quantity in units read from a double (Odoo's answer), rounded to the micro-unit;
+    /// `None` for NaN, infinities and magnitudes beyond [`Qty::MAX_EXACT_MICROS`].
+    pub fn from_f64(value: f64) -> Option<Qty> {
+        let limit = (Qty::MAX_EXACT_MICROS / Qty::SCALE) as f64;
+        if !value.is_finite() || value.abs() > limit {
+            return None;
+        }
+        // Formatting rounds the double's exact binary value to six decimals correctly;
+        // multiplying by 10^6 first would round twice.
+        let text = format!("{:.6}", value.abs());
+        let (units, frac) = text.split_once('.')?;
+        let micros = units
+            .parse::<i64>()
+            .ok()?
+            .checked_mul(Qty::SCALE)?
+            .checked_add(frac.parse::<i64>().ok()?)?;
+        let micros = if value < 0.0 { -micros } else { micros };
+        (micros.unsigned_abs() <= Qty::MAX_EXACT_MICROS as u64).then_some(Qty(micros))
+    }
+
     /// Parses a plain decimal such as `12`, `-3.5` or `0.000001`. Exponents, `+`, spaces,
     /// and a bare `.` are refused so that what a scanner sent is what gets stored.
     pub fn parse(text: &str) -> Result<Qty, QtyError> {
@@ -145,8 +181,8 @@ impl Qty {
             return Err(QtyError::TooPrecise);
         }
         let int_trimmed = int_part.trim_start_matches('0');
-        // MAX_UNITS has 13 digits; anything longer is out of range before arithmetic.
-        if int_trimmed.len() > 13 {
+        // Anything longer than MAX_UNITS in digits is out of range before arithmetic.
+        if int_trimmed.len() > Qty::MAX_UNITS.ilog10() as usize + 1 {
             return Err(QtyError::TooLarge);
         }
         let units: i64 = if int_trimmed.is_empty() {
@@ -254,7 +290,7 @@ impl fmt::Debug for LogId {
 
 /// One stock event as a scanner or WMS reported it, after validation.
 ///
-/// Which optional fields are present depends on `kind`; the agent's ingest enforces it
+/// Which optional fields are present depends on `kind`; [`Event::validate`] holds the rules
 /// (`to_location` only on transfers, `reason` required on adjustments, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -279,7 +315,7 @@ pub struct Event {
 impl Event {
     /// An event with its kind, SKU and quantity and none of the optional fields; set those with
     /// struct update syntax (`Event { reason: Some(..), ..Event::new(..) }`). Nothing is
-    /// validated here: that is the agent's ingest.
+    /// validated here: that is [`Event::validate`].
     pub fn new(kind: EventKind, sku: impl Into<String>, qty: Qty) -> Event {
         Event {
             id: None,
@@ -320,8 +356,8 @@ mod tests {
             ("-3.5", -3_500_000),
             ("0.000001", 1),
             ("007.250", 7_250_000),
-            ("1000000000000", Qty::MAX_UNITS * Qty::SCALE),
-            ("-1000000000000", -Qty::MAX_UNITS * Qty::SCALE),
+            ("1000000000", Qty::MAX_UNITS * Qty::SCALE),
+            ("-1000000000", -Qty::MAX_UNITS * Qty::SCALE),
         ];
         for (text, micros) in cases {
             assert_eq!(Qty::parse(text), Ok(Qty::from_micros(micros)), "{text}");
@@ -341,7 +377,9 @@ mod tests {
             ("--1", QtyError::NotDecimal),
             ("NaN", QtyError::NotDecimal),
             ("0.0000001", QtyError::TooPrecise),
-            ("1000000000000.000001", QtyError::TooLarge),
+            ("1000000000.000001", QtyError::TooLarge),
+            ("1000000001", QtyError::TooLarge),
+            ("10000000000", QtyError::TooLarge),
             ("99999999999999999999999", QtyError::TooLarge),
         ];
         for (text, err) in cases {
@@ -360,6 +398,40 @@ mod tests {
         ] {
             assert_eq!(Qty::from_micros(micros).to_string(), text);
             assert_eq!(Qty::parse(text), Ok(Qty::from_micros(micros)));
+        }
+    }
+
+    #[test]
+    fn floats_beyond_the_exact_bound_are_refused() {
+        let max = Qty::from_micros(Qty::MAX_EXACT_MICROS);
+        assert_eq!(Qty::from_f64(max.to_f64().unwrap()), Some(max));
+        assert_eq!(Qty::from_micros(Qty::MAX_EXACT_MICROS + 1).to_f64(), None);
+        assert_eq!(Qty::from_micros(i64::MIN).to_f64(), None);
+        for bad in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e10,
+            -1e10,
+            1e300,
+        ] {
+            assert_eq!(Qty::from_f64(bad), None, "{bad}");
+        }
+        assert_eq!(Qty::from_f64(-0.0), Some(Qty::ZERO));
+        assert_eq!(Qty::from_f64(2.9999999999996), Some(Qty::from_units(3)));
+        // Why the bound is 2^33 units and not 2^53 micro-units: just below 2^53 micro-units a
+        // six-decimal quantity has no double that rounds back to it.
+        let near = (1i64 << 53) - 1;
+        assert_ne!(format!("{:.6}", near as f64 / 1e6), "9007199254.740991");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_quantity_within_the_exact_bound_survives_a_float(
+            micros in -Qty::MAX_EXACT_MICROS..=Qty::MAX_EXACT_MICROS
+        ) {
+            let qty = Qty::from_micros(micros);
+            proptest::prop_assert_eq!(qty.to_f64().and_then(Qty::from_f64), Some(qty));
         }
     }
 

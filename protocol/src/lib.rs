@@ -2,7 +2,8 @@
 //!
 //! Everything that crosses a process boundary in binary form is defined here: the stock
 //! [`Event`] a scanner posts, the [`LoggedEvent`] the agent stores and ships, and the sync
-//! [`Message`]s exchanged between `tally-agent` and `tally-central`.
+//! [`Message`]s exchanged between `tally-agent` and `tally-central`, and the rules an event
+//! keeps ([`Event::validate`]), which both sides check.
 //!
 //! Architecture invariant: this is the only crate that names `postcard`. Other crates call
 //! [`encode_message`]/[`decode_message`] and [`encode_record`]/[`decode_record`].
@@ -16,6 +17,7 @@
 mod codec;
 mod event;
 mod message;
+mod validate;
 
 pub use codec::{
     DecodeError, MESSAGE_VERSION, RECORD_VERSION, decode_message, decode_record, encode_event,
@@ -25,3 +27,4 @@ pub use event::{Event, EventKind, LogId, LoggedEvent, Qty, QtyError, Timestamp};
 pub use message::{
     Ack, Batch, CLOCK_HEADER, Hello, Message, Reject, RejectReason, Secret, Welcome,
 };
+pub use validate::{EventError, check_text};

@@ -12,7 +12,7 @@
 //! (plus a random jitter), or as soon as the simulator holds a picking that central created and
 //! has not validated yet. A few simulator faults apply a picking create or validation and then
 //! lose its answer (dropped connection, HTTP 500). At the end every acknowledged event must be
-//! merged (`merged_seq == stored_seq ==` the agent's `last_seq`), and Odoo must hold exactly
+//! merged (`resolved_seq == stored_seq ==` the agent's `last_seq`), and Odoo must hold exactly
 //! their net effect: per SKU, on hand in WH is the initial stock plus receipts minus picks;
 //! every `tally-…` picking is done (or cancelled only when it was split into `….N` pickings);
 //! no picking name appears twice; and nothing is parked in the dead letters.
@@ -222,7 +222,7 @@ async fn post_batches(
     Ok(acked)
 }
 
-/// (stored_seq, merged_seq) of the agent's log as central reports it (0, 0 before it has one).
+/// (stored_seq, resolved_seq) of the agent's log as central reports it (0, 0 before it has one).
 async fn merge_progress(admin: &AdminClient) -> anyhow::Result<(u64, u64)> {
     let agent = admin.agent(AGENT_ID).await?;
     let logs = agent["logs"].as_array().cloned().unwrap_or_default();
@@ -230,7 +230,7 @@ async fn merge_progress(admin: &AdminClient) -> anyhow::Result<(u64, u64)> {
     let log = logs.first().cloned().unwrap_or_default();
     Ok((
         log["stored_seq"].as_u64().unwrap_or(0),
-        log["merged_seq"].as_u64().unwrap_or(0),
+        log["resolved_seq"].as_u64().unwrap_or(0),
     ))
 }
 
@@ -475,7 +475,7 @@ async fn run(base: &Path) -> anyhow::Result<()> {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(format!(
-                        "agent's last_seq {last_seq}, stored_seq {stored}, merged_seq {merged}"
+                        "agent's last_seq {last_seq}, stored_seq {stored}, resolved_seq {merged}"
                     ))
                 })
             },

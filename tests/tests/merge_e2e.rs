@@ -322,7 +322,7 @@ async fn wait_resolved(admin: &AdminClient) -> anyhow::Result<()> {
                 .cloned()
                 .unwrap_or_default();
             let done =
-                log["stored_seq"].as_u64().is_some() && log["merged_seq"] == log["stored_seq"];
+                log["stored_seq"].as_u64().is_some() && log["resolved_seq"] == log["stored_seq"];
             Ok(if done {
                 ControlFlow::Break(())
             } else {
@@ -547,6 +547,19 @@ async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
             ensure!(metrics.contains(line), "no {line:?} in {metrics}");
         }
 
+        // Merged and parked apart, the same in /v1/merge, /v1/agents and /metrics; the parking
+        // logged once for the SKU (issue 16).
+        figures_agree(&admin, central.admin_url(), 1, 2).await?;
+        let log = std::fs::read_to_string(central.stderr_path())?;
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("events parked"))
+            .collect();
+        ensure!(
+            lines.len() == 1 && lines[0].contains("NEW-SKU") && lines[0].contains("unknown-sku"),
+            "parking log lines: {lines:?}"
+        );
+
         sim.add_product("NEW-SKU", Tracking::None)?;
         let queued: Value = serde_json::from_str(
             &central
@@ -575,9 +588,51 @@ async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
             "NEW-SKU: {}",
             sim.on_hand("NEW-SKU", STOCK)
         );
+        figures_agree(&admin, central.admin_url(), 3, 0).await?;
         Ok(())
     })
     .await;
+}
+
+/// Checks that `/v1/merge`, the agent's log in `/v1/agents` and `/metrics` all count `merged`
+/// events merged and `parked` parked.
+async fn figures_agree(
+    admin: &AdminClient,
+    admin_url: &str,
+    merged: u64,
+    parked: u64,
+) -> anyhow::Result<()> {
+    let status: Value = reqwest::Client::new()
+        .get(format!("{admin_url}/v1/merge"))
+        .bearer_auth(admin.token())
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        status["merged_events"] == merged && status["parked_events"] == parked,
+        "/v1/merge: {status}"
+    );
+    let agent = admin.agent(AGENT_ID).await?;
+    let log = &agent["logs"][0];
+    ensure!(
+        log["merged_events"] == merged && log["parked_events"] == parked,
+        "/v1/agents: {agent}"
+    );
+    let metrics = reqwest::get(format!("{admin_url}/metrics"))
+        .await?
+        .text()
+        .await?;
+    for line in [
+        format!("tally_central_merged_events {merged}"),
+        format!("tally_central_dead_letters {parked}"),
+    ] {
+        ensure!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in {metrics}"
+        );
+    }
+    Ok(())
 }
 
 /// A moment of a merge at which central is SIGKILLed: the simulator fault that holds central

@@ -157,6 +157,27 @@ fn bad_input_names_the_first_bad_event_and_field() {
             Some("sku"),
         ),
         (
+            r#"{"type":"pick","sku":"A\u202eB","qty":1}"#.into(),
+            422,
+            "invalid_field",
+            Some(0),
+            Some("sku"),
+        ),
+        (
+            r#"{"type":"pick","sku":"A","qty":1,"location":"\u200bWH/Stock"}"#.into(),
+            422,
+            "invalid_field",
+            Some(0),
+            Some("location"),
+        ),
+        (
+            r#"{"type":"receipt","sku":"A","qty":1000000001}"#.into(),
+            422,
+            "invalid_field",
+            Some(0),
+            Some("qty"),
+        ),
+        (
             r#"{"type":"pick","sku":7,"qty":1}"#.into(),
             422,
             "invalid_field",
@@ -320,6 +341,59 @@ fn bad_input_names_the_first_bad_event_and_field() {
             err.message
         );
         assert!(!err.message.is_empty());
+    }
+}
+
+/// Regression: a leap second (`23:59:60`) was stored as `23:59:59` without a word, and a date
+/// that does not exist was called "not an RFC 3339 timestamp".
+#[test]
+fn a_leap_second_and_an_impossible_date_are_refused_by_name() {
+    let message = |at: &str| {
+        let body = format!(r#"{{"type":"pick","sku":"A","qty":1,"occurred_at":"{at}"}}"#);
+        let error = parse(&body).unwrap_err();
+        assert_eq!(
+            (error.code, error.field.as_deref()),
+            ("invalid_field", Some("occurred_at"))
+        );
+        error.message
+    };
+    for at in ["2016-12-31T23:59:60Z", "2016-12-31T23:59:60.5+00:00"] {
+        assert!(message(at).contains("leap second"), "{at}: {}", message(at));
+    }
+    for at in [
+        "2026-13-01T09:30:00Z",
+        "2026-02-30T09:30:00Z",
+        "2026-11-29T24:00:00Z",
+        "2026-11-29T09:61:00Z",
+    ] {
+        let text = message(at);
+        assert!(text.contains("does not exist"), "{at}: {text}");
+        assert!(!text.contains("not an RFC 3339"), "{at}: {text}");
+    }
+    for at in [
+        "yesterday",
+        "2026-11-29T09:30:00",
+        "2026-11-29T09:30Z",
+        "2026-11-29T09:30:00.Z",
+    ] {
+        assert!(
+            message(at).contains("not an RFC 3339"),
+            "{at}: {}",
+            message(at)
+        );
+    }
+    for at in [
+        "2025-11-24T16:00:00.25z",
+        "2025-11-24 16:00:00-03:30",
+        "2025-11-24t16:00:00Z",
+    ] {
+        assert!(
+            parse(&format!(
+                r#"{{"type":"pick","sku":"A","qty":1,"occurred_at":"{at}"}}"#
+            ))
+            .is_ok(),
+            "{at}"
+        );
     }
 }
 

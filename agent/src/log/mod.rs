@@ -125,9 +125,19 @@ pub enum RequestOutcome {
     /// Every event is stored (or was already); one entry per event, in request order.
     Stored(Vec<Accepted>),
     /// Event `index` reuses a client id with different content; nothing of the request is stored.
-    Conflict { index: usize, original_seq: u64 },
+    Conflict { index: usize, with: ConflictWith },
     /// Storing the request would exceed the log's byte budget; nothing of it is stored.
     Full,
+}
+
+/// The event whose client id a conflicting event reuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictWith {
+    /// An event already in the log, with this seq.
+    Stored(u64),
+    /// An earlier event of the same request: it was never stored (the request is refused
+    /// whole), so it has no seq to name.
+    Earlier(usize),
 }
 
 /// Numbers for `/v1/status`.
@@ -147,6 +157,9 @@ impl Log {
         Log::open_with(
             path,
             Box::new(move || {
+                // redb would create the file with the umask's mode (often 0644).
+                tally_service::create_private_file(&file_path)
+                    .map_err(|e| DatabaseError::Storage(e.into()))?;
                 Database::builder()
                     .set_cache_size(CACHE_BYTES)
                     .create(&file_path)
@@ -637,14 +650,8 @@ impl LogWriter {
                     table: &ids,
                 };
                 let plan = match plan_request(request, &lookup, next_seq).map_err(err)? {
-                    Plan::Conflict {
-                        index,
-                        original_seq,
-                    } => {
-                        outcomes.push(RequestOutcome::Conflict {
-                            index,
-                            original_seq,
-                        });
+                    Plan::Conflict { index, with } => {
+                        outcomes.push(RequestOutcome::Conflict { index, with });
                         continue;
                     }
                     Plan::Store(plan) => plan,
@@ -709,7 +716,7 @@ struct StorePlan {
 
 enum Plan {
     Store(StorePlan),
-    Conflict { index: usize, original_seq: u64 },
+    Conflict { index: usize, with: ConflictWith },
 }
 
 /// Decides, without writing, what each event of a request becomes: a duplicate of a stored
@@ -721,8 +728,8 @@ fn plan_request<T: ReadableTable<&'static str, &'static [u8]>>(
 ) -> Result<Plan, redb::Error> {
     let mut accepted = Vec::with_capacity(request.len());
     let mut fingerprints = Vec::with_capacity(request.len());
-    // Client ids first seen earlier in this same request.
-    let mut local: HashMap<&str, (u64, [u8; 32])> = HashMap::new();
+    // Client ids first seen earlier in this same request, with that event's index.
+    let mut local: HashMap<&str, (usize, u64, [u8; 32])> = HashMap::new();
     let encoded: Vec<Vec<u8>> = request.iter().map(encode_event).collect();
     for ((index, event), bytes) in request.iter().enumerate().zip(&encoded) {
         let Some(id) = event.id.as_deref() else {
@@ -736,25 +743,22 @@ fn plan_request<T: ReadableTable<&'static str, &'static [u8]>>(
         };
         let fp: [u8; 32] = Sha256::digest(bytes).into();
         let seen = match local.get(id) {
-            Some(&entry) => Some(entry),
-            None => ids.get(id)?.map(|e| (e.seq, e.fingerprint)),
+            Some(&(earlier, seq, fp)) => Some((ConflictWith::Earlier(earlier), seq, fp)),
+            None => ids
+                .get(id)?
+                .map(|e| (ConflictWith::Stored(e.seq), e.seq, e.fingerprint)),
         };
         match seen {
-            Some((seq, original)) if original == fp => {
+            Some((_, seq, original)) if original == fp => {
                 accepted.push(Accepted {
                     seq,
                     duplicate: true,
                 });
                 fingerprints.push(None);
             }
-            Some((original_seq, _)) => {
-                return Ok(Plan::Conflict {
-                    index,
-                    original_seq,
-                });
-            }
+            Some((with, _, _)) => return Ok(Plan::Conflict { index, with }),
             None => {
-                local.insert(id, (next_seq, fp));
+                local.insert(id, (index, next_seq, fp));
                 accepted.push(Accepted {
                     seq: next_seq,
                     duplicate: false,

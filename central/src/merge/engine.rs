@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tally_protocol::{EventKind, LogId, LoggedEvent};
+use tally_protocol::{EventKind, LogId, LoggedEvent, Qty};
 use tokio::sync::OnceCell;
 
 use super::apply::{RetryPolicy, apply_once, fill_once, resume};
 use super::plan::{
-    PlannedCount, PlannedFill, PlannedPicking, Product, ResolvedEvent, Warehouse, count_lines,
-    count_pickings, fill, may_fill, phases, plan,
+    Oversized, PlannedCount, PlannedFill, PlannedPicking, Product, QUANTITY_TOO_LARGE,
+    ResolvedEvent, Warehouse, count_lines, count_pickings, fill, may_fill, phases, plan,
 };
 use super::state::{DeadLetter, Notice, now_micros};
 use crate::odoo::api::VirtualLocations;
@@ -200,7 +200,7 @@ impl StoredPlan {
                 "an earlier event of {sku:?} in {} is parked; this one waits behind it",
                 self.warehouse
             );
-            self.park_as(&[seq], "parked-behind", &message);
+            self.park_as(&[seq], super::state::PARKED_BEHIND, &message);
         }
     }
 }
@@ -557,6 +557,15 @@ impl Lane {
                 },
             ));
         };
+        let park_oversized = |parked: &mut Vec<(u64, DeadLetter)>, oversized: Vec<Oversized>| {
+            for o in oversized {
+                let e = run
+                    .iter()
+                    .find(|e| e.seq == o.seq)
+                    .expect("the planner only returns events of the run");
+                park(parked, e, QUANTITY_TOO_LARGE, o.message);
+            }
+        };
         let warehouse = self.warehouse().await?;
         self.resolve(&warehouse, run).await?;
         // A key with parked events, or events waiting for a retry, takes nothing new until
@@ -577,12 +586,24 @@ impl Lane {
                 park(
                     &mut parked,
                     e,
-                    "parked-behind",
+                    super::state::PARKED_BEHIND,
                     format!(
                         "an earlier event of {:?} in {code} is parked; this one waits behind it",
                         ev.sku
                     ),
                 );
+                continue;
+            }
+            // The journal may hold events from before central checked what agents send (or
+            // from a rule added since): they are parked, never merged.
+            if let Err(error) = e.validate() {
+                park(
+                    &mut parked,
+                    e,
+                    "invalid-event",
+                    format!("the event breaks the event rules: {error}"),
+                );
+                blocked.insert(ev.sku.clone());
                 continue;
             }
             let location = |name: &Option<String>| match name {
@@ -679,8 +700,13 @@ impl Lane {
                 0 => batch_key.clone(),
                 n => format!("{batch_key}-p{}", n + 1),
             };
-            let (fills, rest) = fill(&key, &warehouse, phase.moves, &open);
-            let pickings = plan(&key, &warehouse, &rest);
+            // A product whose fill or line would sum beyond what Odoo holds exactly is left
+            // out of the phase and parked; its events in later phases wait behind it
+            // (`hold_back`, as each phase starts).
+            let (fills, rest, oversized) = fill(&key, &warehouse, phase.moves, &open);
+            park_oversized(&mut parked, oversized);
+            let (pickings, oversized) = plan(&key, &warehouse, &rest);
+            park_oversized(&mut parked, oversized);
             let mut counts = Vec::with_capacity(phase.counts.len());
             for c in &phase.counts {
                 let e = c.event;
@@ -711,6 +737,17 @@ impl Lane {
                 counted: false,
                 adjustments: Vec::new(),
             });
+        }
+        if parked
+            .iter()
+            .any(|(_, letter)| letter.reason == QUANTITY_TOO_LARGE)
+        {
+            tracing::warn!(
+                warehouse = code,
+                first,
+                through,
+                "events parked: a quantity they add up to is more than Odoo holds exactly"
+            );
         }
         let plan = StoredPlan {
             warehouse: code.to_owned(),
@@ -810,14 +847,43 @@ impl Lane {
                     self.store.add_notice(agent, log_id, c.seq, &notice)?;
                 }
             }
-            let (lines, deltas) = count_lines(&warehouse, &counts, &lots, &quants, &moved);
-            for (c, d) in counts.iter().zip(&deltas) {
+            let (mut lines, deltas, oversized) =
+                count_lines(&warehouse, &counts, &lots, &quants, &moved, &plan.skus);
+            if !oversized.is_empty() {
+                // Parked rather than booked as some other delta; a later count of the same
+                // SKU in this phase waits behind it, as later phases' events do.
+                for o in &oversized {
+                    plan.park_as(&[o.seq], QUANTITY_TOO_LARGE, &o.message);
+                }
+                let before: Vec<u64> = plan.phases[p].counts.iter().map(|c| c.seq).collect();
+                plan.hold_back(p, Pickings::Counts);
+                let out: HashSet<u64> = oversized
+                    .iter()
+                    .map(|o| o.seq)
+                    .chain(
+                        before
+                            .into_iter()
+                            .filter(|seq| !plan.phases[p].counts.iter().any(|c| c.seq == *seq)),
+                    )
+                    .collect();
+                plan.phases[p].counts.retain(|c| !out.contains(&c.seq));
+                lines.retain(|l| !l.seqs.iter().any(|seq| out.contains(seq)));
+                tracing::warn!(
+                    warehouse = %warehouse.code,
+                    counts = oversized.len(),
+                    "counts parked: their change, or Odoo's quantity they are taken against, is more than Odoo holds exactly"
+                );
+            }
+            for d in &deltas {
+                let Some(c) = plan.phases[p].counts.iter().find(|c| c.seq == d.seq) else {
+                    continue;
+                };
                 let sku = plan
                     .skus
                     .get(&c.seq)
                     .map(String::as_str)
                     .unwrap_or_default();
-                tracing::info!(%sku, seq = c.seq, counted = %c.qty, as_of_count = %d.as_of_count, delta = %tally_protocol::Qty::from_micros(d.delta), odoo_time = %c.at, "count becomes a delta");
+                tracing::info!(%sku, seq = c.seq, counted = %c.qty, as_of_count = %d.as_of_count, delta = %Qty::from_micros(d.delta), odoo_time = %c.at, "count becomes a delta");
             }
             adjustments = count_pickings(&plan.phases[p].key, &warehouse, lines);
         }
@@ -854,6 +920,7 @@ impl Lane {
             self.apply_pickings(agent, log_id, &mut plan, p, Pickings::Counts, resumed)
                 .await?;
         }
+        super::state::log_parked(agent, &plan.parked);
         match plan.retry {
             Some(_) => {
                 self.store

@@ -58,7 +58,6 @@ pub struct MergeState {
     pub odoo_version: Option<u32>,
     /// `jsonrpc` or `json2`, once connected.
     pub odoo_api: Option<crate::odoo::Transport>,
-    pub merged_events: u64,
     /// Set while merging is paused on an error only a person can fix.
     pub alert: Option<String>,
     pub last_error: Option<String>,
@@ -161,7 +160,8 @@ pub async fn run(
                 pass = engine.merge_all() => pass,
             };
             match pass {
-                Ok(merged) => {
+                Ok(resolved) => {
+                    tracing::debug!(resolved, "merge pass done");
                     failures = 0;
                     show_circuit(&status);
                     let stuck = engine.stuck();
@@ -169,10 +169,7 @@ pub async fn run(
                         tracing::warn!(%reason, "a warehouse cannot merge");
                     }
                     reported = stuck.clone();
-                    status.update(|s| {
-                        s.merged_events += merged;
-                        s.last_error = None;
-                    });
+                    status.update(|s| s.last_error = None);
                     raise(&status, (!stuck.is_empty()).then(|| stuck.join("; ")));
                 }
                 Err(error) => {

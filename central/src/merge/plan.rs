@@ -105,6 +105,71 @@ pub struct ResolvedEvent<'a> {
     pub to_location: Option<i64>,
 }
 
+/// The reason events are parked with when a quantity they add up to cannot reach Odoo exactly.
+pub const QUANTITY_TOO_LARGE: &str = "quantity-too-large";
+
+/// An event left out of a plan, to be parked with [`QUANTITY_TOO_LARGE`]: a line or fill it
+/// would coalesce into sums beyond `Qty::MAX_EXACT_MICROS` (Odoo would book a different
+/// quantity), or a count whose delta (or Odoo's quantity it is taken against) is beyond it.
+/// Every event of that product in the phase is left out with it, and the product's events in
+/// later phases wait behind it (the engine holds them back), so none of them overtakes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Oversized {
+    pub seq: u64,
+    pub message: String,
+}
+
+/// Whether a sum of micro-units, taken wide enough that it cannot wrap, can reach Odoo.
+fn exact(total: i128) -> bool {
+    total.unsigned_abs() <= Qty::MAX_EXACT_MICROS as u128
+}
+
+/// Micro-units as a decimal number of units, for messages (a sum may not fit a `Qty`).
+fn units(micros: i128) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let (whole, frac) = (
+        micros.unsigned_abs() / Qty::SCALE as u128,
+        micros.unsigned_abs() % Qty::SCALE as u128,
+    );
+    if frac == 0 {
+        format!("{sign}{whole}")
+    } else {
+        let frac = format!("{frac:06}");
+        format!("{sign}{whole}.{}", frac.trim_end_matches('0'))
+    }
+}
+
+/// Takes the events of `products` out of `events` as [`Oversized`], each product's with its
+/// message.
+fn leave_out<'a>(
+    events: Vec<ResolvedEvent<'a>>,
+    products: &BTreeMap<i64, String>,
+) -> (Vec<ResolvedEvent<'a>>, Vec<Oversized>) {
+    let mut oversized = Vec::new();
+    let kept = events
+        .into_iter()
+        .filter(|r| match products.get(&r.product.id) {
+            Some(message) => {
+                oversized.push(Oversized {
+                    seq: r.event.seq,
+                    message: message.clone(),
+                });
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept, oversized)
+}
+
+fn too_large_message(sku: &str, what: &str, total: i128) -> String {
+    format!(
+        "the {what} of {sku:?} coalesces to {} units, more than Odoo's float quantities hold exactly ({} units): its events in this phase of the run are parked, none merged, and its later ones wait behind them",
+        units(total),
+        Qty::MAX_EXACT_MICROS / Qty::SCALE
+    )
+}
+
 /// The stock a count is taken of: one product at one location, of one lot or, without a lot,
 /// of all of them. Also the stock an event moves (a transfer moves two).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -266,7 +331,9 @@ pub struct QuantRow {
     pub product: i64,
     pub location: i64,
     pub lot: Option<i64>,
-    pub qty: Qty,
+    /// `None`: Odoo's float is beyond what it holds exactly (`Qty::from_f64`); a count of
+    /// this stock is parked rather than taken against some other quantity.
+    pub qty: Option<Qty>,
 }
 
 /// A done move line someone other than Tally made, as counts read it.
@@ -276,7 +343,8 @@ pub struct MovedRow {
     pub from: i64,
     pub to: i64,
     pub lot: Option<i64>,
-    pub qty: Qty,
+    /// `None`: beyond what Odoo's floats hold exactly, as in [`QuantRow`].
+    pub qty: Option<Qty>,
     /// Odoo's `date` (UTC, `YYYY-MM-DD HH:MM:SS`).
     pub date: String,
 }
@@ -296,45 +364,81 @@ pub struct CountDelta {
 /// before the count and none after it (the phases see to that); what it must not hold is what
 /// others moved there after the count was taken (`moved`, dated by Odoo), so that is taken out
 /// of it. `lots` are the ids of the counted lots Odoo has; a lot it lacks holds nothing.
+///
+/// Sums are taken in i128. A count whose quantity in Odoo as of the count, or whose delta, is
+/// beyond `Qty::MAX_EXACT_MICROS` gets no line and no delta: it comes back as [`Oversized`]
+/// (named by its SKU in `skus`), to be parked rather than booked as some other delta.
 pub fn count_lines(
     warehouse: &Warehouse,
     counts: &[PlannedCount],
     lots: &HashMap<(i64, String), i64>,
     quants: &[QuantRow],
     moved: &[MovedRow],
-) -> (Vec<Line>, Vec<CountDelta>) {
+    skus: &BTreeMap<u64, String>,
+) -> (Vec<Line>, Vec<CountDelta>, Vec<Oversized>) {
     let mut lines = Vec::new();
     let mut deltas = Vec::new();
+    let mut oversized = Vec::new();
+    let limit = Qty::MAX_EXACT_MICROS / Qty::SCALE;
     for c in counts {
+        let sku = skus.get(&c.seq).map(String::as_str).unwrap_or_default();
         let lot = match &c.lot {
             Some(name) => lots.get(&(c.product, name.clone())).map(|id| Some(*id)),
             None => Some(None),
         };
-        let as_of_count = match lot {
-            None => 0,
+        // `None`: a row of the stock is beyond what Odoo's floats hold exactly.
+        let as_of_count: Option<i128> = match lot {
+            None => Some(0),
             Some(lot) => {
                 let of = |row_lot: Option<i64>| lot.is_none() || row_lot == lot;
-                let now: i64 = quants
+                let now: Option<i128> = quants
                     .iter()
                     .filter(|q| q.product == c.product && q.location == c.location && of(q.lot))
-                    .map(|q| q.qty.micros())
+                    .map(|q| q.qty.map(|q| i128::from(q.micros())))
                     .sum();
-                let since: i64 = moved
+                let since: Option<i128> = moved
                     .iter()
                     .filter(|m| m.product == c.product && of(m.lot) && m.date > c.at)
                     .map(|m| match (m.to == c.location, m.from == c.location) {
-                        (true, false) => m.qty.micros(),
-                        (false, true) => -m.qty.micros(),
-                        _ => 0,
+                        (true, false) => m.qty.map(|q| i128::from(q.micros())),
+                        (false, true) => m.qty.map(|q| -i128::from(q.micros())),
+                        _ => Some(0),
                     })
                     .sum();
-                now - since
+                now.zip(since).map(|(now, since)| now - since)
             }
         };
-        let delta = c.qty.micros() - as_of_count;
+        let Some(as_of_count) = as_of_count.filter(|q| exact(*q)) else {
+            let quantity = match as_of_count {
+                Some(q) => format!("{} units", units(q)),
+                None => format!("a quantity of more than {limit} units"),
+            };
+            oversized.push(Oversized {
+                seq: c.seq,
+                message: format!(
+                    "Odoo's quantity of {sku:?} at the count's location as of the count ({quantity}) is not a number Tally can count against exactly (at most {limit} units)"
+                ),
+            });
+            continue;
+        };
+        let delta = i128::from(c.qty.micros()) - as_of_count;
+        if !exact(delta) {
+            oversized.push(Oversized {
+                seq: c.seq,
+                message: format!(
+                    "the count of {sku:?} ({}) against Odoo's {} is a change of more than Odoo's float quantities hold exactly ({limit} units)",
+                    c.qty,
+                    units(as_of_count),
+                ),
+            });
+            continue;
+        }
+        // Both within MAX_EXACT_MICROS.
+        let as_of_count = Qty::from_micros(i64::try_from(as_of_count).expect("exact"));
+        let delta = i64::try_from(delta).expect("exact");
         deltas.push(CountDelta {
             seq: c.seq,
-            as_of_count: Qty::from_micros(as_of_count),
+            as_of_count,
             delta,
         });
         if delta == 0 {
@@ -357,7 +461,7 @@ pub fn count_lines(
             seqs: vec![c.seq],
         });
     }
-    (lines, deltas)
+    (lines, deltas, oversized)
 }
 
 /// The internal pickings against Inventory adjustment that apply counts' `lines`, named
@@ -376,15 +480,38 @@ pub fn count_pickings(
 }
 
 /// Coalesces a run of non-count events into pickings named `{batch_key}-{kind}{chunk}`.
-/// Adjustments that net to zero for a group produce no line.
+/// Adjustments that net to zero for a group produce no line. A product whose line would sum
+/// beyond what Odoo holds exactly gets no line at all: its events come back as [`Oversized`].
 pub fn plan(
     batch_key: &str,
     warehouse: &Warehouse,
     events: &[ResolvedEvent<'_>],
-) -> Vec<PlannedPicking> {
-    // (kind, product, from, to, lot) → (signed total, uom, seqs); BTreeMap for a stable order.
+) -> (Vec<PlannedPicking>, Vec<Oversized>) {
+    let (pickings, too_large) = plan_exact(batch_key, warehouse, events);
+    if too_large.is_empty() {
+        return (pickings, Vec::new());
+    }
+    let (kept, oversized) = leave_out(events.to_vec(), &too_large);
+    let (pickings, again) = plan_exact(batch_key, warehouse, &kept);
+    debug_assert!(
+        again.is_empty(),
+        "leaving a product out leaves its lines out"
+    );
+    (pickings, oversized)
+}
+
+/// [`plan`] without leaving anything out: the pickings without the lines that sum beyond
+/// `Qty::MAX_EXACT_MICROS`, and the products of those lines (with a message).
+fn plan_exact(
+    batch_key: &str,
+    warehouse: &Warehouse,
+    events: &[ResolvedEvent<'_>],
+) -> (Vec<PlannedPicking>, BTreeMap<i64, String>) {
+    // (kind, product, from, to, lot) → (signed total, uom, seqs, sku); BTreeMap for a stable
+    // order. Totals are i128: 5000 events of the largest quantity cannot wrap it.
     type Group = (PickingKind, i64, i64, i64, Option<String>);
-    let mut groups: BTreeMap<Group, (i64, i64, Vec<u64>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Group, (i128, i64, Vec<u64>, &str)> = BTreeMap::new();
+    let mut too_large = BTreeMap::new();
     for r in events {
         let e = &r.event.event;
         let (kind, from, to, signed) = match e.kind {
@@ -418,15 +545,28 @@ pub fn plan(
         };
         let entry = groups
             .entry((kind, r.product.id, from, to, e.lot.clone()))
-            .or_insert((0, r.product.uom_id, Vec::new()));
-        entry.0 += signed;
+            .or_insert((0, r.product.uom_id, Vec::new(), &e.sku));
+        entry.0 += i128::from(signed);
         entry.2.push(r.event.seq);
     }
     let mut by_kind: BTreeMap<PickingKind, Vec<Line>> = BTreeMap::new();
-    for ((kind, product, from, to, lot), (total, uom, seqs)) in groups {
+    for ((kind, product, from, to, lot), (total, uom, seqs, sku)) in groups {
         if total == 0 {
             continue;
         }
+        if !exact(total) {
+            let what = match kind {
+                PickingKind::Receipt => "receipt",
+                PickingKind::Delivery => "delivery",
+                PickingKind::Adjustment => "adjustment",
+                PickingKind::Transfer => "transfer",
+            };
+            too_large
+                .entry(product)
+                .or_insert_with(|| too_large_message(sku, what, total));
+            continue;
+        }
+        let total = i64::try_from(total).expect("within MAX_EXACT_MICROS");
         let (from, to) = if total < 0 { (to, from) } else { (from, to) };
         let create_lot = kind == PickingKind::Adjustment && total > 0 && lot.is_some();
         by_kind.entry(kind).or_default().push(Line {
@@ -440,7 +580,7 @@ pub fn plan(
             seqs,
         });
     }
-    by_kind
+    let pickings = by_kind
         .into_iter()
         .flat_map(|(kind, lines)| {
             chunked(
@@ -450,7 +590,8 @@ pub fn plan(
                 lines,
             )
         })
-        .collect()
+        .collect();
+    (pickings, too_large)
 }
 
 /// `lines` of one kind in pickings of at most [`MAX_LINES_PER_PICKING`] lines, named
@@ -612,37 +753,39 @@ pub fn may_fill(event: &LoggedEvent) -> bool {
 /// that holds the event's product, on its first move of it. Events of one move, location and
 /// lot coalesce into one line. Everything else (no such open picking, a product the picking
 /// does not hold) is returned for ordinary pickings. Fills are keyed `{batch_key}-F{n}`.
+/// A product whose fill would sum beyond what Odoo holds exactly fills nothing and goes to no
+/// ordinary picking either: its events come back as [`Oversized`].
 pub fn fill<'a>(
     batch_key: &str,
     warehouse: &Warehouse,
     events: Vec<ResolvedEvent<'a>>,
     open: &BTreeMap<String, Vec<OpenPicking>>,
-) -> (Vec<PlannedFill>, Vec<ResolvedEvent<'a>>) {
+) -> (Vec<PlannedFill>, Vec<ResolvedEvent<'a>>, Vec<Oversized>) {
+    // Fills sum picks into one move, or receipts: a product's fills are exact when the sum of
+    // all its filling events is.
+    let mut sums: BTreeMap<i64, (i128, &str)> = BTreeMap::new();
+    for r in &events {
+        if fill_target(warehouse, r, open).is_some() {
+            let entry = sums.entry(r.product.id).or_insert((0, &r.event.event.sku));
+            entry.0 += i128::from(r.event.event.qty.micros());
+        }
+    }
+    let too_large: BTreeMap<i64, String> = sums
+        .into_iter()
+        .filter(|(_, (total, _))| !exact(*total))
+        .map(|(product, (total, sku))| (product, too_large_message(sku, "fill", total)))
+        .collect();
+    let (events, oversized) = leave_out(events, &too_large);
+
     // (move id, from, to, lot) → (product, uom, total, seqs)
     type Lines = BTreeMap<(i64, i64, i64, Option<String>), (i64, i64, i64, Vec<u64>)>;
     // (picking name, id) → its lines
     let mut filled: BTreeMap<(&str, i64), Lines> = BTreeMap::new();
     let mut rest = Vec::new();
     for r in events {
-        let e = &r.event.event;
-        let wanted_type = match e.kind {
-            EventKind::Pick => warehouse.delivery_type,
-            _ => warehouse.receipt_type,
-        };
-        let target = e
-            .reference
-            .as_deref()
-            .filter(|_| may_fill(r.event))
-            .and_then(|name| open.get(name))
-            .into_iter()
-            .flatten()
-            .filter(|p| p.picking_type == wanted_type)
-            .find_map(|p| {
-                let m = p.moves.iter().find(|m| m.product == r.product.id)?;
-                Some(((p.name.as_str(), p.id), m))
-            });
-        match target {
+        match fill_target(warehouse, &r, open) {
             Some((picking, m)) => {
+                let e = &r.event.event;
                 let (from, to) = match e.kind {
                     EventKind::Pick => (r.location, m.to),
                     _ => (m.from, r.location),
@@ -652,6 +795,7 @@ pub fn fill<'a>(
                     .or_default()
                     .entry((m.id, from, to, e.lot.clone()))
                     .or_insert((r.product.id, r.product.uom_id, 0, Vec::new()));
+                // Cannot wrap: the product's filling events sum within MAX_EXACT_MICROS.
                 entry.2 += e.qty.micros();
                 entry.3.push(r.event.seq);
             }
@@ -679,7 +823,31 @@ pub fn fill<'a>(
                 .collect(),
         })
         .collect();
-    (fills, rest)
+    (fills, rest, oversized)
+}
+
+/// The open picking (name, id) and move an event fills, if any.
+fn fill_target<'o>(
+    warehouse: &Warehouse,
+    r: &ResolvedEvent<'_>,
+    open: &'o BTreeMap<String, Vec<OpenPicking>>,
+) -> Option<((&'o str, i64), &'o OpenMove)> {
+    let e = &r.event.event;
+    let wanted_type = match e.kind {
+        EventKind::Pick => warehouse.delivery_type,
+        _ => warehouse.receipt_type,
+    };
+    e.reference
+        .as_deref()
+        .filter(|_| may_fill(r.event))
+        .and_then(|name| open.get(name))
+        .into_iter()
+        .flatten()
+        .filter(|p| p.picking_type == wanted_type)
+        .find_map(|p| {
+            let m = p.moves.iter().find(|m| m.product == r.product.id)?;
+            Some(((p.name.as_str(), p.id), m))
+        })
 }
 
 #[cfg(test)]
@@ -769,7 +937,8 @@ mod tests {
                 },
             ],
         )]);
-        let (fills, rest) = fill("K", &WH, resolve(&events), &open);
+        let (fills, rest, oversized) = fill("K", &WH, resolve(&events), &open);
+        assert_eq!(oversized, []);
         assert_eq!(
             fills,
             vec![PlannedFill {
@@ -831,7 +1000,8 @@ mod tests {
                 },
             ],
         )]);
-        let (fills, rest) = fill("K", &WH, resolved, &open);
+        let (fills, rest, oversized) = fill("K", &WH, resolved, &open);
+        assert!(oversized.is_empty());
         assert!(rest.is_empty());
         // (picking, move, qty, from, to, lot, seqs)
         type Summary = Vec<(i64, i64, i64, i64, i64, Option<String>, Vec<u64>)>;
@@ -1028,7 +1198,7 @@ mod tests {
             from,
             to,
             lot,
-            qty: Qty::from_units(qty),
+            qty: Some(Qty::from_units(qty)),
             date: date.into(),
         }
     }
@@ -1040,31 +1210,31 @@ mod tests {
                 product: 1,
                 location: STOCK,
                 lot: None,
-                qty: Qty::from_units(10),
+                qty: Some(Qty::from_units(10)),
             },
             QuantRow {
                 product: 1,
                 location: STOCK,
                 lot: None,
-                qty: Qty::from_units(2),
+                qty: Some(Qty::from_units(2)),
             },
             QuantRow {
                 product: 1,
                 location: SHELF,
                 lot: None,
-                qty: Qty::from_units(50),
+                qty: Some(Qty::from_units(50)),
             },
             QuantRow {
                 product: 2,
                 location: STOCK,
                 lot: Some(70),
-                qty: Qty::from_units(4),
+                qty: Some(Qty::from_units(4)),
             },
             QuantRow {
                 product: 2,
                 location: STOCK,
                 lot: Some(71),
-                qty: Qty::from_units(6),
+                qty: Some(Qty::from_units(6)),
             },
         ];
         let others = vec![
@@ -1085,7 +1255,9 @@ mod tests {
             count(5, 2, None, 8, "2026-12-02 10:00:00"),
         ];
         let lots = HashMap::from([((2, "L70".to_owned()), 70)]);
-        let (lines, deltas) = count_lines(&WH, &counts, &lots, &quants, &others);
+        let (lines, deltas, oversized) =
+            count_lines(&WH, &counts, &lots, &quants, &others, &BTreeMap::new());
+        assert_eq!(oversized, []);
         let summary: Vec<(u64, i64, i64)> = deltas
             .iter()
             .map(|d| {
@@ -1126,6 +1298,67 @@ mod tests {
         );
     }
 
+    /// Counts are held to the same bound as lines (issue 10, item 1): a delta, or Odoo's
+    /// quantity as of the count (a quant row beyond what a float holds, or the sum of what
+    /// others moved), beyond `Qty::MAX_EXACT_MICROS` is parked with its SKU named, never
+    /// booked as some other delta; the other counts of the phase are computed as usual.
+    #[test]
+    fn a_count_beyond_the_exact_float_bound_is_left_out() {
+        let quant = |product, qty: Option<Qty>| QuantRow {
+            product,
+            location: STOCK,
+            lot: None,
+            qty,
+        };
+        let max = Qty::MAX_EXACT_MICROS;
+        let quants = vec![
+            // −8·10^9 units: a count of 10^9 is a change of 9·10^9, beyond 2^33.
+            quant(1, Some(Qty::from_units(-8_000_000_000))),
+            // Odoo's float is beyond what it holds exactly.
+            quant(2, None),
+            // Two rows, each exact, summing beyond the bound.
+            quant(3, Some(Qty::from_micros(max))),
+            quant(3, Some(Qty::from_micros(max))),
+            quant(4, Some(Qty::from_units(5))),
+        ];
+        // Beyond the bound as moved by others since the count: Odoo's quantity as of the count
+        // (now less that) is beyond it too.
+        let mut others = vec![moved(
+            5,
+            STOCK,
+            WH.customers,
+            None,
+            0,
+            "2026-12-02 10:00:09",
+        )];
+        others[0].qty = Some(Qty::from_micros(max));
+        others.push(others[0].clone());
+        let counts: Vec<PlannedCount> = (1..=5)
+            .map(|seq| count(seq, seq as i64, None, 1_000_000_000, "2026-12-02 10:00:00"))
+            .collect();
+        let skus: BTreeMap<u64, String> = (1..=5).map(|seq| (seq, format!("SKU-{seq}"))).collect();
+        let (lines, deltas, oversized) =
+            count_lines(&WH, &counts, &HashMap::new(), &quants, &others, &skus);
+        let seqs: Vec<u64> = oversized.iter().map(|o| o.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 5]);
+        for o in &oversized {
+            assert!(
+                o.message.contains(&format!("\"SKU-{}\"", o.seq)),
+                "{}",
+                o.message
+            );
+        }
+        assert!(
+            oversized[0].message.contains("change"),
+            "{}",
+            oversized[0].message
+        );
+        let deltas: Vec<(u64, i64)> = deltas.iter().map(|d| (d.seq, d.delta)).collect();
+        assert_eq!(deltas, vec![(4, (1_000_000_000 - 5) * Qty::SCALE)]);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].seqs, vec![4]);
+    }
+
     #[test]
     fn counts_of_a_phase_go_into_chunked_adjustments() {
         let lines: Vec<Line> = (0..(MAX_LINES_PER_PICKING as i64 + 1))
@@ -1162,7 +1395,7 @@ mod tests {
             event(9, EventKind::Adjustment, 5, -1),
             event(10, EventKind::Transfer, 1, 6),
         ];
-        let pickings = plan("K", &WH, &resolve(&events));
+        let pickings = plan("K", &WH, &resolve(&events)).0;
         // (key, [(product, units, from, to, seqs)])
         type Summary = Vec<(String, Vec<(i64, i64, i64, i64, Vec<u64>)>)>;
         let summary: Summary = pickings
@@ -1210,7 +1443,7 @@ mod tests {
             event(1, EventKind::Adjustment, 3, -2),
             event(2, EventKind::Transfer, 1, 6),
         ];
-        let pickings = plan("K", &WH, &resolve(&events));
+        let pickings = plan("K", &WH, &resolve(&events)).0;
         // An adjustment that only removes stock, a transfer to one place.
         assert_eq!(
             (pickings[0].from, pickings[0].to),
@@ -1221,7 +1454,7 @@ mod tests {
             event(1, EventKind::Adjustment, 3, -2),
             event(2, EventKind::Adjustment, 4, 5),
         ];
-        let pickings = plan("K", &WH, &resolve(&mixed));
+        let pickings = plan("K", &WH, &resolve(&mixed)).0;
         assert_eq!(
             (pickings[0].from, pickings[0].to),
             (WH.inventory_adjustment, WH.stock_location)
@@ -1233,11 +1466,156 @@ mod tests {
         let events: Vec<(LoggedEvent, Product)> = (0..(MAX_LINES_PER_PICKING as i64 * 2 + 1))
             .map(|i| event(i as u64 + 1, EventKind::Receipt, i + 1, 1))
             .collect();
-        let pickings = plan("K", &WH, &resolve(&events));
+        let pickings = plan("K", &WH, &resolve(&events)).0;
         let keys: Vec<&str> = pickings.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, vec!["K-R1", "K-R2", "K-R3"]);
         assert_eq!(pickings[2].lines.len(), 1);
         let total: usize = pickings.iter().map(|p| p.lines.len()).sum();
         assert_eq!(total, events.len());
+    }
+
+    /// The largest quantity one event may carry.
+    const MAX: i64 = Qty::MAX_UNITS * Qty::SCALE;
+
+    fn micros_event(seq: u64, kind: EventKind, sku_id: i64, micros: i64) -> (LoggedEvent, Product) {
+        let (mut event, product) = event(seq, kind, sku_id, 0);
+        event.event.qty = Qty::from_micros(micros);
+        (event, product)
+    }
+
+    /// Guards against coalescing wrapping or exceeding what Odoo's floats hold (issue 10,
+    /// item 1): ten receipts of the per-event maximum once became a delivery of 8.4e12 to
+    /// Vendors. The product's line is not planned; every event of it in the run comes back to
+    /// be parked, and other products are planned as usual.
+    #[test]
+    fn a_line_beyond_the_exact_float_bound_is_left_out_with_every_event_of_its_product() {
+        let mut events: Vec<_> = (1..=10)
+            .map(|seq| micros_event(seq, EventKind::Receipt, 1, MAX))
+            .collect();
+        events.push(event(11, EventKind::Pick, 1, 3));
+        events.push(event(12, EventKind::Receipt, 2, 5));
+        let (pickings, oversized) = plan("K", &WH, &resolve(&events));
+        let seqs: Vec<u64> = oversized.iter().map(|o| o.seq).collect();
+        assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
+        assert!(
+            oversized[0].message.contains("\"SKU-1\"")
+                && oversized[0].message.contains("10000000000 units"),
+            "{}",
+            oversized[0].message
+        );
+        let lines: Vec<(i64, Qty)> = pickings
+            .iter()
+            .flat_map(|p| p.lines.iter().map(|l| (l.product, l.qty)))
+            .collect();
+        assert_eq!(lines, vec![(2, Qty::from_units(5))]);
+
+        // Eight receipts of the maximum are within the bound: one exact line.
+        let events: Vec<_> = (1..=8)
+            .map(|seq| micros_event(seq, EventKind::Receipt, 1, MAX))
+            .collect();
+        let (pickings, oversized) = plan("K", &WH, &resolve(&events));
+        assert_eq!(oversized, []);
+        assert_eq!(pickings[0].lines[0].qty, Qty::from_micros(8 * MAX));
+    }
+
+    #[test]
+    fn a_fill_beyond_the_exact_float_bound_is_left_out_with_every_event_of_its_product() {
+        let mut events: Vec<_> = (1..=9)
+            .map(|seq| micros_event(seq, EventKind::Pick, 1, MAX))
+            .collect();
+        for (e, _) in &mut events {
+            e.event.reference = Some("S001".into());
+        }
+        events.push(event(10, EventKind::Pick, 1, 1));
+        let open = BTreeMap::from([(
+            "S001".to_owned(),
+            vec![OpenPicking {
+                id: 40,
+                name: "WH/OUT/00040".into(),
+                picking_type: WH.delivery_type,
+                moves: vec![open_move(400, 1, WH.stock_location, WH.customers)],
+            }],
+        )]);
+        let (fills, rest, oversized) = fill("K", &WH, resolve(&events), &open);
+        assert_eq!(fills, []);
+        assert_eq!(rest.len(), 0);
+        let seqs: Vec<u64> = oversized.iter().map(|o| o.seq).collect();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    }
+
+    mod properties {
+        use std::collections::BTreeSet;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn any_event() -> impl Strategy<Value = (EventKind, i64, i64)> {
+            let kind = prop_oneof![
+                3 => Just(EventKind::Receipt),
+                2 => Just(EventKind::Pick),
+                2 => Just(EventKind::Adjustment),
+                1 => Just(EventKind::Transfer),
+            ];
+            let magnitude = prop_oneof![1 => 1..=1_000_000_000i64, 3 => MAX - 1000..=MAX];
+            (kind, 1..=2i64, magnitude, any::<bool>()).prop_map(|(kind, product, m, negative)| {
+                // Only adjustments are signed (Event::validate).
+                let m = if kind == EventKind::Adjustment && negative {
+                    -m
+                } else {
+                    m
+                };
+                (kind, product, m)
+            })
+        }
+
+        proptest! {
+            /// Issue 10, item 1: whatever valid events a run holds, each planned line is the
+            /// exact sum of its events (taken in i128), or its product's events are all
+            /// left out to be parked — never a wrapped or inexact quantity.
+            #[test]
+            fn coalescing_is_the_exact_sum_or_parks(raw in proptest::collection::vec(any_event(), 0..60)) {
+                let events: Vec<_> = raw
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(kind, product, micros))| micros_event(i as u64 + 1, kind, product, micros))
+                    .collect();
+                let (pickings, oversized) = plan("K", &WH, &resolve(&events));
+
+                // The exact sums, per (kind, product) (one location, no lots here).
+                let mut sums: BTreeMap<(EventKind, i64), (i128, Vec<u64>)> = BTreeMap::new();
+                for (seq, &(kind, product, micros)) in (1u64..).zip(&raw) {
+                    let entry = sums.entry((kind, product)).or_default();
+                    entry.0 += i128::from(micros);
+                    entry.1.push(seq);
+                }
+                let too_large: BTreeSet<i64> = sums
+                    .iter()
+                    .filter(|(_, (sum, _))| sum.unsigned_abs() > Qty::MAX_EXACT_MICROS as u128)
+                    .map(|((_, product), _)| *product)
+                    .collect();
+                let expected_parked: BTreeSet<u64> = (1u64..)
+                    .zip(&raw)
+                    .filter(|(_, (_, product, _))| too_large.contains(product))
+                    .map(|(seq, _)| seq)
+                    .collect();
+                let parked: BTreeSet<u64> = oversized.iter().map(|o| o.seq).collect();
+                prop_assert_eq!(parked, expected_parked);
+
+                let mut expected_lines: Vec<(i64, u128, Vec<u64>)> = sums
+                    .into_iter()
+                    .filter(|((_, product), (sum, _))| *sum != 0 && !too_large.contains(product))
+                    .map(|((_, product), (sum, seqs))| (product, sum.unsigned_abs(), seqs))
+                    .collect();
+                let mut lines: Vec<(i64, u128, Vec<u64>)> = pickings
+                    .iter()
+                    .flat_map(|p| &p.lines)
+                    .map(|l| (l.product, l.qty.micros() as u128, l.seqs.clone()))
+                    .collect();
+                expected_lines.sort();
+                lines.sort();
+                prop_assert_eq!(lines, expected_lines);
+            }
+        }
     }
 }

@@ -269,6 +269,117 @@ impl Store {
     }
 }
 
+/// Where the merge stands on one stream: every event up to `resolved_seq` was either merged
+/// into Odoo or set aside (parked, queued for a retry, or discarded); the rest of the events
+/// up to it were merged. Computed from the durable tables, so the admin API and the metrics
+/// agree, across restarts and retries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamProgress {
+    pub resolved_seq: u64,
+    pub parked: u64,
+    pub queued_for_retry: u64,
+    pub discarded: u64,
+}
+
+impl StreamProgress {
+    /// Events applied to Odoo (or that needed no change there).
+    pub fn merged(&self) -> u64 {
+        self.resolved_seq
+            .saturating_sub(self.parked + self.queued_for_retry + self.discarded)
+    }
+}
+
+impl Store {
+    /// The merge's progress on every stream it has touched, read in one transaction.
+    pub fn merge_progress(
+        &self,
+    ) -> Result<std::collections::HashMap<(String, LogId), StreamProgress>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let mut out: std::collections::HashMap<(String, LogId), StreamProgress> =
+            Default::default();
+        match txn.open_table(CURSORS) {
+            Ok(table) => {
+                for entry in table.iter().storage()? {
+                    let (k, v) = entry.storage()?;
+                    let (agent, log) = k.value();
+                    out.entry((agent.to_owned(), LogId(log.to_be_bytes())))
+                        .or_default()
+                        .resolved_seq = v.value();
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(StoreError::Storage(e.into())),
+        }
+        type Field = fn(&mut StreamProgress) -> &mut u64;
+        let counted: [(_, Field); 3] = [
+            (DEAD_LETTERS, |p| &mut p.parked),
+            (RETRIES, |p| &mut p.queued_for_retry),
+            (DISCARDED, |p| &mut p.discarded),
+        ];
+        for (definition, field) in counted {
+            let table = match txn.open_table(definition) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(StoreError::Storage(e.into())),
+            };
+            for entry in table.iter().storage()? {
+                let (k, _) = entry.storage()?;
+                let (agent, log, _) = k.value();
+                *field(
+                    out.entry((agent.to_owned(), LogId(log.to_be_bytes())))
+                        .or_default(),
+                ) += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Logs what a plan parked, one line per (warehouse, SKU): the events parked behind an earlier
+/// parked one of their SKU were logged with it.
+pub fn log_parked(agent: &str, parked: &[(u64, DeadLetter)]) {
+    let mut keys: std::collections::BTreeMap<(&str, &str), Vec<&(u64, DeadLetter)>> =
+        Default::default();
+    for entry in parked {
+        keys.entry((&entry.1.warehouse, &entry.1.sku))
+            .or_default()
+            .push(entry);
+    }
+    for ((warehouse, sku), letters) in keys {
+        let cause = letters.iter().find(|(_, l)| l.reason != PARKED_BEHIND);
+        // A phased run parks what waits behind as each phase starts: not in seq order.
+        let first_seq = letters
+            .iter()
+            .map(|(seq, _)| *seq)
+            .min()
+            .unwrap_or_default();
+        let last_seq = letters
+            .iter()
+            .map(|(seq, _)| *seq)
+            .max()
+            .unwrap_or_default();
+        match cause {
+            Some((seq, letter)) => tracing::warn!(
+                agent, warehouse, sku, events = letters.len(), first_seq, last_seq, seq,
+                reason = %letter.reason, message = %letter.message,
+                "events parked: Odoo cannot take them, and later events of this SKU wait behind them (tally-central dlq list)"
+            ),
+            None => tracing::debug!(
+                agent,
+                warehouse,
+                sku,
+                events = letters.len(),
+                first_seq,
+                last_seq,
+                "events parked behind earlier parked events of their SKU"
+            ),
+        }
+    }
+}
+
+/// The reason of an event parked only because an earlier one of its SKU is.
+pub const PARKED_BEHIND: &str = "parked-behind";
+
 /// Rows of one of the (agent, log, seq) → JSON tables: (agent, log, seq, value).
 pub type Letters<T> = Vec<(String, LogId, u64, T)>;
 

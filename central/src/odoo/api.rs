@@ -80,11 +80,22 @@ fn int(value: &Value) -> Option<i64> {
     value.as_i64()
 }
 
-/// A quantity as Odoo's float fields take it. Odoo stores quantities as floats rounded to the
-/// unit's precision; the exact decimal text goes through `f64` only here, at the edge.
-pub fn qty_value(qty: Qty) -> Value {
-    let text = qty.to_string();
-    json!(text.parse::<f64>().unwrap_or(0.0))
+/// A quantity as Odoo's float fields take it: the double nearest the exact decimal, which
+/// rounds back to it (`Qty::to_f64`). The merge never plans a line beyond
+/// `Qty::MAX_EXACT_MICROS`; one that gets here anyway (a plan recorded by an older version) is
+/// refused as bad data, so its events are parked instead of a different quantity being booked.
+pub fn qty_value(qty: Qty) -> Result<Value, OdooError> {
+    match qty.to_f64() {
+        Some(value) => Ok(json!(value)),
+        None => Err(OdooError::new(
+            ErrorKind::Permanent,
+            "quantity-too-large",
+            format!(
+                "a quantity of {qty} is more than Odoo's float quantities hold exactly ({} units)",
+                Qty::MAX_EXACT_MICROS / Qty::SCALE
+            ),
+        )),
+    }
 }
 
 impl OdooClient {
@@ -278,10 +289,11 @@ impl OdooClient {
             .lines
             .iter()
             .map(|line| {
+                let qty = qty_value(line.qty)?;
                 let mut values = json!({
                     "product_id": line.product,
                     "product_uom": line.uom,
-                    "product_uom_qty": qty_value(line.qty),
+                    "product_uom_qty": qty,
                     "location_id": line.from,
                     "location_dest_id": line.to,
                 });
@@ -290,12 +302,12 @@ impl OdooClient {
                     values["name"] = json!(picking.key);
                 }
                 if line.lot.is_none() {
-                    values["quantity"] = qty_value(line.qty);
+                    values["quantity"] = qty;
                     values["picked"] = json!(true);
                 }
-                json!([0, 0, values])
+                Ok(json!([0, 0, values]))
             })
-            .collect();
+            .collect::<Result<_, OdooError>>()?;
         let mut values = json!({
             "name": picking.key,
             "origin": picking.key,
@@ -318,7 +330,7 @@ impl OdooClient {
             .iter()
             .filter(|l| l.lot.is_some())
             .map(|l| lot_line(picking, l, &lots))
-            .collect();
+            .collect::<Result<_, _>>()?;
         if !lot_lines.is_empty() {
             values["move_line_ids"] = json!(lot_lines);
         }
@@ -451,7 +463,14 @@ impl OdooClient {
         let rows = self
             .search_read("stock.quant", json!(domain), &["quantity"], None)
             .await?;
-        Ok(rows.iter().filter_map(|r| r["quantity"].as_f64()).sum())
+        // A row without a number is a contract failure, not a quantity of 0.
+        rows.iter()
+            .map(|r| {
+                r["quantity"]
+                    .as_f64()
+                    .ok_or_else(|| malformed("stock.quant quantity"))
+            })
+            .sum()
     }
 
     /// The ids of the lots `names` (product, lot name) that Odoo has.
@@ -857,8 +876,8 @@ impl OdooClient {
             // A plan recorded before fills carried locations: applied as it was planned.
             fill.moves
                 .iter()
-                .map(|m| json!([1, m.move_id, {"quantity": qty_value(m.qty), "picked": true}]))
-                .collect()
+                .map(|m| Ok(json!([1, m.move_id, {"quantity": qty_value(m.qty)?, "picked": true}])))
+                .collect::<Result<_, OdooError>>()?
         };
         self.write(
             Call::records("stock.picking", "write", vec![fill.picking])
@@ -892,7 +911,7 @@ impl OdooClient {
             old.entry(mv).or_default().push(id);
         }
         let lots = self.fill_lot_ids(fill).await?;
-        Ok(by_move
+        by_move
             .into_iter()
             .map(|(move_id, scans)| {
                 let mut lines: Vec<Value> = old
@@ -909,7 +928,7 @@ impl OdooClient {
                         "product_uom_id": line.uom,
                         "location_id": line.from,
                         "location_dest_id": line.to,
-                        "quantity": qty_value(m.qty),
+                        "quantity": qty_value(m.qty)?,
                         "picked": true,
                     });
                     // An existing lot by id; a new one by name, which a receipt creates and
@@ -922,9 +941,9 @@ impl OdooClient {
                     }
                     lines.push(json!([0, 0, values]));
                 }
-                json!([1, move_id, {"move_line_ids": lines, "picked": true}])
+                Ok(json!([1, move_id, {"move_line_ids": lines, "picked": true}]))
             })
-            .collect())
+            .collect()
     }
 
     /// The ids of the existing lots a fill names, by (product, lot name).
@@ -978,11 +997,15 @@ impl OdooClient {
 /// A picking-level move line carrying a lot: `lot_id` when the lot exists (`lots`), else
 /// `lot_name` — which a receipt turns into a new lot, and which Odoo refuses elsewhere (the
 /// events are then parked with Odoo's reason).
-fn lot_line(picking: &PlannedPicking, line: &Line, lots: &HashMap<(i64, String), i64>) -> Value {
+fn lot_line(
+    picking: &PlannedPicking,
+    line: &Line,
+    lots: &HashMap<(i64, String), i64>,
+) -> Result<Value, OdooError> {
     let mut values = json!({
         "product_id": line.product,
         "product_uom_id": line.uom,
-        "quantity": qty_value(line.qty),
+        "quantity": qty_value(line.qty)?,
         "location_id": line.from,
         "location_dest_id": line.to,
         "picked": true,
@@ -993,11 +1016,12 @@ fn lot_line(picking: &PlannedPicking, line: &Line, lots: &HashMap<(i64, String),
         Some(id) => values["lot_id"] = json!(id),
         None => values["lot_name"] = json!(lot),
     }
-    json!([0, 0, values])
+    Ok(json!([0, 0, values]))
 }
 
 /// A quantity Odoo reported as a float, back to an exact decimal (Odoo rounds to the unit's
-/// precision, at most 6 places here).
-pub fn qty_from_f64(value: f64) -> Qty {
-    Qty::parse(&format!("{:.6}", value + 0.0)).unwrap_or(Qty::ZERO)
+/// precision, at most 6 places here); `None` when it is not a number or beyond what a float
+/// holds exactly — never a made-up zero.
+pub fn qty_from_f64(value: f64) -> Option<Qty> {
+    Qty::from_f64(value)
 }

@@ -58,6 +58,9 @@ pub struct Store {
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join(STORE_FILE);
+        // redb would create the file with the umask's mode (often 0644).
+        tally_service::create_private_file(&path)
+            .map_err(|e| StoreError::Storage(redb::Error::Io(e)))?;
         let db = Database::builder()
             .set_cache_size(64 << 20)
             .create(&path)

@@ -1,9 +1,11 @@
 //! The sync listener: TCP → TLS (rustls) → WebSocket (tokio-tungstenite) → [`session`].
 //!
 //! Each connection is its own task, so a slow or stalled agent only ever waits on itself.
-//! Connections are bounded by a semaphore; handshakes and idle links by timeouts; frames by a
-//! maximum message size (an oversized or garbage frame closes that connection only).
+//! Connections are bounded, and those not authenticated yet more tightly, per address too
+//! ([`admission`]); handshakes and idle links by timeouts; frames by a maximum message size
+//! (an oversized or garbage frame closes that connection only).
 
+pub mod admission;
 pub mod hub;
 pub mod session;
 
@@ -16,19 +18,20 @@ use rustls::ServerConfig;
 use tally_protocol::Timestamp;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
+use admission::{Admission, Pending};
 use session::{Frame, SessionContext};
 
 /// Largest WebSocket message accepted: a full batch of large events fits many times over.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
-/// Time allowed for the TLS and WebSocket handshakes together.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The one path agents connect on; an upgrade anywhere else is refused.
+pub const SYNC_PATH: &str = "/v1/sync";
 
 /// WebSocket settings: bounded messages, and small buffers so that thousands of idle agents
 /// cost little memory.
@@ -49,7 +52,7 @@ pub async fn serve(
     max_connections: usize,
     tracker: TaskTracker,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let admission = Admission::new(max_connections);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -64,29 +67,41 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections, "connection refused: at the connection limit");
-            continue;
+        let (slot, pending) = match admission.admit(peer) {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                admission.refused(peer, why);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let ctx = Arc::clone(&ctx);
         let acceptor = acceptor.clone();
+        let admission = Arc::clone(&admission);
         tracker.spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
+            let budget = admission.handshake_timeout();
             match acceptor {
-                Some(acceptor) => match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => connection(tls, peer, ctx).await,
-                    Ok(Err(error)) => tracing::info!(%peer, %error, "TLS handshake failed"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                Some(acceptor) => match timeout(budget, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => connection(tls, peer, ctx, &admission, pending).await,
+                    Ok(Err(error)) => {
+                        admission.failure("TLS handshake failed", peer, &error.to_string());
+                    }
+                    Err(_) => admission.failure("TLS handshake timed out", peer, "no handshake"),
                 },
-                None => connection::<TcpStream>(tcp, peer, ctx).await,
+                None => connection::<TcpStream>(tcp, peer, ctx, &admission, pending).await,
             }
         });
     }
 }
 
-async fn connection<S>(io: S, peer: SocketAddr, ctx: Arc<SessionContext>)
-where
+async fn connection<S>(
+    io: S,
+    peer: SocketAddr,
+    ctx: Arc<SessionContext>,
+    admission: &Admission,
+    pending: Pending,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // How far the agent's clock is behind ours, from the clock it sent with the handshake.
@@ -94,6 +109,11 @@ where
     // The callback's type is tungstenite's, large error variant included.
     #[allow(clippy::result_large_err)]
     let read_clock = |request: &Request, response: Response| {
+        if request.uri().path() != SYNC_PATH {
+            let mut refusal = ErrorResponse::new(Some(format!("agents connect on {SYNC_PATH}")));
+            *refusal.status_mut() = StatusCode::NOT_FOUND;
+            return Err(refusal);
+        }
         clock_offset = request
             .headers()
             .get(tally_protocol::CLOCK_HEADER)
@@ -103,18 +123,18 @@ where
         Ok(response)
     };
     let ws = match timeout(
-        HANDSHAKE_TIMEOUT,
+        admission.handshake_timeout(),
         tokio_tungstenite::accept_hdr_async_with_config(io, read_clock, Some(websocket_config())),
     )
     .await
     {
         Ok(Ok(ws)) => ws,
         Ok(Err(error)) => {
-            tracing::info!(%peer, %error, "WebSocket handshake failed");
+            admission.failure("WebSocket handshake failed", peer, &error.to_string());
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "WebSocket handshake timed out");
+            admission.failure("WebSocket handshake timed out", peer, "no handshake");
             return;
         }
     };
@@ -132,6 +152,14 @@ where
             Err(e) => Some(Err(e)),
         }
     });
-    let end = session::run(Box::pin(stream), Box::pin(sink), peer, clock_offset, ctx).await;
+    let end = session::run(
+        Box::pin(stream),
+        Box::pin(sink),
+        peer,
+        clock_offset,
+        ctx,
+        pending,
+    )
+    .await;
     tracing::debug!(%peer, ?end, "connection closed");
 }

@@ -3,7 +3,9 @@
 //!
 //! Hello → (authenticate) → Welcome{stored_seq} → Batches in, cumulative Acks out. Batches are
 //! handed to the journal as they arrive (pipelined); acks go out in order as each batch becomes
-//! durable. Anything unexpected ends the session with a `Reject` that says why.
+//! durable. Anything unexpected ends the session with a `Reject` that says why, and so does a
+//! batch holding an event that breaks [`tally_protocol::Event::validate`]'s rules (none of that
+//! batch is journaled).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use tally_protocol::{
     Ack, DecodeError, Hello, Message, Reject, RejectReason, Timestamp, Welcome, decode_message,
     encode_message,
 };
+use tally_service::untrusted;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +69,9 @@ pub struct SessionContext {
     pub shutdown: CancellationToken,
 }
 
+/// Longest agent id, warehouse code or agent version a Hello may carry, in characters.
+pub const MAX_HELLO_CHARS: usize = 128;
+
 /// An agent clock further off than this from central's is warned about when it connects.
 const CLOCK_WARNING_MICROS: u64 = 2_000_000;
 
@@ -86,6 +92,7 @@ pub async fn run<S, K, E>(
     peer: SocketAddr,
     clock_offset: Option<i64>,
     ctx: Arc<SessionContext>,
+    pending: super::admission::Pending,
 ) -> End
 where
     S: Stream<Item = Result<Frame, E>> + Unpin,
@@ -99,6 +106,7 @@ where
         ctx,
         peer,
         clock_offset,
+        pending: Some(pending),
     };
     session.run().await
 }
@@ -109,6 +117,8 @@ struct Session<S, K> {
     ctx: Arc<SessionContext>,
     peer: SocketAddr,
     clock_offset: Option<i64>,
+    /// The unauthenticated connection's pending slot, given back once the agent is known.
+    pending: Option<super::admission::Pending>,
 }
 
 impl<S, K, E> Session<S, K>
@@ -162,7 +172,14 @@ where
     }
 
     async fn run(&mut self) -> End {
-        let bytes = match self.next_binary(self.ctx.limits.hello_timeout).await {
+        // Under a flood of unauthenticated connections the Hello gets less time too.
+        let hello_timeout = self
+            .pending
+            .as_ref()
+            .map_or(self.ctx.limits.hello_timeout, |p| {
+                p.handshake_timeout().min(self.ctx.limits.hello_timeout)
+            });
+        let bytes = match self.next_binary(hello_timeout).await {
             Ok(bytes) => bytes,
             Err(end) => return end,
         };
@@ -196,8 +213,25 @@ where
                     .await;
             }
         };
+        // Before anything reads, hashes, stores or logs them: an unauthenticated peer's
+        // identifiers are short (a 4 MiB id once cost 4 MiB of log per attempt).
+        for (field, text) in [
+            ("agent_id", &hello.agent_id),
+            ("warehouse", &hello.warehouse),
+            ("agent_version", &hello.agent_version),
+        ] {
+            if text.chars().count() > MAX_HELLO_CHARS {
+                return self
+                    .reject(
+                        RejectReason::ProtocolError,
+                        false,
+                        format!("the Hello's {field} is longer than {MAX_HELLO_CHARS} characters"),
+                    )
+                    .await;
+            }
+        }
         match self.authenticate(&hello).await {
-            Ok(()) => {}
+            Ok(()) => self.pending = None,
             Err(end) => return end,
         }
         let agent_id: Arc<str> = hello.agent_id.as_str().into();
@@ -271,13 +305,21 @@ where
                     RejectReason::WarehouseMismatch,
                     false,
                     format!(
-                        "agent {:?} is registered for warehouse {warehouse:?}, not {:?}",
-                        hello.agent_id, hello.warehouse
+                        "agent {:?} is registered for warehouse {warehouse:?}, not \"{}\"",
+                        hello.agent_id,
+                        untrusted(&hello.warehouse)
                     ),
                 )
                 .await),
             Ok(Ok(Verdict::BadToken)) => {
-                tracing::warn!(agent_id = %hello.agent_id, peer = %self.peer, "rejected: unknown agent or bad token");
+                // Anyone can send a Hello: summed up per interval, not a line per attempt.
+                if let Some(pending) = &self.pending {
+                    pending.failure(
+                        "rejected: unknown agent or bad token",
+                        self.peer,
+                        &format!("agent id {}", hello.agent_id),
+                    );
+                }
                 Err(self
                     .reject(
                         RejectReason::BadToken,
@@ -391,6 +433,11 @@ where
                     let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else {
                         return self.reject(RejectReason::ProtocolError, false, "an empty batch".into()).await;
                     };
+                    // A valid token does not make the events valid: a buggy or modified agent
+                    // must not journal what its own ingest would have refused.
+                    if let Some((seq, error)) = batch.events.iter().find_map(|e| Some((e.seq, e.validate().err()?))) {
+                        return self.reject(RejectReason::ProtocolError, false, format!("event seq {seq} is invalid: {error}")).await;
+                    }
                     if first.seq > expected {
                         return self.reject(RejectReason::ProtocolError, false, format!("batch starts at seq {} but seq {expected} is next: a gap", first.seq)).await;
                     }

@@ -398,7 +398,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .cloned()
                 .unwrap_or_default();
             Ok(
-                if log["merged_seq"] == log["stored_seq"] && log["stored_seq"].as_u64().is_some() {
+                if log["resolved_seq"] == log["stored_seq"] && log["stored_seq"].as_u64().is_some()
+                {
                     std::ops::ControlFlow::Break(log)
                 } else {
                     std::ops::ControlFlow::Continue(log.to_string())
@@ -407,7 +408,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     )
     .await?;
-    println!("  merged through seq {}", merged["merged_seq"]);
+    println!(
+        "  resolved through seq {}: {} merged, {} parked",
+        merged["resolved_seq"], merged["merged_events"], merged["parked_events"]
+    );
     let stock_after = odoo_stock(&odoo).await?;
     println!("  on hand in WH after:  {}", show(&stock_after));
     for ((sku, before), (_, after)) in stock_before.iter().zip(&stock_after) {
