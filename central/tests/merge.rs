@@ -1165,3 +1165,69 @@ async fn quantities_beyond_what_odoo_holds_exactly_are_parked_and_nothing_is_boo
     }
     assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 15);
 }
+
+/// The bound on quantities holds phase by phase (counts no longer end a run): a product whose
+/// line passes what Odoo holds exactly in a later phase is parked there, its count in that
+/// phase and its events of the phase after wait behind it, while its earlier phase — moves and
+/// count — lands. A count whose change is beyond the bound is parked where the phase's counts
+/// are computed together, a later count of its SKU in the same phase waits behind it, and the
+/// other counts of the phase are one adjustment as usual.
+#[tokio::test]
+async fn the_exact_bound_holds_in_every_phase_and_for_counts_computed_together() {
+    let s = setup(Version::V18).await;
+    for sku in ["A", "B", "C", "D"] {
+        s.sim
+            .add_product(sku, tally_tests::odoo_sim::Tracking::None)
+            .unwrap();
+    }
+    s.sim.add_location(STOCK, "Shelf 2").unwrap();
+    s.sim.set_on_hand("C", STOCK, None, -8.0e9).unwrap();
+    let at_shelf = |mut e: LoggedEvent| {
+        e.event.location = Some(SHELF.into());
+        e
+    };
+    let mut events = vec![
+        // Phase 1: A's receipt and count, B and D apart, C's two counts.
+        logged(1, Receipt, "A", 4),
+        logged(2, Count, "A", 10),
+        logged(3, Receipt, "B", 5),
+        // A change of 9·10^9 units: beyond 2^33.
+        logged(4, Count, "C", Qty::MAX_UNITS),
+        at_shelf(logged(5, Count, "C", 3)),
+        logged(6, Count, "D", 7),
+    ];
+    // Phase 2: ten receipts of A of the largest quantity (10^10 together), then A's count.
+    events.extend((7..=16).map(|seq| logged(seq, Receipt, "A", Qty::MAX_UNITS)));
+    events.push(logged(17, Count, "A", 1));
+    // Phase 3: after A's second count.
+    events.push(logged(18, Receipt, "A", 1));
+    s.append(events).await;
+
+    s.engine(3).await.merge_all().await.unwrap();
+
+    assert_eq!(s.sim.on_hand("A", STOCK), 10.0);
+    assert_eq!(s.sim.on_hand("B", STOCK), 5.0);
+    assert_eq!(s.sim.on_hand("C", STOCK), -8.0e9);
+    assert_eq!(s.sim.on_hand("C", SHELF), 0.0);
+    assert_eq!(s.sim.on_hand("D", STOCK), 7.0);
+    let letters = s.store.dead_letters().unwrap();
+    let mut parked: Vec<(u64, &str, &str)> = letters
+        .iter()
+        .map(|(_, _, seq, l)| (*seq, l.sku.as_str(), l.reason.as_str()))
+        .collect();
+    parked.sort();
+    let mut expected = vec![(4, "C", "quantity-too-large"), (5, "C", "parked-behind")];
+    expected.extend((7..=16).map(|seq| (seq, "A", "quantity-too-large")));
+    expected.extend([(17, "A", "parked-behind"), (18, "A", "parked-behind")]);
+    assert_eq!(parked, expected);
+    for (_, _, seq, letter) in &letters {
+        if letter.reason == "quantity-too-large" {
+            assert!(
+                letter.message.contains(&format!("{:?}", letter.sku)),
+                "seq {seq}: {}",
+                letter.message
+            );
+        }
+    }
+    assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 18);
+}
