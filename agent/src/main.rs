@@ -8,9 +8,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tally_agent::config::{Config, ConfigArgs, DataDirArgs, StatusArgs};
 use tally_agent::ingest::EventJson;
-use tally_agent::log::{LOG_FILE, Log};
+use tally_agent::log::{LOG_FILE, Log, LogError};
 
 use tally_service::EXIT_USAGE;
+use tally_service::datafile::EXIT_DATAERR;
 
 /// Tally's warehouse agent: durable local capture of stock events, synced to tally-central.
 #[derive(Debug, Parser)]
@@ -24,7 +25,8 @@ struct Cli {
 enum Command {
     /// Run the agent: serve the local HTTP API and keep the event log.
     Run(ConfigArgs),
-    /// Validate the configuration and exit (0 when valid, 64 with the reason when not).
+    /// Validate the configuration and the event log's data format, and exit (0 when valid, 64
+    /// with the reason when the configuration is not, 65 when the log is of a newer release).
     CheckConfig(ConfigArgs),
     /// Ask the running agent for its status (needs only its address and a scanner token).
     Status(StatusArgs),
@@ -57,6 +59,9 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig(args) => match load(&args) {
             Ok(config) => {
+                if let Err(error) = Log::check_format(&config.data_dir) {
+                    return report(Err(error.into()));
+                }
                 println!(
                     "configuration is valid: agent {} for warehouse {}, data in {}, listening on {}",
                     config.agent_id,
@@ -93,7 +98,16 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tally-agent: {error:#}");
-            ExitCode::FAILURE
+            // Data this release cannot use (a newer format) is not a passing failure: a restart
+            // would fail the same way.
+            let data_error = error
+                .chain()
+                .any(|e| matches!(e.downcast_ref(), Some(LogError::Format(_))));
+            if data_error {
+                ExitCode::from(EXIT_DATAERR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
