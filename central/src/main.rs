@@ -10,6 +10,7 @@ use tally_central::config::{Config, ConfigArgs, LocalConfig, Transport};
 use tally_central::store::{Store, StoreError};
 
 use tally_service::EXIT_USAGE;
+use tally_service::datafile::EXIT_DATAERR;
 
 /// Tally's coordinator: authenticates warehouse agents and journals their events exactly once.
 #[derive(Debug, Parser)]
@@ -108,18 +109,19 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Command::CheckConfig(args) => match load(&args) {
-            Ok(config) => {
-                println!(
-                    "configuration is valid: data in {}, agents on {}, admin API on {}",
-                    config.data_dir.display(),
-                    config.listen,
-                    config.admin_listen
-                );
-                for warning in &config.deprecated {
-                    println!("warning: {warning}");
-                }
-                Ok(())
-            }
+            Ok(config) => Store::check_format(&config.data_dir)
+                .map_err(Into::into)
+                .map(|_| {
+                    println!(
+                        "configuration is valid: data in {}, agents on {}, admin API on {}",
+                        config.data_dir.display(),
+                        config.listen,
+                        config.admin_listen
+                    );
+                    for warning in &config.deprecated {
+                        println!("warning: {warning}");
+                    }
+                }),
             Err(code) => return code,
         },
         Command::Agent { config, action } => match load_local(&config) {
@@ -145,7 +147,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tally-central: {error:#}");
-            ExitCode::FAILURE
+            // Data this release cannot use (a newer format) is not a passing failure: a restart
+            // would fail the same way.
+            let data_error = error
+                .chain()
+                .any(|e| matches!(e.downcast_ref(), Some(StoreError::Format(_))));
+            if data_error {
+                ExitCode::from(EXIT_DATAERR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
