@@ -9,6 +9,7 @@
 //! Architecture invariant: only the [`writer`] thread writes, and every write transaction is
 //! committed with `Durability::Immediate` before any request in it is answered.
 
+pub mod backup;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -70,6 +71,8 @@ pub enum LogError {
     Reopening { path: PathBuf },
     #[error(transparent)]
     Format(FormatError),
+    #[error("cannot back up the event log to {}: {reason}", path.display())]
+    Backup { path: PathBuf, reason: String },
     #[error("record {seq} in {} cannot be decoded: {reason}", path.display())]
     Corrupt {
         path: PathBuf,
