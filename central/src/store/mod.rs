@@ -12,6 +12,7 @@
 //! thread ([`journal`]), each group in one durable transaction that also moves the streams'
 //! high-water marks, so a stored seq always means every event up to it is stored.
 
+pub mod backup;
 pub mod journal;
 pub mod registry;
 
