@@ -402,7 +402,24 @@ async fn get_status(State(state): State<AppState>) -> Result<axum::Json<StatusJs
 /// A consistent copy of the log as a redb file, made from one read transaction while appends go
 /// on. The copy is built in the data directory (the one place the service may write), unlinked
 /// once open, and streamed: the caller writes it where the operator wants it.
-async fn post_backup(State(state): State<AppState>) -> Result<Response, ApiError> {
+///
+/// Loopback callers only: scanners on the warehouse network hold the same tokens, and a copy of
+/// the whole log, disk and time for each, is the operator's, on the agent's machine.
+async fn post_backup(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    if !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "loopback_only",
+            "backups are made for callers on the agent's machine only (tally-agent backup)",
+        ));
+    }
     let log = state.log.clone();
     let copied = tokio::task::spawn_blocking(move || {
         let temp = log

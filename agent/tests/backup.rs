@@ -1,9 +1,12 @@
 //! Backups of the event log and their restore (issue 14, item 5): a running agent's backup
-//! through `POST /v1/backup`, and a restore that checks the backup, keeps the replaced log aside
+//! through `POST /v1/backup` (loopback callers only), and a restore that checks the backup, keeps the replaced log aside
 //! and gives the restored log a new id with the unacknowledged events numbered from 1, so
 //! central takes it as a new log and drops nothing of it as a duplicate of the old one.
 
+use std::net::SocketAddr;
 use std::path::Path;
+
+use axum::extract::ConnectInfo;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -36,7 +39,12 @@ fn config(dir: &Path) -> Config {
 }
 
 fn request(method: &str, uri: &str, body: Body) -> Request<Body> {
+    from([127, 0, 0, 1], method, uri, body)
+}
+
+fn from(ip: [u8; 4], method: &str, uri: &str, body: Body) -> Request<Body> {
     Request::builder()
+        .extension(ConnectInfo(SocketAddr::from((ip, 40000))))
         .method(method)
         .uri(uri)
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
@@ -75,6 +83,12 @@ async fn backed_up_agent(data_dir: &Path, to: &Path) -> Log {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     std::fs::write(to, &bytes).unwrap();
 
+    let from_the_network = router
+        .clone()
+        .oneshot(from([192, 168, 1, 20], "POST", "/v1/backup", Body::empty()))
+        .await
+        .unwrap();
+    assert_eq!(from_the_network.status(), StatusCode::FORBIDDEN);
     let unauthorized = router
         .oneshot(Request::post("/v1/backup").body(Body::empty()).unwrap())
         .await
