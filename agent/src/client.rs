@@ -1,17 +1,95 @@
 //! A minimal HTTP/1.1 client for the CLI's talk with a running agent on loopback.
 
+use std::path::Path;
+
 use anyhow::{Context, bail};
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tally_protocol::Secret;
+use tokio::io::AsyncWriteExt;
 
 /// Largest answer read back.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 /// GETs `url` (plain `http://host:port/path`) with a bearer token; returns the body of a 2xx.
 pub async fn get(url: &str, token: &Secret) -> anyhow::Result<String> {
+    let response = send(hyper::Method::GET, url, token).await?;
+    let status = response.status();
+    let limited = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES);
+    let body = limited
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    if !status.is_success() {
+        bail!("{url} answered {status}: {text}");
+    }
+    Ok(text)
+}
+
+/// POSTs to `url` and writes the body of a 2xx to `to`, whole or not at all: into a temporary
+/// file beside it (0600), fsynced, then renamed. Returns the bytes written.
+pub async fn download(url: &str, token: &Secret, to: &Path) -> anyhow::Result<u64> {
+    let response = send(hyper::Method::POST, url, token).await?;
+    let status = response.status();
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?
+            .to_bytes();
+        bail!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(to.file_name().context("the target is not a file name")?);
+    temp_name.push(".part");
+    let temp = to.with_file_name(temp_name);
+    let _ = std::fs::remove_file(&temp);
+    tally_service::create_private_file(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    let result = async {
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&temp)
+            .await
+            .with_context(|| format!("cannot open {}", temp.display()))?;
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                file.write_all(&data)
+                    .await
+                    .with_context(|| format!("cannot write {}", temp.display()))?;
+                written += data.len() as u64;
+            }
+        }
+        file.sync_all()
+            .await
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        tokio::fs::rename(&temp, to)
+            .await
+            .with_context(|| format!("cannot write {}", to.display()))?;
+        anyhow::Ok(written)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+async fn send(
+    method: hyper::Method,
+    url: &str,
+    token: &Secret,
+) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
     let uri: hyper::Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL"))?;
@@ -26,8 +104,11 @@ pub async fn get(url: &str, token: &Secret) -> anyhow::Result<String> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .context("HTTP handshake failed")?;
-    let connection = tokio::spawn(connection);
-    let request = Request::get(uri.clone())
+    // The connection task ends with the connection, when the answer's body is dropped.
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .method(method)
+        .uri(uri.clone())
         .header(hyper::header::HOST, authority.as_str())
         .header(
             hyper::header::AUTHORIZATION,
@@ -38,17 +119,5 @@ pub async fn get(url: &str, token: &Secret) -> anyhow::Result<String> {
         .send_request(request)
         .await
         .context("request failed")?;
-    let status = response.status();
-    let limited = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES);
-    let body = limited
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?
-        .to_bytes();
-    connection.abort();
-    let text = String::from_utf8_lossy(&body).into_owned();
-    if !status.is_success() {
-        bail!("{url} answered {status}: {text}");
-    }
-    Ok(text)
+    Ok(response)
 }

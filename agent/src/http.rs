@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
                 .get(get_events),
         )
         .route("/v1/status", get(get_status))
+        .route("/v1/backup", post(post_backup))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(protected)
@@ -479,6 +480,68 @@ async fn get_status(State(state): State<AppState>) -> Result<axum::Json<StatusJs
         clock_skew_seconds: state.sync.clock_skew(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     }))
+}
+
+/// A consistent copy of the log as a redb file, made from one read transaction while appends go
+/// on. The copy is built in the data directory (the one place the service may write), unlinked
+/// once open, and streamed: the caller writes it where the operator wants it.
+///
+/// Loopback callers only: scanners on the warehouse network hold the same tokens, and a copy of
+/// the whole log, disk and time for each, is the operator's, on the agent's machine.
+async fn post_backup(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    if !peer.is_some_and(|peer| peer.ip().is_loopback()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "loopback_only",
+            "backups are made for callers on the agent's machine only (tally-agent backup)",
+        ));
+    }
+    let log = state.log.clone();
+    let copied = tokio::task::spawn_blocking(move || {
+        let temp = log
+            .path()
+            .with_file_name(format!(".backup-{:016x}.redb", rand::random::<u64>()));
+        log.backup(&temp)?;
+        let file = std::fs::File::open(&temp);
+        let _ = std::fs::remove_file(&temp);
+        file.map_err(|e| crate::log::LogError::Backup {
+            path: temp,
+            reason: e.to_string(),
+        })
+    })
+    .await;
+    let file = match copied {
+        Ok(Ok(file)) => file,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "backup failed");
+            return Err(backup_failed());
+        }
+        Err(error) => {
+            tracing::error!(%error, "backup failed");
+            return Err(backup_failed());
+        }
+    };
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.redb")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn backup_failed() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "backup_failed",
+        "the backup could not be made; the agent's log says why",
+    )
 }
 
 async fn get_metrics(State(state): State<AppState>) -> Response {

@@ -123,6 +123,8 @@ impl Agent {
         tasks.spawn(maintain(state.log.clone(), retention, shutdown.clone()));
         tasks.close();
         let app = http::router(state);
+        // The peer's address lets `POST /v1/backup` answer loopback callers only.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();

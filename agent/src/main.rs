@@ -1,16 +1,17 @@
 //! The `tally-agent` command line: parse, validate, then hand over to the library.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tally_agent::config::{Config, ConfigArgs, DataDirArgs, StatusArgs};
 use tally_agent::ingest::EventJson;
-use tally_agent::log::{LOG_FILE, Log};
+use tally_agent::log::{LOG_FILE, Log, LogError};
 
 use tally_service::EXIT_USAGE;
+use tally_service::datafile::EXIT_DATAERR;
 
 /// Tally's warehouse agent: durable local capture of stock events, synced to tally-central.
 #[derive(Debug, Parser)]
@@ -24,10 +25,33 @@ struct Cli {
 enum Command {
     /// Run the agent: serve the local HTTP API and keep the event log.
     Run(ConfigArgs),
-    /// Validate the configuration and exit (0 when valid, 64 with the reason when not).
+    /// Validate the configuration and the event log's data format, and exit (0 when valid, 64
+    /// with the reason when the configuration is not, 65 when the log is of a newer release).
     CheckConfig(ConfigArgs),
     /// Ask the running agent for its status (needs only its address and a scanner token).
     Status(StatusArgs),
+    /// Write a consistent copy of the event log to a file: from the running agent (through
+    /// `POST /v1/backup`, with its address and a scanner token), or from the log itself while
+    /// the agent is stopped.
+    Backup {
+        /// The backup file to write (replaced whole, or left as it was).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        /// The data directory [default: the configuration's `data_dir`].
+        #[arg(long, env = "TALLY_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        agent: StatusArgs,
+    },
+    /// Put a backup in place as the event log while the agent is stopped: checked first, under
+    /// a new log id, the replaced log kept as events.redb.before-restore (see the README).
+    Restore {
+        #[command(flatten)]
+        data_dir: DataDirArgs,
+        /// The backup file to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
     /// Print the stored events as JSON lines (works while the agent is stopped).
     Export {
         #[command(flatten)]
@@ -57,6 +81,9 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig(args) => match load(&args) {
             Ok(config) => {
+                if let Err(error) = Log::check_format(&config.data_dir) {
+                    return report(Err(error.into()));
+                }
                 println!(
                     "configuration is valid: agent {} for warehouse {}, data in {}, listening on {}",
                     config.agent_id,
@@ -70,6 +97,24 @@ fn main() -> ExitCode {
         },
         Command::Status(args) => match args.target() {
             Ok((url, token)) => report(status(&url, &token)),
+            Err(error) => config_error(&error),
+        },
+        Command::Backup {
+            to,
+            data_dir,
+            agent,
+        } => {
+            let data_dir = DataDirArgs {
+                config: agent.config.clone(),
+                data_dir,
+            };
+            match data_dir.data_dir() {
+                Ok(data_dir) => report(backup(&data_dir, &to, &agent)),
+                Err(error) => config_error(&error),
+            }
+        }
+        Command::Restore { data_dir, from } => match data_dir.data_dir() {
+            Ok(data_dir) => restore(&data_dir, &from),
             Err(error) => config_error(&error),
         },
         Command::Export { data_dir, after } => match data_dir.data_dir() {
@@ -93,7 +138,16 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tally-agent: {error:#}");
-            ExitCode::FAILURE
+            // Data this release cannot use (a newer format) is not a passing failure: a restart
+            // would fail the same way.
+            let data_error = error
+                .chain()
+                .any(|e| matches!(e.downcast_ref(), Some(LogError::Format(_))));
+            if data_error {
+                ExitCode::from(EXIT_DATAERR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -129,6 +183,66 @@ fn status(url: &str, token: &tally_protocol::Secret) -> anyhow::Result<()> {
         serde_json::from_str(&body).context("the agent's answer is not JSON")?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
+}
+
+fn backup(data_dir: &Path, to: &Path, agent: &StatusArgs) -> anyhow::Result<()> {
+    if !data_dir.join(LOG_FILE).exists() {
+        bail!("there is no event log in {}", data_dir.display());
+    }
+    match Log::open(data_dir) {
+        Ok(log) => {
+            let rows = log.backup(to)?;
+            eprintln!(
+                "backed up log {} ({rows} rows, the agent stopped) to {}",
+                log.log_id(),
+                to.display()
+            );
+        }
+        Err(LogError::InUse { .. }) => {
+            let (url, token) = agent
+                .target()
+                .context("the agent is running: its backup is asked for through its API")?;
+            let bytes = runtime()?.block_on(tally_agent::client::download(
+                &format!("{}/v1/backup", url.trim_end_matches('/')),
+                &token,
+                to,
+            ))?;
+            eprintln!(
+                "backed up the running agent's log ({bytes} bytes) to {}",
+                to.display()
+            );
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
+}
+
+fn restore(data_dir: &Path, from: &Path) -> ExitCode {
+    match tally_agent::log::backup::restore(data_dir, from) {
+        Ok(restored) => {
+            eprintln!(
+                "restored {} as log {} (the backup's log was {}): {} events to send to central as a new log, {} it had acknowledged left out{}",
+                from.display(),
+                restored.log_id,
+                restored.backup_log_id,
+                restored.events,
+                restored.acknowledged,
+                restored
+                    .previous
+                    .map(|p| format!("; the replaced log is {}", p.display()))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tally-agent: {error}");
+            ExitCode::from(if error.is_data_error() {
+                EXIT_DATAERR
+            } else {
+                1
+            })
+        }
+    }
 }
 
 fn export(data_dir: PathBuf, after: u64) -> anyhow::Result<()> {

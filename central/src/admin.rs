@@ -55,10 +55,54 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/dead-letters/discard", post(discard_dead_letters))
         .route("/v1/dead-letters/retry", post(retry_dead_letters))
         .route("/v1/notices", get(notices))
+        .route("/v1/backup", post(backup))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// A consistent copy of the store as a redb file, made from one read transaction while central
+/// runs. The copy is built in the data directory (the one place the service may write),
+/// unlinked once open, and streamed: the caller writes it where the operator wants it.
+async fn backup(State(state): State<AdminState>) -> Response {
+    let store = state.store.clone();
+    let copied = tokio::task::spawn_blocking(move || {
+        let temp = store
+            .path()
+            .with_file_name(format!(".backup-{:016x}.redb", rand::random::<u64>()));
+        store.backup(&temp).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(&temp);
+        let _ = std::fs::remove_file(&temp);
+        file.map_err(|e| format!("cannot read the copy {}: {e}", temp.display()))
+    })
+    .await;
+    match copied {
+        Ok(Ok(file)) => {
+            let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+            (
+                [(header::CONTENT_TYPE, "application/vnd.redb")],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
+        Ok(Err(reason)) => {
+            tracing::error!(%reason, "backup failed");
+            backup_failed()
+        }
+        Err(reason) => {
+            tracing::error!(%reason, "backup failed");
+            backup_failed()
+        }
+    }
+}
+
+fn backup_failed() -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "backup_failed",
+        "the backup could not be made; central's log says why",
+    )
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {

@@ -1,15 +1,16 @@
 //! The `tally-central` command line: parse, validate, then hand over to the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use tally_central::config::{Config, ConfigArgs, LocalConfig, Transport};
-use tally_central::store::{Store, StoreError};
+use tally_central::store::{STORE_FILE, Store, StoreError};
 
 use tally_service::EXIT_USAGE;
+use tally_service::datafile::EXIT_DATAERR;
 
 /// Tally's coordinator: authenticates warehouse agents and journals their events exactly once.
 #[derive(Debug, Parser)]
@@ -39,6 +40,24 @@ enum Command {
         config: ConfigArgs,
         #[command(subcommand)]
         action: DlqAction,
+    },
+    /// Write a consistent copy of central's store to a file: through the running central's
+    /// admin API, or from the store itself while central is stopped.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup file to write (replaced whole, or left as it was).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Put a backup in place as central's store while central is stopped: checked first, the
+    /// replaced store kept as central.redb.before-restore.
+    Restore {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup file to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
     },
     /// Write a test CA and a server certificate signed by it (ca.pem, cert.pem, key.pem).
     GenCert {
@@ -108,18 +127,19 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Command::CheckConfig(args) => match load(&args) {
-            Ok(config) => {
-                println!(
-                    "configuration is valid: data in {}, agents on {}, admin API on {}",
-                    config.data_dir.display(),
-                    config.listen,
-                    config.admin_listen
-                );
-                for warning in &config.deprecated {
-                    println!("warning: {warning}");
-                }
-                Ok(())
-            }
+            Ok(config) => Store::check_format(&config.data_dir)
+                .map_err(Into::into)
+                .map(|_| {
+                    println!(
+                        "configuration is valid: data in {}, agents on {}, admin API on {}",
+                        config.data_dir.display(),
+                        config.listen,
+                        config.admin_listen
+                    );
+                    for warning in &config.deprecated {
+                        println!("warning: {warning}");
+                    }
+                }),
             Err(code) => return code,
         },
         Command::Agent { config, action } => match load_local(&config) {
@@ -128,6 +148,14 @@ fn main() -> ExitCode {
         },
         Command::Dlq { config, action } => match load_local(&config) {
             Ok(config) => dlq(config, action),
+            Err(code) => return code,
+        },
+        Command::Backup { config, to } => match load_local(&config) {
+            Ok(config) => backup(&config, &to),
+            Err(code) => return code,
+        },
+        Command::Restore { config, from } => match load_local(&config) {
+            Ok(config) => return restore(&config, &from),
             Err(code) => return code,
         },
         Command::GenCert { out_dir, hosts } => {
@@ -145,7 +173,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tally-central: {error:#}");
-            ExitCode::FAILURE
+            // Data this release cannot use (a newer format) is not a passing failure: a restart
+            // would fail the same way.
+            let data_error = error
+                .chain()
+                .any(|e| matches!(e.downcast_ref(), Some(StoreError::Format(_))));
+            if data_error {
+                ExitCode::from(EXIT_DATAERR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -211,6 +248,119 @@ fn run(config: Config) -> anyhow::Result<()> {
             .serve(sync, admin, tally_service::shutdown_on_signal())
             .await
     })
+}
+
+fn backup(config: &LocalConfig, to: &Path) -> anyhow::Result<()> {
+    if !config.data_dir.join(STORE_FILE).exists() {
+        bail!("there is no store in {}", config.data_dir.display());
+    }
+    match Store::open(&config.data_dir) {
+        Ok(store) => {
+            let rows = store.backup(to)?;
+            eprintln!(
+                "backed up the store ({rows} rows, central stopped) to {}",
+                to.display()
+            );
+            Ok(())
+        }
+        Err(StoreError::InUse { .. }) => runtime()?.block_on(backup_online(config, to)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams the running central's backup into a temporary file beside `to`, fsynced, then
+/// renamed: `to` is the whole copy or as it was.
+async fn backup_online(config: &LocalConfig, to: &Path) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let base = format!("http://{}", config.admin_listen);
+    let mut response = reqwest::Client::new()
+        .post(format!("{base}/v1/backup"))
+        .header(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", admin_token(config)?),
+        )
+        .send()
+        .await
+        .with_context(|| {
+            format!("central holds its database but its admin API at {base} does not answer")
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        bail!("{base} answered {status}: {text}");
+    }
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(to.file_name().context("the target is not a file name")?);
+    temp_name.push(".part");
+    let temp = to.with_file_name(temp_name);
+    let _ = std::fs::remove_file(&temp);
+    tally_service::create_private_file(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    let result = async {
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&temp)
+            .await
+            .with_context(|| format!("cannot open {}", temp.display()))?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .context("reading the backup failed")?
+        {
+            file.write_all(&chunk)
+                .await
+                .with_context(|| format!("cannot write {}", temp.display()))?;
+            bytes += chunk.len() as u64;
+        }
+        file.sync_all()
+            .await
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        tokio::fs::rename(&temp, to)
+            .await
+            .with_context(|| format!("cannot write {}", to.display()))?;
+        anyhow::Ok(bytes)
+    }
+    .await;
+    match result {
+        Ok(bytes) => {
+            eprintln!(
+                "backed up the running central's store ({bytes} bytes) to {}",
+                to.display()
+            );
+            Ok(())
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(error)
+        }
+    }
+}
+
+fn restore(config: &LocalConfig, from: &Path) -> ExitCode {
+    match tally_central::store::backup::restore(&config.data_dir, from) {
+        Ok(restored) => {
+            eprintln!(
+                "restored {} ({} rows, data format version {}){}",
+                from.display(),
+                restored.rows,
+                restored.backup_version,
+                restored
+                    .previous
+                    .map(|p| format!("; the replaced store is {}", p.display()))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tally-central: {error}");
+            ExitCode::from(if error.is_data_error() {
+                EXIT_DATAERR
+            } else {
+                1
+            })
+        }
+    }
 }
 
 /// Agent management: through the admin API when central runs (it holds the database), or

@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod datafile;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,11 +3,13 @@
 //! Tables:
 //! - `events`: seq → encoded [`LoggedEvent`] (`tally_protocol::encode_record`);
 //! - `ids`: client id → seq and a fingerprint of the event's content, for idempotency;
-//! - `meta`: the log's random [`LogId`] and the seq central has acknowledged.
+//! - `meta`: the log's random [`LogId`] and the seq central has acknowledged;
+//! - `format`: the data format version ([`LOG_FORMAT`], see [`tally_service::datafile`]).
 //!
 //! Architecture invariant: only the [`writer`] thread writes, and every write transaction is
 //! committed with `Durability::Immediate` before any request in it is answered.
 
+pub mod backup;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -22,10 +24,19 @@ use sha2::{Digest, Sha256};
 use tally_protocol::{
     Event, LogId, LoggedEvent, Timestamp, decode_record, encode_event, encode_record_from_event,
 };
+use tally_service::datafile::{Format, FormatError};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("ids");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The event log's data format. A new version adds its migration here (`migrations[i]` turns
+/// version `i + 1` into `i + 2`) and pins the old format in `tests/storage.rs`.
+pub const LOG_FORMAT: Format = Format {
+    what: "event log",
+    current: 1,
+    migrations: &[],
+};
 
 const META_LOG_ID: &str = "log_id";
 const META_ACKED_SEQ: &str = "acked_seq";
@@ -58,6 +69,10 @@ pub enum LogError {
     Storage { path: PathBuf, error: redb::Error },
     #[error("the event log {} is being reopened after a storage error", path.display())]
     Reopening { path: PathBuf },
+    #[error(transparent)]
+    Format(FormatError),
+    #[error("cannot back up the event log to {}: {reason}", path.display())]
+    Backup { path: PathBuf, reason: String },
     #[error("record {seq} in {} cannot be decoded: {reason}", path.display())]
     Corrupt {
         path: PathBuf,
@@ -187,10 +202,7 @@ impl Log {
 
     fn open_with(path: PathBuf, opener: Opener) -> Result<Log, LogError> {
         let db = opener().map_err(|e| open_error(&path, e))?;
-        let (log_id, head) = init(&db).map_err(|error| LogError::Storage {
-            path: path.clone(),
-            error,
-        })?;
+        let (log_id, head) = init(&db, &path)?;
         Ok(Log {
             shared: Arc::new(Shared {
                 path,
@@ -200,6 +212,28 @@ impl Log {
                 head: tokio::sync::watch::Sender::new(head),
             }),
         })
+    }
+
+    /// The data format version of the log in `data_dir`, checked without migrating it: an error
+    /// when this release cannot open it, `None` when there is no log yet or the running agent
+    /// holds it (it checked the version when it opened it).
+    pub fn check_format(data_dir: &Path) -> Result<Option<u64>, LogError> {
+        let path = data_dir.join(LOG_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = match Database::open(&path) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => return Ok(None),
+            Err(e) => return Err(open_error(&path, e)),
+        };
+        let txn = db.begin_read().map_err(|e| LogError::Storage {
+            path: path.clone(),
+            error: e.into(),
+        })?;
+        tally_service::datafile::version(&txn, &path, &LOG_FORMAT)
+            .map(Some)
+            .map_err(LogError::Format)
     }
 
     pub fn log_id(&self) -> LogId {
@@ -431,10 +465,16 @@ fn open_error(path: &Path, error: DatabaseError) -> LogError {
     }
 }
 
-/// Creates the tables and the log id on first open; returns the log id and the head seq.
-fn init(db: &Database) -> Result<(LogId, u64), redb::Error> {
-    let txn = db.begin_write()?;
-    let (log_id, head) = {
+/// Checks the data format (migrating older data), creates the tables and the log id on first
+/// open, all in one transaction; returns the log id and the head seq.
+fn init(db: &Database, path: &Path) -> Result<(LogId, u64), LogError> {
+    let storage = |error: redb::Error| LogError::Storage {
+        path: path.to_owned(),
+        error,
+    };
+    let txn = db.begin_write().map_err(|e| storage(e.into()))?;
+    tally_service::datafile::upgrade(&txn, path, &LOG_FORMAT).map_err(LogError::Format)?;
+    let tables = || -> Result<(LogId, u64), redb::Error> {
         let events = txn.open_table(EVENTS)?;
         let last = events.last()?.map_or(0, |(seq, _)| seq.value());
         txn.open_table(IDS)?;
@@ -451,9 +491,10 @@ fn init(db: &Database) -> Result<(LogId, u64), redb::Error> {
                 id
             }
         };
-        (log_id, head)
+        Ok((log_id, head))
     };
-    txn.commit()?;
+    let (log_id, head) = tables().map_err(storage)?;
+    txn.commit().map_err(|e| storage(e.into()))?;
     Ok((log_id, head))
 }
 

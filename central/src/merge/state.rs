@@ -15,20 +15,22 @@ use tally_protocol::{LogId, Timestamp};
 
 use crate::store::{ResultExt, Store, StoreError};
 
-const CURSORS: TableDefinition<(&str, u128), u64> = TableDefinition::new("merge_cursor");
-const PLANS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("merge_plan");
-const DEAD_LETTERS: TableDefinition<(&str, u128, u64), &[u8]> =
+pub(crate) const CURSORS: TableDefinition<(&str, u128), u64> = TableDefinition::new("merge_cursor");
+pub(crate) const PLANS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("merge_plan");
+pub(crate) const DEAD_LETTERS: TableDefinition<(&str, u128, u64), &[u8]> =
     TableDefinition::new("dead_letters");
 /// Dead letters an operator discarded, kept for audit with the reason given.
-const DISCARDED: TableDefinition<(&str, u128, u64), &[u8]> =
+pub(crate) const DISCARDED: TableDefinition<(&str, u128, u64), &[u8]> =
     TableDefinition::new("discarded_letters");
 
 /// Parked events an operator asked to try again: taken before any new run of their stream.
-const RETRIES: TableDefinition<(&str, u128, u64), &[u8]> = TableDefinition::new("retry_letters");
+pub(crate) const RETRIES: TableDefinition<(&str, u128, u64), &[u8]> =
+    TableDefinition::new("retry_letters");
 /// Things an operator should know that did not stop the merge: (agent, log, seq) → notice.
-const NOTICES: TableDefinition<(&str, u128, u64), &[u8]> = TableDefinition::new("merge_notices");
+pub(crate) const NOTICES: TableDefinition<(&str, u128, u64), &[u8]> =
+    TableDefinition::new("merge_notices");
 /// Counters: `retry_generation`.
-const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("merge_counters");
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("merge_counters");
 
 /// A parked event queued for another attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,24 +3,37 @@
 //! Tables:
 //! - `agents`: agent id → registry record (JSON; small and rarely written);
 //! - `streams`: (agent id, log id) → the highest seq journaled and when the stream appeared;
-//! - `journal`: (agent id, log id, seq) → encoded `LoggedEvent`.
+//! - `journal`: (agent id, log id, seq) → encoded `LoggedEvent`;
+//! - `format`: the data format version ([`STORE_FORMAT`], see [`tally_service::datafile`]).
+//!
+//! The registry's `agent_clock` and the merge's tables (`merge::state`) live in the same file.
 //!
 //! Architecture invariant: journal and stream rows are written only by the journal writer
 //! thread ([`journal`]), each group in one durable transaction that also moves the streams'
 //! high-water marks, so a stored seq always means every event up to it is stored.
 
+pub mod backup;
 pub mod journal;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, DatabaseError, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
+use tally_service::datafile::{Format, FormatError};
 
 pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
 pub(crate) const STREAMS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("streams");
 pub(crate) const JOURNAL: TableDefinition<(&str, u128, u64), &[u8]> =
     TableDefinition::new("journal");
+
+/// Central's data format. A new version adds its migration here (`migrations[i]` turns version
+/// `i + 1` into `i + 2`) and pins the old format in `tests/data_format.rs`.
+pub const STORE_FORMAT: Format = Format {
+    what: "central store",
+    current: 1,
+    migrations: &[],
+};
 
 /// The file name of central's database inside its data directory.
 pub const STORE_FILE: &str = "central.redb";
@@ -33,6 +46,8 @@ pub enum StoreError {
     // print it twice.
     #[error("storage error: {0}")]
     Storage(redb::Error),
+    #[error(transparent)]
+    Format(FormatError),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
 }
@@ -69,6 +84,8 @@ impl Store {
                 other => StoreError::Storage(other.into()),
             })?;
         let txn = db.begin_write().storage()?;
+        // In the transaction that creates the tables: a migration commits with them or not at all.
+        tally_service::datafile::upgrade(&txn, &path, &STORE_FORMAT).map_err(StoreError::Format)?;
         txn.open_table(AGENTS).storage()?;
         txn.open_table(STREAMS).storage()?;
         txn.open_table(JOURNAL).storage()?;
@@ -77,6 +94,25 @@ impl Store {
             db: Arc::new(db),
             path,
         })
+    }
+
+    /// The data format version of the store in `data_dir`, checked without migrating it: an
+    /// error when this release cannot open it, `None` when there is no store yet or the running
+    /// central holds it (it checked the version when it opened it).
+    pub fn check_format(data_dir: &Path) -> Result<Option<u64>, StoreError> {
+        let path = data_dir.join(STORE_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = match Database::open(&path) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => return Ok(None),
+            Err(e) => return Err(StoreError::Storage(e.into())),
+        };
+        let txn = db.begin_read().storage()?;
+        tally_service::datafile::version(&txn, &path, &STORE_FORMAT)
+            .map(Some)
+            .map_err(StoreError::Format)
     }
 
     pub fn path(&self) -> &Path {

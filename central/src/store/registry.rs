@@ -202,7 +202,8 @@ impl Store {
 
 /// Each agent's clock as central last measured it: (agent) → (central's clock minus the
 /// agent's, in microseconds; when measured).
-const CLOCKS: redb::TableDefinition<&str, (i64, i64)> = redb::TableDefinition::new("agent_clock");
+pub(crate) const CLOCKS: redb::TableDefinition<&str, (i64, i64)> =
+    redb::TableDefinition::new("agent_clock");
 
 impl Store {
     /// Records how far the agent's clock is behind central's (`offset_micros`; negative when

@@ -1,0 +1,189 @@
+//! Backups of central's store and their restore.
+//!
+//! A backup is a fresh redb file holding every table as one read transaction saw it, so it is
+//! consistent while sessions journal and the merge runs. A restore checks a backup (its format
+//! version, every row of every table read back) and puts it in place while central is stopped,
+//! keeping the replaced store aside.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, WriteTransaction};
+use tally_service::datafile::{self, BackupError, FORMAT_TABLE, Opened};
+
+use super::{AGENTS, JOURNAL, STORE_FILE, STORE_FORMAT, STREAMS, Store, StoreError};
+use crate::merge::state as merge;
+
+/// Where a restore keeps the store it replaced, beside it.
+pub const BEFORE_RESTORE_FILE: &str = "central.redb.before-restore";
+
+/// Every table of central's store, copied one by one: the one list of them. A table missing
+/// here fails every backup (see [`datafile::write_copy`]) instead of being left out of it.
+fn copy_tables(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+) -> Result<(Vec<&'static str>, u64), redb::Error> {
+    use datafile::copy_table as copy;
+    let rows = copy(from, to, FORMAT_TABLE)?
+        + copy(from, to, AGENTS)?
+        + copy(from, to, STREAMS)?
+        + copy(from, to, JOURNAL)?
+        + copy(from, to, super::registry::CLOCKS)?
+        + copy(from, to, merge::CURSORS)?
+        + copy(from, to, merge::PLANS)?
+        + copy(from, to, merge::DEAD_LETTERS)?
+        + copy(from, to, merge::DISCARDED)?
+        + copy(from, to, merge::RETRIES)?
+        + copy(from, to, merge::NOTICES)?
+        + copy(from, to, merge::COUNTERS)?;
+    let names = vec![
+        "format",
+        "agents",
+        "streams",
+        "journal",
+        "agent_clock",
+        "merge_cursor",
+        "merge_plan",
+        "dead_letters",
+        "discarded_letters",
+        "retry_letters",
+        "merge_notices",
+        "merge_counters",
+    ];
+    Ok((names, rows))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the database {} is open (is tally-central running?): stop central before restoring", path.display())]
+    Running { path: PathBuf },
+    #[error("{} holds the store a previous restore replaced: move it away first", path.display())]
+    BeforeRestoreExists { path: PathBuf },
+    #[error("{} is not a backup of central's store (it has no tables)", path.display())]
+    NotAStore { path: PathBuf },
+    #[error("cannot restore {}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("the backup {} cannot be read: {error}", path.display())]
+    Unreadable { path: PathBuf, error: StoreError },
+    #[error(transparent)]
+    Copy(#[from] BackupError),
+}
+
+impl RestoreError {
+    /// Whether the backup itself is unusable here (a newer format, damaged, not a store).
+    pub fn is_data_error(&self) -> bool {
+        matches!(
+            self,
+            RestoreError::NotAStore { .. }
+                | RestoreError::Unreadable {
+                    error: StoreError::Format(_),
+                    ..
+                }
+                | RestoreError::Copy(BackupError::Storage { .. })
+        )
+    }
+}
+
+/// What a restore put in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The backup's data format version (migrated to the current one).
+    pub backup_version: u64,
+    pub rows: u64,
+    /// Where the replaced store was kept, if there was one.
+    pub previous: Option<PathBuf>,
+}
+
+impl Store {
+    /// Writes a consistent copy of the store to `to` while central runs; returns the rows.
+    pub fn backup(&self, to: &Path) -> Result<u64, BackupError> {
+        let snapshot = self.db().begin_read().map_err(|e| BackupError::Storage {
+            path: to.to_owned(),
+            error: e.into(),
+        })?;
+        datafile::write_copy(&snapshot, to, copy_tables)
+    }
+}
+
+/// Puts the backup `from` in place as the store of `data_dir` while central is stopped: checks
+/// and migrates a copy of it, then replaces the store by one rename, keeping the replaced one
+/// as [`BEFORE_RESTORE_FILE`]. A failure leaves the store as it was.
+pub fn restore(data_dir: &Path, from: &Path) -> Result<Restored, RestoreError> {
+    let live = data_dir.join(STORE_FILE);
+    let aside = data_dir.join(BEFORE_RESTORE_FILE);
+    if live.exists() {
+        // A damaged store is what a restore is for: any other failure to open it is no
+        // refusal, it is kept aside as it is.
+        if let Err(DatabaseError::DatabaseAlreadyOpen) = Database::open(&live) {
+            return Err(RestoreError::Running { path: live });
+        }
+        if aside.exists() {
+            return Err(RestoreError::BeforeRestoreExists { path: aside });
+        }
+    }
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |error| RestoreError::Io { path, error }
+    };
+    let unreadable = |error: StoreError| RestoreError::Unreadable {
+        path: from.to_owned(),
+        error,
+    };
+    let storage = |error: redb::Error| unreadable(StoreError::Storage(error));
+    // The backup is never written: a copy of it is migrated, then read whole into a new file.
+    let work = data_dir.join(".central.redb.restoring");
+    let checked = data_dir.join(".central.redb.restored");
+    let _ = std::fs::remove_file(&work);
+    tally_service::create_private_file(&work).map_err(io(&work))?;
+    let result = (|| {
+        {
+            let mut source = std::fs::File::open(from).map_err(io(from))?;
+            let mut target = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&work)
+                .map_err(io(&work))?;
+            std::io::copy(&mut source, &mut target).map_err(io(from))?;
+        }
+        let db = Database::create(&work).map_err(|e| storage(e.into()))?;
+        let txn = db.begin_write().map_err(|e| storage(e.into()))?;
+        let opened = datafile::upgrade(&txn, from, &STORE_FORMAT)
+            .map_err(|e| unreadable(StoreError::Format(e)))?;
+        let backup_version = match opened {
+            Opened::Created => {
+                return Err(RestoreError::NotAStore {
+                    path: from.to_owned(),
+                });
+            }
+            Opened::Current => STORE_FORMAT.current,
+            Opened::Migrated { from } => from,
+        };
+        txn.commit().map_err(|e| storage(e.into()))?;
+        let snapshot = db.begin_read().map_err(|e| storage(e.into()))?;
+        let rows = datafile::write_copy(&snapshot, &checked, copy_tables)?;
+        Ok(Restored {
+            backup_version,
+            rows,
+            previous: None,
+        })
+    })();
+    let _ = std::fs::remove_file(&work);
+    let mut restored = match result {
+        Ok(restored) => restored,
+        Err(error) => {
+            let _ = std::fs::remove_file(&checked);
+            return Err(error);
+        }
+    };
+    if live.exists() {
+        std::fs::rename(&live, &aside).map_err(io(&live))?;
+        restored.previous = Some(aside);
+    }
+    std::fs::rename(&checked, &live).map_err(io(&live))?;
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(data_dir))?;
+    Ok(restored)
+}
