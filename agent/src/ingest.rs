@@ -315,11 +315,17 @@ fn parse_qty(value: &RawValue) -> Result<Qty, String> {
 fn parse_time(value: &RawValue) -> Result<Timestamp, String> {
     let text: String = serde_json::from_str(value.get())
         .map_err(|_| "must be an RFC 3339 string such as 2026-11-29T09:30:00Z".to_owned())?;
-    let Some(second) = rfc3339_second(&text) else {
+    let Some((second, offset_in_range)) = rfc3339_second(&text) else {
         return Err(format!(
             "{text:?} is not an RFC 3339 timestamp with an offset, such as 2026-11-29T09:30:00Z"
         ));
     };
+    if !offset_in_range {
+        return Err(format!(
+            "{text:?} has an offset that does not exist: RFC 3339 offsets run from -23:59 to \
+             +23:59 (hours 00-23, minutes 00-59)"
+        ));
+    }
     if second == 60 {
         return Err(format!(
             "{text:?} is a leap second, which Tally does not store (its clock, like Unix time, has \
@@ -336,9 +342,10 @@ fn parse_time(value: &RawValue) -> Result<Timestamp, String> {
 }
 
 /// The seconds field of `text` if it has the shape of an RFC 3339 date-time
-/// (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`), whatever its numbers; `None` if it does not.
-/// Telling the shape apart from the range lets a wrong number be named as such.
-fn rfc3339_second(text: &str) -> Option<u8> {
+/// (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`), whatever its numbers, and whether its offset is
+/// in range (jiff takes `+24:00`, which RFC 3339 does not have); `None` if it does not have
+/// that shape. Telling the shape apart from the range lets a wrong number be named as such.
+fn rfc3339_second(text: &str) -> Option<(u8, bool)> {
     let b = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
         b.get(range.clone())
@@ -368,12 +375,17 @@ fn rfc3339_second(text: &str) -> Option<u8> {
         }
         rest = &frac[len..];
     }
-    let offset = match rest {
-        [b'Z' | b'z'] => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()),
-        _ => false,
+    let two = |a: u8, b: u8| {
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'))
     };
-    offset.then_some(second)
+    match *rest {
+        [b'Z' | b'z'] => Some((second, true)),
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            let (hours, minutes) = (two(h1, h2)?, two(m1, m2)?);
+            Some((second, hours <= 23 && minutes <= 59))
+        }
+        _ => None,
+    }
 }
 
 /// RFC 3339 in UTC with microseconds where they are not zero.

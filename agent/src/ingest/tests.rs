@@ -371,6 +371,14 @@ fn a_leap_second_and_an_impossible_date_are_refused_by_name() {
         assert!(!text.contains("not an RFC 3339"), "{at}: {text}");
     }
     for at in [
+        "2026-11-29T09:30:00+24:00",
+        "2026-11-29T09:30:00-23:60",
+        "2026-11-29T09:30:00+99:00",
+    ] {
+        let text = message(at);
+        assert!(text.contains("offset that does not exist"), "{at}: {text}");
+    }
+    for at in [
         "yesterday",
         "2026-11-29T09:30:00",
         "2026-11-29T09:30Z",
@@ -386,6 +394,8 @@ fn a_leap_second_and_an_impossible_date_are_refused_by_name() {
         "2025-11-24T16:00:00.25z",
         "2025-11-24 16:00:00-03:30",
         "2025-11-24t16:00:00Z",
+        "2025-11-24T16:00:00+23:59",
+        "2025-11-24T16:00:00-23:59",
     ] {
         assert!(
             parse(&format!(
