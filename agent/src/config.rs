@@ -86,6 +86,19 @@ pub struct ConfigArgs {
     /// How long a client id is remembered to catch scanner retries [default: 7d].
     #[arg(long, env = "TALLY_ID_RETENTION", value_name = "DURATION")]
     pub id_retention: Option<String>,
+    /// Bearer token GET /metrics then requires (for Prometheus' `authorization` setting); a
+    /// token of its own, so that the scraper cannot post events. Without it /metrics answers
+    /// anyone who reaches the listener. At least 16 characters.
+    #[arg(
+        long,
+        env = "TALLY_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+    /// File holding the metrics token (instead of --metrics-token).
+    #[arg(long, env = "TALLY_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// The configuration file's keys. Unknown keys are an error, so a typo is not silently ignored.
@@ -106,6 +119,7 @@ struct FileConfig {
     server_name: Option<String>,
     retention: Option<String>,
     id_retention: Option<String>,
+    metrics_token: Option<String>,
 }
 
 /// A size in the file: a number of bytes, or a string such as "512MiB".
@@ -130,6 +144,8 @@ pub struct Config {
     pub central: Option<CentralLink>,
     pub retention: Duration,
     pub id_retention: Duration,
+    /// The token GET /metrics requires; `None` leaves it open.
+    pub metrics_token: Option<Secret>,
 }
 
 /// How to reach central.
@@ -206,23 +222,27 @@ impl ConfigArgs {
             ));
         }
         for (i, token) in tokens.iter().enumerate() {
-            // Never echo the token itself.
-            if token.chars().count() < MIN_TOKEN_CHARS || token.len() > 256 {
+            check_token("scanner_tokens", &format!("token {}", i + 1), token)?;
+        }
+        let metrics_token = match (&self.metrics_token_file, &self.metrics_token) {
+            (Some(_), Some(_)) => {
                 return Err(invalid(
-                    "scanner_tokens",
-                    format!(
-                        "token {} must be {MIN_TOKEN_CHARS} to 256 characters long",
-                        i + 1
-                    ),
+                    "metrics_token",
+                    "give the token either directly or in --metrics-token-file, not both",
                 ));
             }
-            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            (Some(path), None) => Some(read_secret_file("metrics_token", path)?),
+            (None, Some(token)) => Some(token.clone()),
+            (None, None) => file.metrics_token,
+        };
+        if let Some(token) = &metrics_token {
+            check_token("metrics_token", "the token", token)?;
+            if tokens.contains(token) {
                 return Err(invalid(
-                    "scanner_tokens",
-                    format!("token {} must not contain white space", i + 1),
+                    "metrics_token",
+                    "must differ from every scanner token (a scraper must not be able to post events)",
                 ));
             }
-            refuse_placeholder("scanner_tokens", token)?;
         }
         let central_url = self.central_url.clone().or(file.central_url);
         let central_token = match (&self.central_token_file, &self.central_token) {
@@ -284,8 +304,24 @@ impl ConfigArgs {
             central,
             retention,
             id_retention,
+            metrics_token: metrics_token.map(Secret::new),
         })
     }
+}
+
+/// The rules a bearer token the agent accepts keeps; `what` names it in the message, which
+/// never echoes the token itself.
+fn check_token(key: &'static str, what: &str, token: &str) -> Result<(), ConfigError> {
+    if token.chars().count() < MIN_TOKEN_CHARS || token.len() > 256 {
+        return Err(invalid(
+            key,
+            format!("{what} must be {MIN_TOKEN_CHARS} to 256 characters long"),
+        ));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(key, format!("{what} must not contain white space")));
+    }
+    refuse_placeholder(key, token)
 }
 
 /// What `tally-agent status` needs, and nothing more: where the agent listens and a token to
@@ -552,6 +588,21 @@ mod tests {
                     ..args()
                 },
                 "scanner_tokens",
+            ),
+            (
+                ConfigArgs {
+                    metrics_token: Some("short".into()),
+                    ..args()
+                },
+                "metrics_token",
+            ),
+            (
+                // A scraper holding a scanner token could post events.
+                ConfigArgs {
+                    metrics_token: Some(args().scanner_tokens[0].clone()),
+                    ..args()
+                },
+                "metrics_token",
             ),
         ];
         for (args, key) in cases {

@@ -41,6 +41,8 @@ pub struct AppState {
     pub log: Log,
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<TokenSet>,
+    /// The token GET /metrics requires, when one is configured.
+    pub metrics_token: Option<Arc<TokenSet>>,
     pub agent_id: Arc<str>,
     pub warehouse: Arc<str>,
     pub max_log_bytes: u64,
@@ -544,7 +546,23 @@ fn backup_failed() -> ApiError {
     )
 }
 
-async fn get_metrics(State(state): State<AppState>) -> Response {
+async fn get_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(tally_service::bearer_token);
+        // Scanner tokens do not open /metrics either: only the metrics token does.
+        if !presented.is_some_and(|p| token.accepts(p)) {
+            state.metrics.rejected("unauthorized");
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "GET /metrics requires the metrics token as Authorization: Bearer <token>",
+            )
+            .into_response();
+        }
+    }
     let log = state.log.clone();
     let (last_seq, acked_seq) = tokio::task::spawn_blocking(move || {
         log.status()

@@ -68,6 +68,10 @@ impl Agent {
             log,
             metrics,
             tokens: Arc::new(TokenSet::new(&config.scanner_tokens)),
+            metrics_token: config
+                .metrics_token
+                .as_ref()
+                .map(|t| Arc::new(TokenSet::new(std::slice::from_ref(t)))),
             agent_id: config.agent_id.as_str().into(),
             warehouse: config.warehouse.as_str().into(),
             max_log_bytes: config.max_log_bytes,

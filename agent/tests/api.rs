@@ -30,6 +30,7 @@ fn config(dir: &std::path::Path) -> Config {
         central: None,
         retention: std::time::Duration::from_secs(3600),
         id_retention: std::time::Duration::from_secs(3600),
+        metrics_token: None,
     }
 }
 
@@ -536,4 +537,45 @@ async fn concurrent_posts_share_commits_and_get_distinct_seqs() {
     }
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=64).collect::<Vec<u64>>());
+}
+
+/// Issue 10, item 8: /metrics faces the warehouse network; with `metrics_token` set it answers
+/// only that token, not a scanner's (which can post events) and not an anonymous caller.
+#[tokio::test]
+async fn a_configured_metrics_token_closes_metrics_to_everyone_else() {
+    const METRICS_TOKEN: &str = "scrape-token-0123456789";
+    let agent = agent_with(|c| c.metrics_token = Some(Secret::new(METRICS_TOKEN)));
+    let metrics = |auth: Option<String>| {
+        let mut request = Request::get("/metrics");
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        agent.send(request.body(Body::empty()).unwrap())
+    };
+    let (status, body) = metrics(None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(
+        metrics(Some(format!("Bearer {TOKEN}"))).await.0,
+        StatusCode::UNAUTHORIZED,
+        "a scanner token opened /metrics"
+    );
+    let (status, body) = metrics(Some(format!("bearer {METRICS_TOKEN}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.as_str()
+            .is_some_and(|t| t.contains("tally_agent_requests_rejected_total")),
+        "{body}"
+    );
+    // The metrics token is not a scanner token.
+    let (status, _) = agent
+        .send(
+            Request::post("/v1/events")
+                .header(header::AUTHORIZATION, format!("Bearer {METRICS_TOKEN}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(pick("m", "1").to_string()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -103,6 +103,7 @@ fn config(dir: &Path) -> Config {
         central: None,
         retention: std::time::Duration::from_secs(3600),
         id_retention: std::time::Duration::from_secs(3600),
+        metrics_token: None,
     }
 }
 
