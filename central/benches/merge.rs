@@ -1,12 +1,12 @@
 //! Merge benchmark: prints its figures; `docs/BENCHMARKS.md` records them.
 //!
 //! `cargo bench -p tally-central --bench merge`: 10,000 events over 200 SKUs in 2 warehouses,
-//! merged into the Odoo simulator by Tally's engine and, in the same run, by a naive
-//! integration that sends one picking (create + validate) per event. The simulator's latency
-//! model is CONTRACT §4.2's: 300 ms per call + 35 ms per move line (`TALLY_BENCH_LATENCY_SCALE`
-//! scales it). The naive side costs the same for every event, and all 10,000 would take about
-//! two hours, so it runs on the first `TALLY_BENCH_NAIVE_EVENTS` (default 300) and is
-//! extrapolated; the output says so. Both end states are checked against the expected stock.
+//! merged into the Odoo simulator by Tally's engine and, in the same run, by a naive integration
+//! that sends one picking (create + validate) per event. The simulator's latency model is
+//! docs/odoo.md#timings's: 300 ms per call + 35 ms per move line (`TALLY_BENCH_LATENCY_SCALE`
+//! scales it). The naive side costs the same for every event, and all 10,000 would take about two
+//! hours, so it runs on the first `TALLY_BENCH_NAIVE_EVENTS` (default 300) and is extrapolated; the
+//! output says so. Both end states are checked against the expected stock.
 //!
 //! Then the count scenario ([`counts`]): one warehouse, 200 SKUs over two locations, 10,000
 //! receipts and picks merged once as they are and once with 3 % of them replaced by counts of
@@ -638,7 +638,7 @@ async fn run() -> anyhow::Result<()> {
     let model = latency(scale);
     if scenario == "counts" {
         println!(
-            "latency model: {:?} per call + {:?} per line (CONTRACT §4.2 × {scale})",
+            "latency model: {:?} per call + {:?} per line (docs/odoo.md#timings × {scale})",
             model.per_call, model.per_line
         );
         return counts(model, None).await;
@@ -648,7 +648,7 @@ async fn run() -> anyhow::Result<()> {
         WAREHOUSES.len()
     );
     println!(
-        "latency model: {:?} per call + {:?} per line (CONTRACT §4.2 × {scale})",
+        "latency model: {:?} per call + {:?} per line (docs/odoo.md#timings × {scale})",
         model.per_call, model.per_line
     );
     let feed = feed();

@@ -16,7 +16,7 @@ use crate::odoo::{Api, OdooConfig};
 
 /// Timeout of one Odoo call, before the time added per picking line (half a second: a
 /// 200-line picking gets 160 s): a loaded server retries serialisation failures for up to
-/// ~30 s before answering (CONTRACT §4.2, §8).
+/// ~30 s before answering (docs/odoo.md#concurrency).
 const ODOO_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Default, Args)]

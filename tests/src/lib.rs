@@ -21,8 +21,8 @@
 //! - [`central`]: [`CentralProcess`] (a real `tally-central run`), its [`AdminClient`], TLS
 //!   material ([`gen_cert`]) and [`check_journal`] (central's journal against an agent's log).
 //! - [`proxy`]: [`Proxy`], a TCP proxy for fault injection between agents and central.
-//! - [`odoo_sim`]: [`OdooSim`], an in-memory simulator of Odoo 17/18's JSON-RPC API (the
-//!   models and behaviours recorded in `shared/odoo/CONTRACT.md`), with a fault switch, a
+//! - [`odoo_sim`]: [`OdooSim`], an in-memory simulator of Odoo 17, 18 and 19 (JSON-RPC, and
+//!   JSON-2 in its 19 mode; the behaviour `docs/odoo.md` records), with a fault switch, a
 //!   latency model and an inspection API; also served by the `tally-odoo-sim` binary.
 //! - [`wait`]: [`wait_until`], polling an observable condition with a deadline, and
 //!   [`wait_synced`], until an agent reports its whole log acknowledged by central.

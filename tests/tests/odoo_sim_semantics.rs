@@ -1,4 +1,4 @@
-//! What the Odoo simulator promises beyond response shapes (CONTRACT §4, §5, §8, §12, §14),
+//! What the Odoo simulator promises beyond response shapes (docs/odoo.md),
 //! on both versions: exact stock deltas from the 2-call flow, negative stock, the picking
 //! name as an idempotency key, 17 vs 18 on validating a done picking, backorders from a
 //! partial pick, the "picked" hazard, a move's lines replaced at another location (docs/odoo.md),
@@ -179,7 +179,7 @@ async fn two_call_flows_move_quants_by_exactly_the_delta() {
             .create_picking("edge:d1", false, sku, 3.0)
             .await
             .unwrap();
-        // The preset quantity is reserved until validation (§4.1).
+        // The preset quantity is reserved until validation (docs/odoo.md#reservations).
         assert_eq!(sim.availability("SKU-001", "WH"), (10.0, 7.0, 7.0));
         assert_eq!(
             rpc.validate(delivery.as_i64().unwrap()).await.unwrap(),
@@ -231,7 +231,8 @@ async fn negative_stock_is_allowed_including_on_lots() {
         );
         assert_eq!(sim.on_hand("SKU-002", "WH/Stock"), -3.0, "{version:?}");
 
-        // Lot-tracked: delivering 5 from a lot holding 2 leaves it at -3 (§4.4).
+        // Lot-tracked: delivering 5 from a lot holding 2 leaves it at -3
+        // (docs/odoo.md#negative-stock).
         sim.set_on_hand("SKU-005", "WH/Stock", Some("LOT-B"), 2.0)
             .unwrap();
         let lot = rpc
@@ -305,7 +306,7 @@ async fn a_duplicate_picking_name_is_refused_and_creates_nothing() {
             before, after,
             "{version:?}: a refused create left something behind"
         );
-        // `origin` is not unique: two pickings may share it (§4.3).
+        // `origin` is not unique: two pickings may share it (docs/odoo.md#exactly-once).
         for name in ["edge:o1", "edge:o2"] {
             rpc.ok(
                 "stock.picking",
@@ -357,7 +358,7 @@ async fn validating_a_done_picking_again_never_reapplies() {
     }
 }
 
-/// A sales order's delivery, as the lab's admin made them (§12).
+/// A sales order's delivery, as the lab's admin made them (docs/odoo.md#open-pickings).
 async fn so_delivery(sim: &OdooSim, rpc: &Rpc) -> (i64, Vec<(i64, String)>) {
     for sku in ["SKU-002", "SKU-003"] {
         sim.set_on_hand(sku, "WH/Stock", None, 50.0).unwrap();
@@ -415,7 +416,7 @@ async fn a_partial_pick_makes_a_reserved_backorder() {
         let rpc = Rpc::new(&sim);
         let (picking, moves) = so_delivery(&sim, &rpc).await;
         let (before_on_hand, before_free, _) = sim.availability("SKU-002", "WH");
-        // 3 of 5 × SKU-002 and 3 of 3 × SKU-003 (§12.2).
+        // 3 of 5 × SKU-002 and 3 of 3 × SKU-003 (docs/odoo.md#open-pickings).
         let commands: Vec<Value> = moves
             .iter()
             .map(|(id, _)| json!([1, id, {"quantity": 3, "picked": true}]))
@@ -621,7 +622,8 @@ async fn quantities_without_picked_ship_every_reserved_line() {
         let rpc = Rpc::new(&sim);
         let (picking, moves) = so_delivery(&sim, &rpc).await;
         let sku002 = moves.iter().find(|(_, s)| s == "SKU-002").unwrap().0;
-        // The hazard (§12.2): a quantity written without `picked`, SKU-003 untouched.
+        // The hazard (docs/odoo.md#move-lines): a quantity written without `picked`, SKU-003
+        // untouched.
         rpc.ok(
             "stock.picking",
             "write",
@@ -725,7 +727,8 @@ async fn a_validation_without_preset_quantities_returns_the_backorder_wizard() {
             12.0,
             "a wizard is not done"
         );
-        // Dropping the remainder validates only what was reserved (§4.1: not the delta).
+        // Dropping the remainder validates only what was reserved (docs/odoo.md#pickings: not the
+        // delta).
         assert_eq!(rpc.validate(picking).await.unwrap(), json!(true));
         assert_eq!(sim.on_hand("SKU-001", "WH/Stock"), 0.0, "{version:?}");
     }
@@ -768,7 +771,7 @@ async fn a_missing_lot_fails_and_cancel_releases_the_reservation() {
         )
         .await;
         assert_eq!(sim.availability("SKU-005", "WH").1, 21.0, "{version:?}");
-        // The name stays taken until the cancelled picking is unlinked (§14.2).
+        // The name stays taken until the cancelled picking is unlinked (docs/odoo.md#cancelling).
         assert!(
             rpc.create_picking("edge:nolot", false, sku, 1.0)
                 .await
@@ -822,7 +825,7 @@ async fn counts_apply_once_with_their_marker() {
             )
             .await;
         assert_eq!(marker, json!(1));
-        // A duplicate row makes an absolute count land on one row only (§13.1 hazard), while
+        // A duplicate row makes an absolute count land on one row only (docs/odoo.md#quants), while
         // the relative path moves exactly the delta.
         let row = sim.add_quant_row("SKU-004", "WH/Stock", 0.0).unwrap();
         rpc.ok(
@@ -846,7 +849,7 @@ async fn counts_apply_once_with_their_marker() {
 
 /// Every fault kind on `button_validate`: the ones that fail before the work leave the
 /// picking assigned and stock unchanged; "applied" ones leave it done, exactly once, even
-/// when the client retries the way CONTRACT §4.3 says.
+/// when the client retries the way docs/odoo.md#exactly-once says.
 #[tokio::test]
 async fn faults_apply_nothing_unless_applied_then_lost() {
     for version in VERSIONS {

@@ -2,9 +2,9 @@
 //!
 //! The picking's `name` is its deterministic key, and Odoo refuses a second picking of the same
 //! name (`unique(name, company_id)`), so creating is safe to repeat. After any failure whose
-//! outcome is unknown (a timeout, a lost answer, a 5xx, a serialisation failure), the key is
-//! looked up: `done` means applied, an open state means validate again, absent means create
-//! again (CONTRACT §4.3). Nothing is ever created twice and nothing is validated blindly.
+//! outcome is unknown (a timeout, a lost answer, a 5xx, a serialisation failure), the key is looked
+//! up: `done` means applied, an open state means validate again, absent means create again
+//! (docs/odoo.md#exactly-once). Nothing is ever created twice and nothing is validated blindly.
 
 use std::time::Duration;
 
@@ -168,12 +168,12 @@ enum FillStep {
     Validate,
 }
 
-/// Fills an open picking exactly once (CONTRACT §12.5): GUARD reads the picking; done with
-/// this fill's marker means applied; open with the marker means written but not validated;
-/// open without it means WRITE (quantities + marker, one transaction) then VALIDATE, keeping
-/// a backorder for what was not picked. After any failure of unknown outcome, GUARD again.
-/// A picking someone else validated or cancelled first is a permanent error: its events are
-/// parked for a person to look at, never applied to some other picking behind their back.
+/// Fills an open picking exactly once (docs/odoo.md#open-pickings): GUARD reads the picking; done
+/// with this fill's marker means applied; open with the marker means written but not validated;
+/// open without it means WRITE (quantities + marker, one transaction) then VALIDATE, keeping a
+/// backorder for what was not picked. After any failure of unknown outcome, GUARD again. A picking
+/// someone else validated or cancelled first is a permanent error: its events are parked for a
+/// person to look at, never applied to some other picking behind their back.
 pub async fn fill_once(
     client: &OdooClient,
     fill: &PlannedFill,

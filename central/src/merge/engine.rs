@@ -773,7 +773,7 @@ impl Lane {
         })
     }
 
-    /// Computes the counts that close phase `p` (CONTRACT §13.3, picking path), all at once,
+    /// Computes the counts that close phase `p` (docs/odoo.md#counts), all at once,
     /// and records their deltas in the plan before anything applies them: a restart applies
     /// the same deltas, never recomputed ones.
     ///

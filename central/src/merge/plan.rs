@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use tally_protocol::{EventKind, LoggedEvent, Qty};
 
-/// Lines per picking at most: a few seconds per Odoo call (CONTRACT §4.2 recommends 100–200).
+/// Lines per picking at most: a few seconds per Odoo call (docs/odoo.md#timings).
 pub const MAX_LINES_PER_PICKING: usize = 200;
 
 /// Where a warehouse's stock lives and which picking types move it (resolved from Odoo).
@@ -360,7 +360,7 @@ pub struct CountDelta {
 }
 
 /// The adjustment lines that bring each count's stock to what was counted, as of the count
-/// (CONTRACT §13.3, picking path): Odoo's quantity now holds every Tally event of that stock
+/// (docs/odoo.md#counts): Odoo's quantity now holds every Tally event of that stock
 /// before the count and none after it (the phases see to that); what it must not hold is what
 /// others moved there after the count was taken (`moved`, dated by Odoo), so that is taken out
 /// of it. `lots` are the ids of the counted lots Odoo has; a lot it lacks holds nothing.
@@ -671,7 +671,7 @@ pub struct OpenMove {
     pub to: i64,
 }
 
-/// What to write on an open picking (CONTRACT §12, docs/odoo.md): the lines of its moves are
+/// What to write on an open picking (docs/odoo.md#fills): the lines of its moves are
 /// replaced by what was scanned, where it was scanned, picked, and the picking is validated,
 /// leaving a backorder for the rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -282,8 +282,9 @@ impl OdooClient {
         }))
     }
 
-    /// Creates the picking with every move's quantity preset and picked (CONTRACT §4.1), so
-    /// validation moves exactly these quantities. Lots go in picking-level move lines (§5).
+    /// Creates the picking with every move's quantity preset and picked (docs/odoo.md#pickings),
+    /// so validation moves exactly these quantities. Lots go in picking-level move lines
+    /// (docs/odoo.md#lots).
     pub async fn create_picking(&self, picking: &PlannedPicking) -> Result<i64, OdooError> {
         let moves: Vec<Value> = picking
             .lines
@@ -317,7 +318,7 @@ impl OdooClient {
             "move_ids": moves,
         });
         // Receipts name their lots (Odoo creates them); every other picking takes existing lots
-        // by id (CONTRACT §5), looked up in one call.
+        // by id (docs/odoo.md#lots), looked up in one call.
         let lots = if picking.kind == PickingKind::Receipt {
             HashMap::new()
         } else {
@@ -352,7 +353,7 @@ impl OdooClient {
     }
 
     /// Creates the lots of lines that may create them and are not in `lots` (an internal
-    /// picking does not create lots from names, CONTRACT §5), adding their ids. A lot created
+    /// picking does not create lots from names, docs/odoo.md#lots), adding their ids. A lot created
     /// meanwhile by someone else (the name is unique per product) is looked up instead.
     async fn create_missing_lots(
         &self,
@@ -445,7 +446,7 @@ impl OdooClient {
     }
 
     /// The quantity of `product` at exactly `location` (every quant row summed: Odoo may hold
-    /// several for one key, CONTRACT §8).
+    /// several for one key, docs/odoo.md#quants).
     /// With `lot`, only that lot's quantity.
     pub async fn quantity_at(
         &self,
@@ -502,11 +503,11 @@ impl OdooClient {
             .ok_or_else(|| malformed("stock.lot.search_read"))
     }
 
-    /// What counts of `products` at `locations` are computed from, in bulk (CONTRACT §13.2,
-    /// docs/odoo.md): every quant row of those products at exactly those locations (the caller
-    /// picks its own pairs and lots out of them), and the done move lines into or out of them
-    /// dated after `after` (UTC), leaving out moves of pickings whose name starts with
-    /// `exclude_prefix` (Tally's own) and of pickings Tally filled.
+    /// What counts of `products` at `locations` are computed from, in bulk (docs/odoo.md#counts):
+    /// every quant row of those products at exactly those locations (the caller picks its own pairs
+    /// and lots out of them), and the done move lines into or out of them dated after `after`
+    /// (UTC), leaving out moves of pickings whose name starts with `exclude_prefix` (Tally's own)
+    /// and of pickings Tally filled.
     pub async fn count_stock(
         &self,
         products: &[i64],
@@ -614,7 +615,7 @@ impl OdooClient {
     }
 
     /// Counts people entered in Odoo for `products` at exactly `locations` and have not
-    /// applied yet (CONTRACT §13.4), in one call.
+    /// applied yet (docs/odoo.md#counts), in one call.
     pub async fn pending_counts(
         &self,
         products: &[i64],
@@ -672,11 +673,11 @@ pub struct FillGuard {
 }
 
 impl OdooClient {
-    /// The open pickings each reference names (CONTRACT §12.1), oldest first: a picking by its
-    /// name — or, once that one is done, the open backorders it left — else the open pickings
-    /// of the sales order of that name (`sale_id`, not `origin`, which Odoo 18 decorates; an
-    /// order shipped in several steps has a picking per step). References that name nothing
-    /// open are left out.
+    /// The open pickings each reference names (docs/odoo.md#open-pickings), oldest first: a picking
+    /// by its name — or, once that one is done, the open backorders it left — else the open
+    /// pickings of the sales order of that name (`sale_id`, not `origin`, which Odoo 18 decorates;
+    /// an order shipped in several steps has a picking per step). References that name nothing open
+    /// are left out.
     pub async fn open_pickings(
         &self,
         references: &[String],
@@ -846,7 +847,7 @@ impl OdooClient {
             .collect())
     }
 
-    /// The state and note of the picking a fill targets (the GUARD of CONTRACT §12.5).
+    /// The state and note of the picking a fill targets (the GUARD of docs/odoo.md#open-pickings).
     pub async fn fill_guard(&self, picking: i64) -> Result<Option<FillGuard>, OdooError> {
         let rows = self
             .search_read(
@@ -864,7 +865,7 @@ impl OdooClient {
     }
 
     /// Puts what was scanned on the fill's moves, where it was scanned, picked, and appends the
-    /// marker to the note, in one transaction (CONTRACT §12.5 WRITE, docs/odoo.md): each
+    /// marker to the note, in one transaction (the WRITE of docs/odoo.md#fills): each
     /// filled move's current lines (Odoo's reservation, or an earlier attempt's lines) are
     /// deleted, which releases what they reserved, and a picked line per scanned location and
     /// lot takes their place. Absolute: repeating it leaves the same lines.
@@ -980,7 +981,7 @@ impl OdooClient {
     }
 
     /// Validates a filled picking, leaving what was not picked in a backorder without any
-    /// wizard (`skip_backorder` without `picking_ids_not_to_backorder`, CONTRACT §12.2).
+    /// wizard (`skip_backorder` without `picking_ids_not_to_backorder`, docs/odoo.md#backorders).
     pub async fn validate_with_backorder(&self, fill: &PlannedFill) -> Result<bool, OdooError> {
         let context = json!({"skip_backorder": true, "skip_sms": true});
         let result = self

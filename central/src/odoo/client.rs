@@ -636,7 +636,7 @@ mod tests {
             parse_envelope(json!({"jsonrpc":"2.0","id":1,"result":false})),
             Ok(Some(json!(false)))
         );
-        // A method returning None: no `result` key at all (CONTRACT §1).
+        // A method returning None: no `result` key at all (docs/odoo.md#transports).
         assert_eq!(parse_envelope(json!({"jsonrpc":"2.0","id":1})), Ok(None));
         let error = parse_envelope(json!({"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error",
             "data":{"name":"psycopg2.errors.SerializationFailure","debug":"Traceback ...","message":"could not serialize access due to concurrent update\n","arguments":[],"context":{}}}}))

@@ -26,8 +26,8 @@ use tally_tests::{
 /// Tally end to end on one machine: Odoo (simulated unless given), central, a warehouse agent.
 #[derive(Debug, Parser)]
 struct Args {
-    /// A real Odoo 17/18 to merge into instead of the simulator (its warehouse WH must have a
-    /// location WH/Stock/Shelf 2 and storable products CHAIR-OAK, LAMP-BRASS, DESK-PINE).
+    /// A real Odoo 17, 18 or 19 to merge into instead of the simulator (its warehouse WH must have
+    /// a location WH/Stock/Shelf 2 and storable products CHAIR-OAK, LAMP-BRASS, DESK-PINE).
     #[arg(long, env = "TALLY_ODOO_URL", requires_all = ["odoo_db", "odoo_api_key"])]
     odoo_url: Option<String>,
     #[arg(long, env = "TALLY_ODOO_DB")]

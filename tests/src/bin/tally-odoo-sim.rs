@@ -1,7 +1,7 @@
-//! `tally-odoo-sim`: an in-memory **simulator** of an Odoo 17/18 server's JSON-RPC API for
-//! Tally's demo and benchmarks. It is not Odoo: it serves the models and behaviours recorded
-//! from real servers (`shared/odoo/CONTRACT.md`), seeded like the lab database (warehouses
-//! `WH` and `WH2`, products `SKU-001`…`SKU-005`, user `edge-sync` with an API key).
+//! `tally-odoo-sim`: an in-memory **simulator** of an Odoo 17, 18 or 19 server's external API
+//! (JSON-RPC, and JSON-2 as 19) for Tally's demo and benchmarks. It is not Odoo: it serves the
+//! models and behaviours recorded from real servers (docs/odoo.md), seeded like the lab's database
+//! (warehouses `WH` and `WH2`, products `SKU-001`…`SKU-005`, user `edge-sync` with an API key).
 //!
 //! It prints one line once it accepts connections:
 //! `tally-odoo-sim (Odoo 17 simulator, not a real Odoo) listening on http://ADDR db=DB
@@ -14,16 +14,16 @@ use anyhow::Context as _;
 use clap::Parser;
 use tally_tests::odoo_sim::{Latency, OdooSim, SimConfig, Version};
 
-/// A simulator of Odoo 17/18's JSON-RPC API (POST /jsonrpc) for tests, demos and
-/// benchmarks. Not a real Odoo.
+/// A simulator of Odoo 17, 18 or 19's external API (POST /jsonrpc; POST /json/2/… as 19) for
+/// tests, demos and benchmarks. Not a real Odoo.
 #[derive(Debug, Parser)]
 #[command(name = "tally-odoo-sim", disable_version_flag = true)]
 struct Args {
     /// Address to listen on (port 0: the OS picks one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Odoo major version to simulate: 17 or 18.
-    #[arg(long = "version", default_value_t = 17, value_parser = clap::value_parser!(u8).range(17..=18))]
+    /// Odoo major version to simulate: 17, 18 or 19.
+    #[arg(long = "version", default_value_t = 17, value_parser = clap::value_parser!(u8).range(17..=19))]
     odoo_version: u8,
     /// Latency added to every call, in milliseconds (the lab measured about 300).
     #[arg(long, default_value_t = 0)]
@@ -45,7 +45,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let version = Version::from_major(args.odoo_version).context("--version must be 17 or 18")?;
+    let version =
+        Version::from_major(args.odoo_version).context("--version must be 17, 18 or 19")?;
     let mut config = SimConfig::new(version);
     config.db = args.db;
     config.extra_products = args.seed_products;

@@ -15,7 +15,7 @@ use super::{Version, domain::Domain, inventory, sale, schema, stock};
 pub struct Credential {
     pub uid: Id,
     pub login: String,
-    /// Passwords and API keys both work in the password slot (CONTRACT §2).
+    /// Passwords and API keys both work in the password slot (docs/odoo.md#logging-in).
     pub secrets: Vec<String>,
 }
 
@@ -280,7 +280,7 @@ fn dispatch(
     generic_method(env, model, method, &args)
 }
 
-/// The lab's access rules that the integration runs into (CONTRACT §1).
+/// The access rules the integration user runs into (docs/odoo.md#rights).
 fn check_access(env: &Env, model: &str, method: &str) -> Result<(), OdooError> {
     let admin = env.uid == sale::ADMIN_UID;
     if model == "ir.config_parameter" && !admin {

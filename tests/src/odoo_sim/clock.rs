@@ -1,5 +1,5 @@
 //! The simulator's clock. Odoo stores datetimes in UTC as `YYYY-MM-DD HH:MM:SS` (1-second
-//! resolution, CONTRACT §13.2). Tests that query "moves after T" need the clock under
+//! resolution, docs/odoo.md#counts). Tests that query "moves after T" need the clock under
 //! control, so it can be frozen and moved by hand instead of slept on.
 
 use std::sync::Mutex;

@@ -1,5 +1,5 @@
 //! The fault switch: make the next N calls (optionally only those to a model/method) fail
-//! the ways a real Odoo fails under load (CONTRACT §8), so that retry and exactly-once
+//! the ways a real Odoo fails under load (docs/odoo.md#concurrency), so that retry and exactly-once
 //! logic can be tested. Every kind but the `Applied*` ones fails *before* the call touches
 //! the database, as Odoo's do (a serialization failure rolls the transaction back; a pool
 //! error or an HTTP 500 from `_serve_db` happens before any work).

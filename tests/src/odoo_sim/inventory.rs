@@ -1,4 +1,4 @@
-//! `stock.quant` in `inventory_mode` (CONTRACT §7.1, §13): counts set with
+//! `stock.quant` in `inventory_mode` (docs/odoo.md#quants): counts set with
 //! `create(inventory_quantity)` (which returns the existing row's id), relative counts by
 //! writing `inventory_diff_quantity`, `action_apply_inventory` (done `is_inventory` moves
 //! named by the context's `inventory_name`, no `result` key), the wizards it returns instead
@@ -84,7 +84,7 @@ fn key_of(env: &Env, vals: &Map<String, Value>) -> Result<(Id, Id, Option<Id>), 
 /// `stock.quant.create`. In inventory mode a counted quantity goes to the first existing
 /// row of the key (whose id is returned); `inventory_quantity_auto_apply` applies at once;
 /// anything else makes a new row — also outside inventory mode, where a `quantity` creates
-/// stock with no move at all (the danger of §7.1 `b5`).
+/// stock with no move at all (the danger docs/odoo.md#quants warns of).
 pub fn create_quants(
     env: &mut Env,
     vals_list: &[Map<String, Value>],
@@ -102,7 +102,7 @@ pub fn create_quants(
                 "inventory_diff_quantity",
                 Value::from(as_f64(counted) - quantity),
             );
-            // 18 replaces the whole context here, losing `inventory_name` (§13.1).
+            // 18 replaces the whole context here, losing `inventory_name` (docs/odoo.md#quants).
             let name = match env.version {
                 Version::V17 => env.ctx_value("inventory_name").as_str().map(str::to_owned),
                 Version::V18 | Version::V19 => None,
@@ -133,7 +133,7 @@ pub fn create_quants(
 }
 
 /// `stock.quant.write`: counted quantities mark the row; the difference may be written
-/// directly (the relative path, §7.1).
+/// directly (the relative path, docs/odoo.md#quants).
 pub fn write_quants(
     env: &mut Env,
     quants: &[Id],

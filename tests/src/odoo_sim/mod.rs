@@ -1,12 +1,12 @@
-//! An in-memory **simulator** of Odoo 17/18's external JSON-RPC API, faithful to what was
-//! recorded from real servers (`shared/odoo/CONTRACT.md` and its transcripts), for Tally's
+//! An in-memory **simulator** of Odoo 17, 18 and 19's external API — JSON-RPC, and JSON-2 in
+//! the 19 mode —, faithful to what was recorded from real servers (docs/odoo.md), for Tally's
 //! tests, demo and benchmarks. It is not Odoo: it implements the models, methods and
 //! behaviours the integration relies on, and the hazards it must survive.
 //!
-//! - [`OdooSim`]: the running server (axum on `POST /jsonrpc`, port picked by the OS) and
-//!   the Rust handle tests use to seed data, inject faults, move the clock and inspect
-//!   stock, pickings, move lines and call counts.
-//! - [`SimConfig`]: version (17 or 18), database name, API key, latency model.
+//! - [`OdooSim`]: the running server (axum on `POST /jsonrpc` and `POST /json/2/…`, port
+//!   picked by the OS) and the Rust handle tests use to seed data, inject faults, move the
+//!   clock and inspect stock, pickings, move lines and call counts.
+//! - [`SimConfig`]: version (17, 18 or 19), database name, API key, latency model.
 //! - [`Fault`] / [`FaultKind`]: the fault switch (serialization failure, operational and
 //!   pool errors, HTTP 500, hangs, and "applied but the response is lost").
 //! - [`schema`]: models and fields, public so replay tests can map record ids.
@@ -95,8 +95,8 @@ impl Version {
     }
 }
 
-/// The latency model (CONTRACT §4.2: on a small server about 300 ms per call plus 35 ms per
-/// move line for create/validate). Zero by default so tests run fast.
+/// The latency model (docs/odoo.md#timings: about 300 ms per call plus 35 ms per move line
+/// for create/validate, a busy small server). Zero by default so tests run fast.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Latency {
     /// Added to every call, before it runs (in parallel with other calls).
@@ -125,8 +125,8 @@ pub struct SimConfig {
     /// The integration user's API key (default: 40 random hex digits).
     pub api_key: String,
     pub latency: Latency,
-    /// `edge-sync`'s e-mail. Odoo needs one to post the "backorder created" message (§12.2);
-    /// `None` reproduces the lab's first, failing partial pick.
+    /// `edge-sync`'s e-mail. Odoo needs one to post the "backorder created" message
+    /// (docs/odoo.md#backorders); `None` reproduces the lab's first, failing partial pick.
     pub edge_sync_email: Option<String>,
     /// Untracked storable products `BULK-0000`… added to the five lab SKUs.
     pub extra_products: usize,
@@ -501,8 +501,8 @@ impl OdooSim {
             .context("no result")
     }
 
-    /// Adds a storable product `sku` (named `Product <sku>`) and returns its id. Odoo does
-    /// not keep `default_code` unique: adding a SKU twice makes two products (§3).
+    /// Adds a storable product `sku` (named `Product <sku>`) and returns its id. Odoo does not keep
+    /// `default_code` unique: adding a SKU twice makes two products (docs/odoo.md#resolving).
     pub fn add_product(&self, sku: &str, tracking: Tracking) -> anyhow::Result<Id> {
         let mut vals = json!({"name": format!("Product {sku}"), "default_code": sku,
                               "tracking": tracking.as_str()});
@@ -571,8 +571,8 @@ impl OdooSim {
     }
 
     /// Adds another quant row for (sku, location) holding `quantity`, as concurrent updates
-    /// leave behind (§8): readers must sum rows, and an absolute count lands on one of them
-    /// (§13.1). Returns the row's id.
+    /// leave behind (docs/odoo.md#quants): readers must sum rows, and an absolute count lands
+    /// on one of them. Returns the row's id.
     pub fn add_quant_row(&self, sku: &str, location: &str, quantity: f64) -> anyhow::Result<Id> {
         let product = self.product_id(sku)?;
         let location = self.location_id(location)?;
@@ -699,7 +699,7 @@ impl OdooSim {
     // -- inspection ----------------------------------------------------------------------
 
     /// On-hand quantity of `sku` at exactly `location` (complete name), all lots, summing
-    /// every quant row (rows can be duplicated, §8).
+    /// every quant row (rows can be duplicated, docs/odoo.md#quants).
     pub fn on_hand(&self, sku: &str, location: &str) -> f64 {
         self.quants(sku)
             .into_iter()

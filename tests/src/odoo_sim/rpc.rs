@@ -1,4 +1,4 @@
-//! The JSON-RPC envelope of Odoo's `/jsonrpc` route (CONTRACT §1): requests
+//! The JSON-RPC envelope of Odoo's `/jsonrpc` route (docs/odoo.md#transports): requests
 //! `{"jsonrpc":"2.0","method":"call","params":{"service","method","args"},"id"}`, successes
 //! `{"jsonrpc":"2.0","id","result"}` with **no `result` key** when the method returned `None`,
 //! and application errors as HTTP 200 with `error.code` 200 and the exception's qualified
@@ -173,7 +173,8 @@ impl OdooError {
         ))
     }
 
-    /// The overload error 18 returned when PostgreSQL ran out of connections (CONTRACT §8).
+    /// The overload error 18 returned when PostgreSQL ran out of connections
+    /// (docs/odoo.md#concurrency).
     pub fn too_many_clients() -> OdooError {
         let line = "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  sorry, too many clients already\n";
         OdooError::OperationalError(format!("{line}{line}"))

@@ -1,5 +1,5 @@
 //! A minimal `sale.order`: enough for a confirmed order to have an assigned delivery with
-//! `sale_id`, moves linked to the order lines and reserved stock (CONTRACT §6, §12), and
+//! `sale_id`, moves linked to the order lines and reserved stock (docs/odoo.md#reservations), and
 //! for the lines' `qty_delivered` to follow done moves. Only the administrator may create
 //! or confirm orders, as in the lab (edge-sync may read them).
 
@@ -54,7 +54,7 @@ pub fn create_order(env: &mut Env, vals: &Map<String, Value>) -> Result<Id, Odoo
 
 /// `sale.order.action_confirm`: state `sale`, and one delivery from the order's warehouse,
 /// confirmed and reserved. Its `origin` is the order name; 18 appends the customer
-/// reference (`"S00009 - ref"`, §12.1).
+/// reference (`"S00009 - ref"`, docs/odoo.md#open-pickings).
 pub fn confirm_orders(env: &mut Env, orders: &[Id]) -> Result<(), OdooError> {
     env.check_exist("sale.order", orders)?;
     for order in orders {

@@ -1,5 +1,5 @@
 //! The models and fields the simulator knows, with the types, labels and version differences
-//! recorded from Odoo 17 and 18 (CONTRACT §3, §10). This drives reading (how a value is
+//! recorded from Odoo 17, 18 and 19 (docs/odoo.md#versions). This drives reading (how a value is
 //! rendered), writing (how a value is checked), `fields_get`, domains and ordering, and it is
 //! public so that replay tests can tell which model an id in a request belongs to.
 

@@ -1,9 +1,9 @@
-//! A fresh database like the lab's after `00-setup.json` (CONTRACT §0, §3): warehouses `WH`
+//! A fresh database like those of docs/odoo.md#sources once set up: warehouses `WH`
 //! and `WH2` with their stock/view locations and operation types, the partner and virtual
 //! locations (Vendors 4, Customers 5, Inventory adjustment 14, Scrap 16 — the ids of a fresh
 //! Odoo database), products `SKU-001`…`SKU-005` (`SKU-005` lot-tracked), the administrator
 //! and the integration user `edge-sync` with its API key. Ids mirror the recorded
-//! databases (the operation types differ between 17 and 18, §10.9).
+//! databases (the operation types differ between 17 and 18, docs/odoo.md#sources).
 
 use serde_json::{Value, json};
 
@@ -226,7 +226,7 @@ pub fn product_record(version: Version, name: &str, sku: &str, tracking: &str) -
 pub struct SeedOptions {
     pub version: Version,
     pub api_key: String,
-    /// The integration user's e-mail (the lab added one in §12.2; without it partial picks
+    /// The integration user's e-mail (docs/odoo.md#backorders; without it partial picks
     /// with a backorder fail).
     pub edge_sync_email: Option<String>,
     /// Extra untracked storable products `BULK-0000`, `BULK-0001`, …

@@ -85,8 +85,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// What werkzeug sends when the request dies before the JSON-RPC layer (CONTRACT §8: "HTTP
-/// 500 with a non-JSON body").
+/// What werkzeug sends when the request dies before the JSON-RPC layer: an HTTP 500
+/// with an HTML body (docs/odoo.md#concurrency).
 fn html_500() -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,4 +1,4 @@
-//! Stock behaviour as recorded in CONTRACT §3–§5, §12 and §14: pickings and their moves and
+//! Stock behaviour as docs/odoo.md records it: pickings and their moves and
 //! move lines, reservations, `button_validate` with its context keys and outcomes
 //! (done, the backorder wizard, backorders, the "picked" hazard, lot checks, 17 vs 18 on a
 //! done picking), cancel and unlink, quants (negative stock allowed, one row per product /
@@ -88,7 +88,7 @@ pub fn is_child_of(env: &Env, location: Id, root: Id) -> bool {
         .unwrap_or(false)
 }
 
-/// A move's done or reserved quantity: the sum of its lines (Odoo 17/18 compute it so).
+/// A move's done or reserved quantity: the sum of its lines (as Odoo computes it).
 pub fn move_quantity(env: &Env, mv: Id) -> f64 {
     env.db
         .children("stock.move.line", "move_id", mv)
@@ -232,12 +232,12 @@ pub fn ensure_quant_row(env: &mut Env, product: Id, location: Id, lot: Option<Id
     env.db.insert("stock.quant", rec)
 }
 
-/// Adds `delta` to the on-hand quantity of (product, location, lot). Stock may go negative,
-/// as in Odoo (CONTRACT §4.4). Odoo's `_update_available_quantity` locks "any" row of the
-/// key (`ORDER BY lot_id LIMIT 1`: in practice the oldest row), not the first in `_gather`
-/// order (`in_date`, id) that a count lands on — so with duplicate rows a count and the move
-/// that applies it can hit different rows (the hazard of §13.1). An incoming quantity dates
-/// the row with the oldest incoming date still in stock, or now.
+/// Adds `delta` to the on-hand quantity of (product, location, lot). Stock may go negative, as in
+/// Odoo (docs/odoo.md#negative-stock). Odoo's `_update_available_quantity` locks "any" row of the
+/// key (`ORDER BY lot_id LIMIT 1`: in practice the oldest row), not the first in `_gather` order
+/// (`in_date`, id) that a count lands on — so with duplicate rows a count and the move that applies
+/// it can hit different rows (the hazard of docs/odoo.md#quants). An incoming quantity dates the
+/// row with the oldest incoming date still in stock, or now.
 pub fn update_quant(env: &mut Env, product: Id, location: Id, lot: Option<Id>, delta: f64) {
     update_quant_dated(env, product, location, lot, delta, None);
 }
@@ -298,7 +298,7 @@ fn update_quant_dated(
 // Availability (product.product computed fields)
 // ---------------------------------------------------------------------------------------
 
-/// Which locations the availability context selects (CONTRACT §6, §13.2).
+/// Which locations the availability context selects (docs/odoo.md#availability).
 struct Scope {
     roots: Vec<Id>,
     /// 18's `strict`: the given locations only, not their children.
@@ -484,7 +484,7 @@ pub fn create_product(env: &mut Env, vals: &Map<String, Value>) -> Result<Id, Od
     env.insert_checked("product.product", rec)
 }
 
-/// The duplicate-lot error, worded per version (CONTRACT §5).
+/// The duplicate-lot error, worded per version (docs/odoo.md#versions).
 fn duplicate_lot(env: &Env, product: Id, name: &str) -> OdooError {
     let product = env.display_name("product.product", product);
     OdooError::ValidationError(match env.version {
@@ -633,8 +633,8 @@ pub fn create_picking(env: &mut Env, vals: &Map<String, Value>) -> Result<Id, Od
 }
 
 /// `stock.move.create` (inside a picking or alone). A preset `quantity` confirms the move
-/// and creates its move line at once (CONTRACT §4.1); nested `move_line_ids` are created
-/// with `picking_id = false`, as observed (§5).
+/// and creates its move line at once (docs/odoo.md#pickings); nested `move_line_ids` are
+/// created with `picking_id = false`, as observed (docs/odoo.md#move-lines).
 pub fn create_move(
     env: &mut Env,
     vals: &Map<String, Value>,
@@ -646,14 +646,14 @@ pub fn create_move(
     let line_cmds = plain.remove("move_line_ids");
     if plain.remove("state").as_ref().and_then(Value::as_str) == Some("done") {
         return Err(OdooError::UserError(
-            "Creating done moves directly is not simulated (CONTRACT §7.2: not recommended)."
+            "Creating done moves directly is not simulated: it skips Odoo's checks (docs/odoo.md#quants)."
                 .into(),
         ));
     }
     let mut rec = env.to_record("stock.move", &plain)?;
     let product = rec.get("product_id").and_then(Value::as_i64);
     if let Some(product) = product {
-        // 17 names a move after its product; 18 requires the name (§1, `03a` gotchas).
+        // 17 names a move after its product; 18 requires the name (docs/odoo.md#versions).
         if env.version == Version::V17 && rec.get("name").is_none_or(Value::is_null) {
             rec.insert(
                 "name",
@@ -712,7 +712,7 @@ fn as_float(value: &Value) -> Result<f64, OdooError> {
 }
 
 /// `stock.move.line.create`: attached to `mv`, or to the picking's move of the same product
-/// (picking-level lines, CONTRACT §5), creating that move when there is none.
+/// (picking-level lines, docs/odoo.md#move-lines), creating that move when there is none.
 pub fn create_line(
     env: &mut Env,
     vals: &Map<String, Value>,
@@ -726,7 +726,7 @@ pub fn create_line(
     if let (None, Some(picking), Some(product)) = (mv, picking, product) {
         if env.text("stock.picking", picking, "state") == "done" {
             return Err(OdooError::UserError(
-                "Adding move lines to a done transfer is not simulated (CONTRACT §7.2: not recommended)."
+                "Adding move lines to a done transfer is not simulated: it rewrites history (docs/odoo.md#quants)."
                     .into(),
             ));
         }
@@ -794,7 +794,7 @@ pub fn create_line(
     Ok(line)
 }
 
-/// A reserving line's quant row exists, even at quantity 0 (as observed in §5).
+/// A reserving line's quant row exists, even at quantity 0 (docs/odoo.md#reservations).
 fn touch_quant_row(env: &mut Env, line: Id) {
     if !line_reserves(env, line) {
         return;
@@ -839,8 +839,8 @@ fn recompute_move_state(env: &mut Env, mv: Id) {
     env.db.set("stock.move", mv, "state", Value::from(new));
 }
 
-/// Makes a move's quantity `quantity` (the `quantity` inverse): more adds a lot-less line
-/// at the move's source location, reserving even beyond what is on hand (§4.1); less
+/// Makes a move's quantity `quantity` (the `quantity` inverse): more adds a lot-less line at the
+/// move's source location, reserving even beyond what is on hand (docs/odoo.md#move-lines); less
 /// shrinks its newest lines first.
 fn set_move_quantity(env: &mut Env, mv: Id, quantity: f64) {
     let current = move_quantity(env, mv);
@@ -1082,7 +1082,7 @@ pub fn cancel_pickings(env: &mut Env, pickings: &[Id]) -> Result<(), OdooError> 
 }
 
 /// `unlink`: draft, assigned and cancelled pickings go with their moves (reservations
-/// released); done ones refuse (§14.3).
+/// released); done ones refuse (docs/odoo.md#cancelling).
 pub fn unlink_pickings(env: &mut Env, pickings: &[Id]) -> Result<(), OdooError> {
     env.check_exist("stock.picking", pickings)?;
     for picking in pickings {
@@ -1103,7 +1103,7 @@ pub fn unlink_pickings(env: &mut Env, pickings: &[Id]) -> Result<(), OdooError> 
 }
 
 /// `stock.picking.write`, including `move_ids` commands `[1, id, {quantity, picked}]` that
-/// set different quantities on several moves in one call (§12.2).
+/// set different quantities on several moves in one call (docs/odoo.md#open-pickings).
 pub fn write_pickings(
     env: &mut Env,
     pickings: &[Id],
@@ -1165,7 +1165,7 @@ pub fn write_pickings(
 }
 
 /// `stock.move.write`: `quantity` goes through the reservation logic; on a done move a
-/// different quantity rewrites history in 17 and is refused in 18 (§12.5).
+/// different quantity rewrites history in 17 and is refused in 18 (docs/odoo.md#versions).
 pub fn write_moves(
     env: &mut Env,
     moves: &[Id],
@@ -1363,7 +1363,7 @@ fn backorder_wizard(env: &Env, pickings: &[Id], to_backorder: &[Id]) -> Value {
     })
 }
 
-/// `button_validate` (CONTRACT §4.1, §5, §12): returns `true` when done, or the backorder
+/// `button_validate` (docs/odoo.md#pickings): returns `true` when done, or the backorder
 /// wizard action (nothing done, but a draft picking stays confirmed and reserved).
 pub fn button_validate(
     env: &mut Env,
@@ -1399,7 +1399,7 @@ pub fn button_validate(
 
 /// The checks and preparation of `button_validate` before anything is done: done or empty
 /// pickings refuse, drafts are confirmed (moves still unreserved get their demand forced),
-/// nothing reserved refuses, nothing picked means everything is picked (§12.2's hazard),
+/// nothing reserved refuses, nothing picked means everything is picked (docs/odoo.md#move-lines),
 /// tracked products need lots.
 fn prepare_validation(env: &mut Env, picking: Id) -> Result<(), OdooError> {
     let state = env.text("stock.picking", picking, "state");
@@ -1630,8 +1630,8 @@ fn finish_move(env: &mut Env, mv: Id) -> Result<(), OdooError> {
     Ok(())
 }
 
-/// The backorder: a copy of the picking (note and origin included, §12.5) holding the
-/// unpicked moves and the remainders of short ones, reserved again at once.
+/// The backorder: a copy of the picking (note and origin included, docs/odoo.md#backorders) holding
+/// the unpicked moves and the remainders of short ones, reserved again at once.
 fn create_backorder(
     env: &mut Env,
     picking: Id,
@@ -1725,7 +1725,7 @@ pub fn create_backorder_wizard(env: &mut Env, vals: &Map<String, Value>) -> Resu
 }
 
 /// `process` / `process_cancel_backorder` of the wizard. Without `button_validate_picking_ids`
-/// in the context it returns `true` and validates nothing (§12.2's gotcha).
+/// in the context it returns `true` and validates nothing (docs/odoo.md#open-pickings).
 pub fn process_backorder_wizard(
     env: &mut Env,
     wizards: &[Id],
