@@ -12,6 +12,7 @@ use tally_protocol::{EventKind, LogId, LoggedEvent, Qty};
 use tokio::sync::OnceCell;
 
 use super::apply::{RetryPolicy, apply_once, fill_once, resume};
+use super::keys;
 use super::plan::{
     Oversized, PlannedCount, PlannedFill, PlannedPicking, Product, QUANTITY_TOO_LARGE,
     ResolvedEvent, Warehouse, count_lines, count_pickings, fill, may_fill, phases, plan,
@@ -673,13 +674,7 @@ impl Lane {
         let (first, through) = (run[0].seq, run[run.len() - 1].seq);
         let skus: BTreeMap<u64, String> =
             run.iter().map(|e| (e.seq, e.event.sku.clone())).collect();
-        let mut batch_key = format!(
-            "tally-{agent}-{}-{first}-{through}",
-            &log_id.to_string()[..8]
-        );
-        if let Some(generation) = retry {
-            batch_key.push_str(&format!("-r{generation}"));
-        }
+        let batch_key = keys::batch_key(agent, log_id, first, through, retry);
         let references: Vec<String> = phased
             .iter()
             .flat_map(|p| &p.moves)
@@ -820,7 +815,7 @@ impl Lane {
             let lots = self.odoo.lots_named(&lot_names).await?;
             let (quants, moved) = self
                 .odoo
-                .count_stock(&products, &locations, since, "tally-")
+                .count_stock(&products, &locations, since, keys::PREFIX)
                 .await?;
             // A count someone entered in Odoo and has not applied is left alone (the picking
             // path does not touch it), but when applied it will set the quantity over
@@ -951,7 +946,8 @@ impl Lane {
                 i += 1;
                 continue;
             }
-            let result = if resumed || picking.key.contains('.') {
+            // A line split off a refused picking starts from a lookup, as after a restart.
+            let result = if resumed || keys::is_split_key(&picking.key) {
                 resume(&self.odoo, &picking, self.policy).await
             } else {
                 apply_once(&self.odoo, &picking, self.policy).await
@@ -967,7 +963,7 @@ impl Lane {
                         let singles = picking.lines.iter().enumerate().map(|(j, line)| {
                             (
                                 PlannedPicking {
-                                    key: format!("{}.{}", picking.key, j + 1),
+                                    key: keys::split_key(&picking.key, j + 1),
                                     lines: vec![line.clone()],
                                     ..picking.clone()
                                 },
