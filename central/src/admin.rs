@@ -1,5 +1,6 @@
-//! The admin API (loopback only, bearer token): agents, their live state and lag, and the
-//! journal for audit.
+//! The admin API (loopback only, bearer token): agents (add, rotate, revoke) with their live
+//! state and lag, the journal for audit, the merge into Odoo (its state, dead letters to list,
+//! retry or discard, notices) and backups; `/healthz` and `/metrics` without the token.
 
 use std::time::Duration;
 

@@ -58,7 +58,8 @@ impl Central {
         &self.store
     }
 
-    /// Serves agents on `sync` and the admin API on `admin` until `shutdown` is cancelled.
+    /// Serves agents on `sync` and the admin API on `admin`, and merges the journal into Odoo
+    /// when Odoo is configured, until `shutdown` is cancelled.
     pub async fn serve(
         self,
         sync: TcpListener,
@@ -92,7 +93,7 @@ impl Central {
                 ));
             }
             None => {
-                tracing::warn!("no odoo_url configured: journaling events without merging them")
+                tracing::warn!("no Odoo configured: journaling events without merging them")
             }
         }
         let mut admin_state = admin::AdminState::new(

@@ -12,7 +12,8 @@ use tally_central::store::{STORE_FILE, Store, StoreError};
 use tally_service::EXIT_USAGE;
 use tally_service::datafile::EXIT_DATAERR;
 
-/// Tally's coordinator: authenticates warehouse agents and journals their events exactly once.
+/// Tally's coordinator: authenticates warehouse agents, journals their events exactly once and
+/// merges them into Odoo.
 #[derive(Debug, Parser)]
 #[command(name = "tally-central", version, about)]
 struct Cli {
@@ -22,7 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run central: the agents' sync listener and the admin API.
+    /// Run central: the agents' sync listener, the admin API and, with Odoo configured, the
+    /// merge into Odoo.
     Run(ConfigArgs),
     /// Validate the configuration and exit (0 when valid, 64 with the reason when not).
     CheckConfig(ConfigArgs),
