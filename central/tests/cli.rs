@@ -156,7 +156,15 @@ fn retrying_or_discarding_nothing_says_so() {
             stderr(&output)
         );
     };
-    dlq(&["retry", "--warehouse", "WH", "--sku", "SKU-9"]);
+    dlq(&[
+        "retry",
+        "--warehouse",
+        "WH",
+        "--sku",
+        "SKU-9",
+        "--reason",
+        "created",
+    ]);
     dlq(&[
         "discard",
         "--warehouse",
