@@ -144,7 +144,7 @@ pub fn warnings(status: &StatusView) -> Vec<Warning> {
             "dead-letters",
             "warning",
             format!(
-                "{} events of {} SKUs are parked (retry or discard them)",
+                "{} parked events of {} (warehouse, SKU): retry or discard them",
                 parked.total,
                 parked.groups.len()
             ),

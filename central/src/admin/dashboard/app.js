@@ -54,6 +54,15 @@ function fill(tbody, items, columns, empty) {
   }
 }
 
+// An RFC 3339 time to the second, for reading.
+function when(text) {
+  return typeof text === "string" ? text.replace(/\.\d+Z$/, "Z").replace("T", " ") : text;
+}
+
+function plural(n, word) {
+  return n + " " + word + (n === 1 ? "" : "s");
+}
+
 function age(seconds) {
   if (seconds === null || seconds === undefined) return null;
   if (seconds < 90) return Math.round(seconds) + " s";
@@ -75,7 +84,7 @@ function renderAgents(agents) {
     (a) => a.agent_id,
     (a) => a.warehouse,
     (a, row) => { const td = cell(row, agentState(a)); td.className = "state-" + agentState(a); },
-    (a) => a.last_seen,
+    (a) => when(a.last_seen),
     (a) => a.lag_events,
     (a) => age(a.oldest_unsynced_age_seconds),
     (a) => unmerged(a),
@@ -98,7 +107,7 @@ function renderOdoo(o) {
     ["Circuit", o.circuit],
     ["Alert", o.alert],
     ["Last error", o.last_error],
-    ["Last merge", o.last_merge_at],
+    ["Last merge", when(o.last_merge_at)],
     ["Unmerged events", o.unmerged_events],
     ["Merged events", o.merged_events],
     ["Parked / queued / discarded", o.parked_events + " / " + o.queued_for_retry + " / " + o.discarded_events],
@@ -117,14 +126,14 @@ function renderOdoo(o) {
 function renderDeadLetters(d) {
   $("dlq-summary").textContent = d.total === 0
     ? "No events are parked." + (d.queued_for_retry ? " " + d.queued_for_retry + " queued for a retry." : "")
-    : d.total + " events parked in " + d.groups.length + " (warehouse, SKU)" + (d.queued_for_retry ? "; " + d.queued_for_retry + " queued for a retry." : ".");
+    : plural(d.total, "event") + " parked in " + d.groups.length + " (warehouse, SKU)" + (d.queued_for_retry ? "; " + d.queued_for_retry + " queued for a retry." : ".");
   fill($("dlq").tBodies[0], d.groups, [
     (g) => g.warehouse,
     (g) => g.sku,
     (g) => g.events,
     (g) => g.reason,
     (g) => g.message,
-    (g) => g.first_parked_at,
+    (g) => when(g.first_parked_at),
     (g) => g.sample.join(", ") + (g.events > g.sample.length ? ", …" : ""),
     (g, row) => {
       const td = document.createElement("td");
@@ -208,7 +217,7 @@ function renderChannels(channels) {
 
 function renderNotices(n) {
   fill($("notices").tBodies[0], n.notices, [
-    (x) => x.noticed_at,
+    (x) => when(x.noticed_at),
     (x) => x.agent_id + ":" + x.seq,
     (x) => x.warehouse,
     (x) => x.sku,
@@ -240,7 +249,7 @@ async function trace(event) {
     for (const s of t.steps) {
       const li = document.createElement("li");
       li.className = "step-" + s.status;
-      li.textContent = s.step + ": " + s.status + (s.at ? " at " + s.at : "") + " — " + s.detail;
+      li.textContent = s.step + ": " + s.status + (s.at ? " at " + when(s.at) : "") + " — " + s.detail;
       ol.appendChild(li);
     }
     out.appendChild(ol);
@@ -290,6 +299,10 @@ async function signIn() {
 
 function signOut() {
   sessionStorage.removeItem(KEY);
+  pending = null;
+  $("dlq-action").hidden = true;
+  $("dlq-result").textContent = "";
+  $("trace").replaceChildren();
   clearInterval(timer);
   $("main").hidden = true;
   $("signin").hidden = false;
