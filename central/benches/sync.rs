@@ -71,6 +71,8 @@ fn central_config(dir: &Path, tls: &tally_central::tls::GeneratedCert) -> Config
         },
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: Secret::new(ADMIN_TOKEN),
+        read_token: None,
+        admin_tls: false,
         token_grace: Duration::from_secs(60),
         max_connections: 20_000,
         odoo: None,

@@ -56,6 +56,26 @@ pub struct ConfigArgs {
     /// local user).
     #[arg(long, env = "TALLY_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Read-only token of the admin API and dashboard (at least 16 characters, not the admin
+    /// token): every GET, no change.
+    #[arg(
+        long,
+        env = "TALLY_READ_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub read_token: Option<String>,
+    /// File holding the read-only token (instead of --read-token).
+    #[arg(long, env = "TALLY_READ_TOKEN_FILE", value_name = "FILE")]
+    pub read_token_file: Option<PathBuf>,
+    /// Serve the admin API and dashboard over HTTPS with the sync listener's certificate and
+    /// key; required for an admin_listen that is not a loopback address.
+    #[arg(long, env = "TALLY_ADMIN_TLS")]
+    pub admin_tls: bool,
+    /// CA certificate (PEM) the command line trusts for an admin API served over TLS (the
+    /// system's roots otherwise).
+    #[arg(long, env = "TALLY_ADMIN_CA_FILE", value_name = "FILE")]
+    pub admin_ca_file: Option<PathBuf>,
     /// How long a rotated-out agent token keeps working, such as 24h [default: 24h].
     #[arg(long, env = "TALLY_TOKEN_GRACE", value_name = "DURATION")]
     pub token_grace: Option<String>,
@@ -122,6 +142,10 @@ struct FileConfig {
     insecure_plaintext: bool,
     admin_listen: Option<SocketAddr>,
     admin_token: Option<String>,
+    read_token: Option<String>,
+    #[serde(default)]
+    admin_tls: bool,
+    admin_ca_file: Option<PathBuf>,
     token_grace: Option<String>,
     merge_window: Option<String>,
     odoo_max_writes: Option<usize>,
@@ -193,6 +217,10 @@ pub struct Config {
     pub transport: Transport,
     pub admin_listen: SocketAddr,
     pub admin_token: Secret,
+    /// The read-only token, if configured.
+    pub read_token: Option<Secret>,
+    /// Whether the admin listener serves HTTPS (with the sync listener's certificate).
+    pub admin_tls: bool,
     pub token_grace: Duration,
     pub max_connections: usize,
     /// Where to merge; `None` journals only.
@@ -211,7 +239,21 @@ pub struct LocalConfig {
     pub admin_listen: SocketAddr,
     /// Needed only to reach a running central's admin API.
     pub admin_token: Option<Secret>,
+    /// Enough for the read commands against a running central.
+    pub read_token: Option<Secret>,
+    /// Whether the running central's admin API speaks HTTPS.
+    pub admin_tls: bool,
+    /// The CA to trust for it (the system's roots otherwise).
+    pub admin_ca_file: Option<PathBuf>,
     pub token_grace: Duration,
+}
+
+impl LocalConfig {
+    /// The base URL of the running central's admin API.
+    pub fn admin_url(&self) -> String {
+        let scheme = if self.admin_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.admin_listen)
+    }
 }
 
 impl ConfigArgs {
@@ -225,12 +267,41 @@ impl ConfigArgs {
     /// What `agent` and `dlq` need, validated; everything else in the file is left alone.
     pub fn load_local(&self) -> Result<LocalConfig, ConfigError> {
         let mut file = self.read_file()?;
+        let admin_token = self.admin_token(&mut file)?;
+        let read_token = self.read_token(&mut file, admin_token.as_ref())?;
         Ok(LocalConfig {
             data_dir: self.data_dir(&mut file)?,
             admin_listen: self.admin_listen(&file)?,
-            admin_token: self.admin_token(&mut file)?,
+            admin_token,
+            read_token,
+            admin_tls: self.admin_tls || file.admin_tls,
+            admin_ca_file: self.admin_ca_file.clone().or(file.admin_ca_file.take()),
             token_grace: self.token_grace(&mut file)?,
         })
+    }
+
+    /// The read-only token, if one is given: checked like the admin token, and refused when it
+    /// is the admin token (the read-only role would then be the admin's).
+    fn read_token(
+        &self,
+        file: &mut FileConfig,
+        admin: Option<&Secret>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let token = secret_from(
+            "read_token",
+            self.read_token_file.as_deref(),
+            self.read_token.as_deref(),
+            file.read_token.take(),
+        )?;
+        let Some(token) = token else { return Ok(None) };
+        check_token("read_token", &token)?;
+        if admin.is_some_and(|admin| admin.expose() == token) {
+            return Err(invalid(
+                "read_token",
+                "must differ from the admin token (it grants reading only)",
+            ));
+        }
+        Ok(Some(Secret::new(token)))
     }
 
     fn data_dir(&self, file: &mut FileConfig) -> Result<PathBuf, ConfigError> {
@@ -245,10 +316,12 @@ impl ConfigArgs {
             .admin_listen
             .or(file.admin_listen)
             .unwrap_or_else(|| "127.0.0.1:8922".parse().expect("valid default"));
-        if !admin_listen.ip().is_loopback() {
+        if !(admin_listen.ip().is_loopback() || self.admin_tls || file.admin_tls) {
             return Err(invalid(
                 "admin_listen",
-                format!("{admin_listen} is not a loopback address; the admin API is plain HTTP"),
+                format!(
+                    "{admin_listen} is not a loopback address; the admin API may leave loopback only over TLS (admin_tls)"
+                ),
             ));
         }
         Ok(admin_listen)
@@ -256,26 +329,14 @@ impl ConfigArgs {
 
     /// The admin token, if one is given, checked.
     fn admin_token(&self, file: &mut FileConfig) -> Result<Option<Secret>, ConfigError> {
-        let token = match (&self.admin_token_file, &self.admin_token) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "admin_token",
-                    "give the token either directly or in --admin-token-file, not both",
-                ));
-            }
-            (Some(path), None) => Some(read_secret_file("admin_token", path)?),
-            (None, Some(token)) => Some(token.clone()),
-            (None, None) => file.admin_token.take(),
-        };
+        let token = secret_from(
+            "admin_token",
+            self.admin_token_file.as_deref(),
+            self.admin_token.as_deref(),
+            file.admin_token.take(),
+        )?;
         let Some(token) = token else { return Ok(None) };
-        // Never echo the token.
-        if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
-            return Err(invalid(
-                "admin_token",
-                "must be at least 16 characters without white space",
-            ));
-        }
-        refuse_placeholder("admin_token", &token)?;
+        check_token("admin_token", &token)?;
         Ok(Some(Secret::new(token)))
     }
 
@@ -316,12 +377,20 @@ impl ConfigArgs {
             }
         };
         let admin_listen = self.admin_listen(&file)?;
+        let admin_tls = self.admin_tls || file.admin_tls;
+        if admin_tls && matches!(transport, Transport::Plaintext) {
+            return Err(invalid(
+                "admin_tls",
+                "serves the admin API with the sync listener's tls_cert and tls_key, which are not configured",
+            ));
+        }
         let admin_token = self.admin_token(&mut file)?.ok_or_else(|| {
             invalid(
                 "admin_token",
                 "is required (--admin-token-file, TALLY_ADMIN_TOKEN or the configuration file)",
             )
         })?;
+        let read_token = self.read_token(&mut file, Some(&admin_token))?;
         let token_grace = self.token_grace(&mut file)?;
         let merge_window = match self.merge_window.clone().or(file.merge_window) {
             Some(text) => parse_duration(&text).map_err(|m| invalid("merge_window", m))?,
@@ -365,6 +434,8 @@ impl ConfigArgs {
             transport,
             admin_listen,
             admin_token,
+            read_token,
+            admin_tls,
             token_grace,
             max_connections,
             odoo,
@@ -375,6 +446,36 @@ impl ConfigArgs {
             deprecated,
         })
     }
+}
+
+/// A secret given as a file, directly, or in the configuration file (in that precedence);
+/// the file and the value at once are refused.
+fn secret_from(
+    key: &'static str,
+    path: Option<&std::path::Path>,
+    value: Option<&str>,
+    from_file: Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match (path, value) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            "give the token either directly or in a file, not both",
+        )),
+        (Some(path), None) => Ok(Some(read_secret_file(key, path)?)),
+        (None, Some(token)) => Ok(Some(token.to_owned())),
+        (None, None) => Ok(from_file),
+    }
+}
+
+/// A token's shape, checked without ever echoing it.
+fn check_token(key: &'static str, token: &str) -> Result<(), ConfigError> {
+    if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
+        return Err(invalid(
+            key,
+            "must be at least 16 characters without white space",
+        ));
+    }
+    refuse_placeholder(key, token)
 }
 
 fn odoo_config(odoo: OdooFile) -> Result<Option<OdooConfig>, ConfigError> {
@@ -473,6 +574,70 @@ mod tests {
             }),
             "tls_cert"
         );
+    }
+
+    #[test]
+    fn the_read_only_token_is_checked_and_differs_from_the_admin_token() {
+        let config = ConfigArgs {
+            read_token: Some("read-token-0123456789".into()),
+            ..args()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(config.read_token.unwrap().expose(), "read-token-0123456789");
+        assert!(args().load().unwrap().read_token.is_none());
+        for bad in ["short", "admin-token-0123456789"] {
+            assert_eq!(
+                refused(ConfigArgs {
+                    read_token: Some(bad.into()),
+                    ..args()
+                }),
+                "read_token"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("read.token");
+        std::fs::write(&file, "read-token-from-a-file\n").unwrap();
+        let local = ConfigArgs {
+            read_token_file: Some(file),
+            ..ConfigArgs::default()
+        };
+        let local = ConfigArgs {
+            data_dir: Some("/tmp/c".into()),
+            ..local
+        }
+        .load_local()
+        .unwrap();
+        assert_eq!(local.read_token.unwrap().expose(), "read-token-from-a-file");
+    }
+
+    #[test]
+    fn the_admin_api_leaves_loopback_only_over_tls() {
+        let outside = ConfigArgs {
+            admin_listen: Some("10.0.0.1:8922".parse().unwrap()),
+            admin_tls: true,
+            ..args()
+        };
+        // TLS for the admin API needs the sync listener's certificate and key.
+        assert_eq!(refused(outside.clone()), "admin_tls");
+        let config = ConfigArgs {
+            insecure_plaintext: false,
+            tls_cert: Some("/tmp/cert.pem".into()),
+            tls_key: Some("/tmp/key.pem".into()),
+            ..outside
+        }
+        .load()
+        .unwrap();
+        assert!(config.admin_tls);
+        let local = ConfigArgs {
+            data_dir: Some("/tmp/c".into()),
+            admin_listen: Some("10.0.0.1:8922".parse().unwrap()),
+            admin_tls: true,
+            ..ConfigArgs::default()
+        }
+        .load_local()
+        .unwrap();
+        assert_eq!(local.admin_url(), "https://10.0.0.1:8922");
     }
 
     #[test]

@@ -101,12 +101,25 @@ impl Central {
             hub,
             &self.config.admin_token,
             self.config.token_grace,
-        );
+        )
+        .with_read_token(self.config.read_token.as_ref());
         admin_state.merge = self.config.odoo.is_some().then_some(merge_status);
         let admin_app = admin::router(admin_state);
-        let admin_server = axum::serve(admin, admin_app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
+        let admin_server = async {
+            match (&self.tls, self.config.admin_tls) {
+                (Some(tls), true) => {
+                    let listener = tls::TlsListener::new(admin, Arc::clone(tls))?;
+                    axum::serve(listener, admin_app)
+                        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                        .await
+                }
+                _ => {
+                    axum::serve(admin, admin_app)
+                        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                        .await
+                }
+            }
+        };
         let sync_server = sync::serve(
             sync,
             self.tls.clone(),

@@ -79,3 +79,191 @@ async fn the_auth_scheme_is_case_insensitive() {
         );
     }
 }
+
+const READ_TOKEN: &str = "read-only-token-0123456789";
+
+async fn send(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    origin: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(origin) = origin {
+        request = request.header(reqwest::header::ORIGIN, origin);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// The read-only token reads everything and changes nothing; the admin token changes, and
+/// every change lands in the audit log with its role and reason.
+#[tokio::test]
+async fn the_read_only_token_reads_and_only_the_admin_token_changes_audited() {
+    let admin = admin_with(|state| {
+        *state = state
+            .clone()
+            .with_read_token(Some(&Secret::new(READ_TOKEN)));
+    })
+    .await;
+    let url = |path: &str| format!("{}{path}", admin.url);
+    for path in [
+        "/v1/status",
+        "/v1/agents",
+        "/v1/audit",
+        "/v1/dead-letters",
+        "/v1/merge",
+    ] {
+        let (status, _) = send(reqwest::Method::GET, &url(path), READ_TOKEN, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (_, who) = send(
+        reqwest::Method::GET,
+        &url("/v1/whoami"),
+        READ_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(who["role"], "read");
+    let add = serde_json::json!({"agent_id": "a1", "warehouse": "WH", "reason": "new scanner"});
+    let retry = serde_json::json!({"warehouse": "WH", "sku": "S", "reason": "created"});
+    for (path, body) in [("/v1/agents", &add), ("/v1/dead-letters/retry", &retry)] {
+        let (status, answer) = send(
+            reqwest::Method::POST,
+            &url(path),
+            READ_TOKEN,
+            None,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], "read_only");
+    }
+    let (_, audit) = send(
+        reqwest::Method::GET,
+        &url("/v1/audit"),
+        READ_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(audit["total"], 0, "a refused change is no change: {audit}");
+
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &url("/v1/agents"),
+        ADMIN_TOKEN,
+        None,
+        Some(add),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &url("/v1/agents/a1/revoke"),
+        ADMIN_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, audit) = send(
+        reqwest::Method::GET,
+        &url("/v1/audit"),
+        READ_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(audit["total"], 2, "{audit}");
+    let newest = &audit["entries"][0];
+    assert_eq!(
+        (&newest["action"], &newest["role"], &newest["target"]),
+        (&"agent-revoke".into(), &"admin".into(), &"a1".into())
+    );
+    assert_eq!(audit["entries"][1]["reason"], "new scanner");
+    // The audit log never shows a token.
+    assert!(!audit.to_string().contains("tly1_"), "{audit}");
+}
+
+/// A change from a page of another origin is refused before its token is looked at; the
+/// API's own origin (the dashboard) and no Origin at all (the command line) are accepted.
+#[tokio::test]
+async fn changes_from_a_foreign_origin_are_refused() {
+    let admin = admin_with(|_| {}).await;
+    let add = |id: &str| serde_json::json!({"agent_id": id, "warehouse": "WH"});
+    let url = format!("{}/v1/agents", admin.url);
+    for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
+        let (status, answer) = send(
+            reqwest::Method::POST,
+            &url,
+            ADMIN_TOKEN,
+            Some(origin),
+            Some(add("a1")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
+        assert_eq!(answer["error"]["code"], "cross_origin");
+    }
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &url,
+        ADMIN_TOKEN,
+        Some(&admin.url),
+        Some(add("a1")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &url,
+        ADMIN_TOKEN,
+        None,
+        Some(add("a2")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Reads from anywhere still need a token, and show no data without one.
+    let (status, _) = send(
+        reqwest::Method::GET,
+        &url,
+        "",
+        Some("http://evil.example"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// The dashboard is served from the binary without a token (it holds no data), under a policy
+/// that allows only this origin's script, style and API.
+#[tokio::test]
+async fn the_dashboard_is_built_in_and_locked_to_its_origin() {
+    let admin = admin_with(|_| {}).await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+    ] {
+        let response = reqwest::get(format!("{}{path}", admin.url)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind));
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} loads nothing from elsewhere"
+        );
+    }
+}

@@ -156,7 +156,15 @@ fn retrying_or_discarding_nothing_says_so() {
             stderr(&output)
         );
     };
-    dlq(&["retry", "--warehouse", "WH", "--sku", "SKU-9"]);
+    dlq(&[
+        "retry",
+        "--warehouse",
+        "WH",
+        "--sku",
+        "SKU-9",
+        "--reason",
+        "created",
+    ]);
     dlq(&[
         "discard",
         "--warehouse",
@@ -196,4 +204,124 @@ fn a_port_already_taken_leaves_no_data_behind() {
         assert!(stderr(&output).contains(&taken), "{}", stderr(&output));
         assert!(!data.exists(), "{} was left behind", data.display());
     }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Every read command prints a table, or JSON with `--json`, and says so when there is
+/// nothing; while central is stopped they read its database with `--data-dir` alone.
+#[test]
+fn reads_print_tables_or_json_and_say_when_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = path(&data);
+    let run = |args: &[&str]| {
+        let output = central(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        stdout(&output)
+    };
+    // No database yet: a read says so rather than creating one.
+    let output = central(&["dlq", "--data-dir", d, "list"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("there is no central database"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!data.exists());
+
+    let empty = run(&[
+        "agent",
+        "--data-dir",
+        d,
+        "add",
+        "wh1-agent",
+        "--warehouse",
+        "WH",
+        "--reason",
+        "first scanner",
+    ]);
+    assert!(empty.starts_with("tly1_"));
+    assert_eq!(
+        run(&["dlq", "--data-dir", d, "list"]),
+        "no events are parked\n"
+    );
+    assert_eq!(run(&["notices", "--data-dir", d]), "no notices\n");
+    let listed = run(&["agent", "--data-dir", d, "list"]);
+    let mut lines = listed.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("AGENT      WAREHOUSE  STATE"),
+        "{listed}"
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("wh1-agent  WH         offline"),
+        "{listed}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["agent", "--data-dir", d, "list", "--json"])).unwrap();
+    assert_eq!(json["agents"][0]["agent_id"], "wh1-agent", "{json}");
+    let dlq: serde_json::Value =
+        serde_json::from_str(&run(&["dlq", "--data-dir", d, "list", "--json"])).unwrap();
+    assert_eq!(
+        (
+            dlq["total"].as_u64(),
+            dlq["groups"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+
+    let audit = run(&["audit", "--data-dir", d]);
+    assert!(
+        audit.contains("local") && audit.contains("agent-add") && audit.contains("first scanner"),
+        "{audit}"
+    );
+    let status = run(&["status", "--data-dir", d]);
+    assert!(
+        status.contains("(stopped)") && status.contains("central-stopped"),
+        "{status}"
+    );
+    assert!(
+        status.contains("wh1-agent") && status.contains("no events are parked"),
+        "{status}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&run(&["status", "--data-dir", d, "--json"])).unwrap();
+    assert_eq!(status["running"], false);
+    let trace = run(&[
+        "trace",
+        "--data-dir",
+        d,
+        "--agent",
+        "wh1-agent",
+        "--id",
+        "nope",
+    ]);
+    assert!(trace.contains("not-journaled"), "{trace}");
+    // A retry needs a reason, refused before anything is looked up.
+    let output = central(&[
+        "dlq",
+        "--data-dir",
+        d,
+        "retry",
+        "--warehouse",
+        "WH",
+        "--sku",
+        "S",
+        "--reason",
+        " ",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("a reason is required"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -34,6 +34,8 @@ impl TestCentral {
             transport: Transport::Plaintext,
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: Secret::new(ADMIN_TOKEN),
+            read_token: None,
+            admin_tls: false,
             token_grace: Duration::from_secs(60),
             max_connections: 100,
             odoo: None,
@@ -428,6 +430,8 @@ fn the_data_directory_and_store_are_the_owners_alone() {
         transport: Transport::Plaintext,
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: Secret::new(ADMIN_TOKEN),
+        read_token: None,
+        admin_tls: false,
         token_grace: Duration::from_secs(60),
         max_connections: 100,
         odoo: None,
@@ -597,6 +601,12 @@ async fn the_dead_letter_api_refuses_bad_input_with_clear_errors() {
             422,
             "missing_reason",
         ),
+        (
+            "/v1/dead-letters/retry",
+            r#"{"warehouse":"WH","sku":"A"}"#,
+            422,
+            "missing_reason",
+        ),
     ];
     for (path, body, status, code) in cases {
         let answer = post(path, body).await.unwrap();
@@ -606,7 +616,10 @@ async fn the_dead_letter_api_refuses_bad_input_with_clear_errors() {
     }
     // Nothing parked for that key: a typo must not pass for a retry or a discard.
     for (path, body) in [
-        ("/v1/dead-letters/retry", r#"{"warehouse":"WH","sku":"A"}"#),
+        (
+            "/v1/dead-letters/retry",
+            r#"{"warehouse":"WH","sku":"A","reason":"created"}"#,
+        ),
         (
             "/v1/dead-letters/discard",
             r#"{"warehouse":"WH","sku":"A","reason":"typo"}"#,

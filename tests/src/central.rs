@@ -238,7 +238,9 @@ impl CentralBuilder {
             .parse()
             .with_context(|| format!("central's sync address {sync:?} is not an address"))?;
         ensure!(
-            sync_addr.ip().is_loopback() && admin_url.starts_with("http://127.0.0.1:"),
+            sync_addr.ip().is_loopback()
+                && (admin_url.starts_with("http://127.0.0.1:")
+                    || admin_url.starts_with("https://127.0.0.1:")),
             "central listens on {sync_addr} and {admin_url}, not on loopback"
         );
         Ok(CentralProcess {
@@ -303,7 +305,11 @@ impl CentralProcess {
     /// Runs `tally-central <command> [settings] <args>` as an operator would while this
     /// central runs (the command reaches it through its admin API); returns its stdout.
     pub async fn cli(&self, command_name: &str, args: &[&str]) -> anyhow::Result<String> {
-        let admin_addr = self.admin_url().trim_start_matches("http://").to_owned();
+        let admin_addr = self
+            .admin_url()
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
         let mut cli = command(&central_binary()?);
         cli.arg(command_name)
             .arg("--data-dir")
@@ -383,6 +389,12 @@ impl AdminClient {
             bail!("{what} answered {status}: {text}");
         }
         serde_json::from_str(&text).with_context(|| format!("{what} answered non-JSON: {text}"))
+    }
+
+    /// `GET path` as JSON (an error for any answer but 2xx).
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base_url);
+        self.send(self.http.get(&url), &format!("GET {url}")).await
     }
 
     /// `POST /v1/agents`: registers an agent and returns its token.

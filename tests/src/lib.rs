@@ -27,6 +27,7 @@
 //! - [`wait`]: [`wait_until`], polling an observable condition with a deadline, and
 //!   [`wait_synced`], until an agent reports its whole log acknowledged by central.
 
+pub mod browser;
 pub mod central;
 pub mod odoo_orders;
 pub mod odoo_sim;

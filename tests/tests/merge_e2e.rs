@@ -523,7 +523,7 @@ async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
         let admin = central.admin();
         wait_resolved(&admin).await?;
         ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 3.0);
-        let listed: Value = serde_json::from_str(&central.cli("dlq", &["list"]).await?)?;
+        let listed: Value = serde_json::from_str(&central.cli("dlq", &["list", "--json"]).await?)?;
         let reasons: Vec<&str> = listed["dead_letters"]
             .as_array()
             .context("dead_letters")?
@@ -561,15 +561,24 @@ async fn parked_events_are_retried_from_the_cli_once_odoo_has_the_product() {
         );
 
         sim.add_product("NEW-SKU", Tracking::None)?;
-        let queued: Value = serde_json::from_str(
-            &central
-                .cli(
-                    "dlq",
-                    &["retry", "--warehouse", WAREHOUSE, "--sku", "NEW-SKU"],
-                )
-                .await?,
-        )?;
-        ensure!(queued["queued"] == 2, "dlq retry: {queued}");
+        let queued = central
+            .cli(
+                "dlq",
+                &[
+                    "retry",
+                    "--warehouse",
+                    WAREHOUSE,
+                    "--sku",
+                    "NEW-SKU",
+                    "--reason",
+                    "NEW-SKU created in Odoo",
+                ],
+            )
+            .await?;
+        ensure!(
+            queued.starts_with("queued 2 parked events of NEW-SKU"),
+            "dlq retry: {queued}"
+        );
         wait_until("the retried events to be applied", MERGE_WAIT, || async {
             let parked = dead_letters(&admin).await?;
             let done = parked["dead_letters"]

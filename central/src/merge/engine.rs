@@ -114,6 +114,34 @@ impl StoredPlan {
         }
     }
 
+    /// Where each event the plan applied went: the picking it created and validated, or the
+    /// open picking it filled.
+    fn merged_into(&self) -> Vec<(u64, super::merged::MergedInto)> {
+        use super::merged::MergedInto;
+        let at = super::state::now_micros();
+        let into = |picking: &str, state: &str| MergedInto {
+            picking: picking.to_owned(),
+            state: state.to_owned(),
+            merged_at: at,
+        };
+        let mut out = Vec::new();
+        for phase in &self.phases {
+            for (picking, status) in phase.pickings.iter().chain(&phase.adjustments) {
+                if *status == Status::Done {
+                    let seqs = picking.lines.iter().flat_map(|l| &l.seqs);
+                    out.extend(seqs.map(|seq| (*seq, into(&picking.key, "done"))));
+                }
+            }
+            for (fill, status) in &phase.fills {
+                if *status == Status::Done {
+                    let seqs = fill.moves.iter().flat_map(|m| &m.seqs);
+                    out.extend(seqs.map(|seq| (*seq, into(&fill.picking_name, "filled"))));
+                }
+            }
+        }
+        out
+    }
+
     /// Parks the events `seqs` with Odoo's reason for refusing them.
     fn park(&mut self, seqs: &[u64], error: &OdooError) {
         self.park_as(seqs, &error.name, &error.message);
@@ -916,14 +944,18 @@ impl Lane {
                 .await?;
         }
         super::state::log_parked(agent, &plan.parked);
+        let merged = plan.merged_into();
         match plan.retry {
-            Some(_) => {
-                self.store
-                    .finish_retry(agent, log_id, plan.skus.keys().copied(), &plan.parked)?
-            }
+            Some(_) => self.store.finish_retry(
+                agent,
+                log_id,
+                plan.skus.keys().copied(),
+                &plan.parked,
+                &merged,
+            )?,
             None => self
                 .store
-                .finish_merge(agent, log_id, plan.through, &plan.parked)?,
+                .finish_merge(agent, log_id, plan.through, &plan.parked, &merged)?,
         }
         Ok(())
     }

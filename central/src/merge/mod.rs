@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod engine;
 pub mod keys;
+pub mod merged;
 pub mod plan;
 pub mod state;
 
@@ -66,6 +67,8 @@ pub struct MergeState {
     pub circuit: Option<CircuitState>,
     /// While the circuit is open: seconds until the next call is let through.
     pub circuit_opens_in_s: Option<u64>,
+    /// When a pass last merged or parked events.
+    pub last_merge_at: Option<tally_protocol::Timestamp>,
 }
 
 impl MergeStatus {
@@ -163,6 +166,9 @@ pub async fn run(
             match pass {
                 Ok(resolved) => {
                     tracing::debug!(resolved, "merge pass done");
+                    if resolved > 0 {
+                        status.update(|s| s.last_merge_at = Some(tally_protocol::Timestamp::now()));
+                    }
                     failures = 0;
                     show_circuit(&status);
                     let stuck = engine.stuck();

@@ -7,12 +7,14 @@
 //! - `dead_letters`: (agent, log, seq) → why that event is parked;
 //! - `retry_letters`: (agent, log, seq) → a parked event an operator asked to retry, with the
 //!   retry's generation (which makes the retry's picking keys new);
-//! - `discarded_letters`: (agent, log, seq) → a parked event given up on, with the reason.
+//! - `discarded_letters`: (agent, log, seq) → a parked event given up on, with the reason;
+//! - `merged_into`: (agent, log, seq) → the Odoo picking the event went into ([`super::merged`]).
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tally_protocol::{LogId, Timestamp};
 
+use crate::store::audit::{self, Actor};
 use crate::store::{ResultExt, Store, StoreError};
 
 pub(crate) const CURSORS: TableDefinition<(&str, u128), u64> = TableDefinition::new("merge_cursor");
@@ -138,8 +140,10 @@ impl Store {
         log_id: LogId,
         through: u64,
         parked: &[(u64, DeadLetter)],
+        merged: &[(u64, super::merged::MergedInto)],
     ) -> Result<(), StoreError> {
         let txn = self.db().begin_write().storage()?;
+        super::merged::record(&txn, agent, log_id, merged)?;
         {
             let mut cursors = txn.open_table(CURSORS).storage()?;
             cursors.insert((agent, key(log_id)), through).storage()?;
@@ -195,6 +199,17 @@ impl Store {
     /// Queues every parked event of (warehouse, sku) for another attempt, under a new retry
     /// generation. Returns how many.
     pub fn retry_dead_letters(&self, warehouse: &str, sku: &str) -> Result<usize, StoreError> {
+        self.retry_dead_letters_as(warehouse, sku, Actor::local(None))
+    }
+
+    /// [`Store::retry_dead_letters`] on behalf of `actor`, audited in the same transaction
+    /// when it queued anything.
+    pub fn retry_dead_letters_as(
+        &self,
+        warehouse: &str,
+        sku: &str,
+        actor: Actor<'_>,
+    ) -> Result<usize, StoreError> {
         let txn = self.db().begin_write().storage()?;
         let mut count = 0;
         {
@@ -217,6 +232,11 @@ impl Store {
                 count += 1;
             }
         }
+        if count > 0 {
+            let target = format!("{warehouse}/{sku}");
+            let detail = format!("{count} events queued for a retry");
+            audit::append(&txn, actor, "dead-letter-retry", &target, detail)?;
+        }
         txn.commit().storage()?;
         Ok(count)
     }
@@ -229,8 +249,10 @@ impl Store {
         log_id: LogId,
         seqs: impl IntoIterator<Item = u64>,
         parked: &[(u64, DeadLetter)],
+        merged: &[(u64, super::merged::MergedInto)],
     ) -> Result<(), StoreError> {
         let txn = self.db().begin_write().storage()?;
+        super::merged::record(&txn, agent, log_id, merged)?;
         {
             let mut retries = txn.open_table(RETRIES).storage()?;
             for seq in seqs {
@@ -430,6 +452,18 @@ impl Store {
         sku: &str,
         reason: &str,
     ) -> Result<usize, StoreError> {
+        self.discard_dead_letters_as(warehouse, sku, Actor::local(Some(reason)))
+    }
+
+    /// [`Store::discard_dead_letters`] on behalf of `actor` (whose reason is kept with the
+    /// events), audited in the same transaction when it discarded anything.
+    pub fn discard_dead_letters_as(
+        &self,
+        warehouse: &str,
+        sku: &str,
+        actor: Actor<'_>,
+    ) -> Result<usize, StoreError> {
+        let reason = actor.reason.unwrap_or_default();
         let txn = self.db().begin_write().storage()?;
         let mut count = 0;
         {
@@ -448,6 +482,11 @@ impl Store {
                     .storage()?;
                 count += 1;
             }
+        }
+        if count > 0 {
+            let target = format!("{warehouse}/{sku}");
+            let detail = format!("{count} events discarded");
+            audit::append(&txn, actor, "dead-letter-discard", &target, detail)?;
         }
         txn.commit().storage()?;
         Ok(count)

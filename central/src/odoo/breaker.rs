@@ -31,6 +31,17 @@ pub enum CircuitState {
     Probing,
 }
 
+impl CircuitState {
+    /// The name the admin API and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::Probing => "probing",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Breaker {
     circuit: Mutex<Circuit>,

@@ -34,7 +34,10 @@ fn copy_tables(
         + copy(from, to, merge::DISCARDED)?
         + copy(from, to, merge::RETRIES)?
         + copy(from, to, merge::NOTICES)?
-        + copy(from, to, merge::COUNTERS)?;
+        + copy(from, to, merge::COUNTERS)?
+        + copy(from, to, super::audit::AUDIT)?
+        + copy(from, to, crate::merge::merged::MERGED_INTO)?
+        + copy(from, to, super::journal::JOURNAL_IDS)?;
     let names = vec![
         "format",
         "agents",
@@ -48,6 +51,9 @@ fn copy_tables(
         "retry_letters",
         "merge_notices",
         "merge_counters",
+        "audit_log",
+        "merged_into",
+        "journal_ids",
     ];
     Ok((names, rows))
 }

@@ -14,6 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{JOURNAL, ResultExt, STREAMS, Store, StoreError};
 
+/// The index of client event ids: (agent, event id) → (log, seq) of the event journaled last
+/// under that id, written with the events. Trace looks events up by id with it.
+pub(crate) const JOURNAL_IDS: redb::TableDefinition<(&str, &str), (u128, u64)> =
+    redb::TableDefinition::new("journal_ids");
+
 /// Batches committed together at most (more wait for the next transaction).
 const MAX_GROUP_BATCHES: usize = 256;
 /// Events committed together at most.
@@ -184,6 +189,7 @@ impl Store {
         {
             let mut streams = txn.open_table(STREAMS).storage()?;
             let mut journal = txn.open_table(JOURNAL).storage()?;
+            let mut ids = txn.open_table(JOURNAL_IDS).storage()?;
             // Streams touched by this group: stored seq and creation time.
             let mut touched: HashMap<(&str, u128), (u64, i64)> = HashMap::new();
             for append in group {
@@ -218,6 +224,10 @@ impl Store {
                     journal
                         .insert((key.0, key.1, event.seq), bytes.as_slice())
                         .storage()?;
+                    if let Some(id) = &event.event.id {
+                        ids.insert((key.0, id.as_str()), (key.1, event.seq))
+                            .storage()?;
+                    }
                 }
                 let stored = fresh.last().map_or(stored, |e| e.seq);
                 touched.insert(key, (stored, created));
@@ -285,6 +295,41 @@ impl Store {
             );
         }
         Ok(out)
+    }
+
+    /// Where the event the agent sent under client id `id` was journaled: (log, seq). Ids
+    /// journaled before the index existed are found by reading the agent's journal.
+    pub fn find_event_id(
+        &self,
+        agent_id: &str,
+        id: &str,
+    ) -> Result<Option<(LogId, u64)>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        match txn.open_table(JOURNAL_IDS) {
+            Ok(table) => {
+                if let Some(v) = table.get((agent_id, id)).storage()? {
+                    let (log, seq) = v.value();
+                    return Ok(Some((LogId(log.to_be_bytes()), seq)));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(StoreError::Storage(e.into())),
+        }
+        let journal = txn.open_table(JOURNAL).storage()?;
+        let range = journal
+            .range((agent_id, 0u128, 0u64)..=(agent_id, u128::MAX, u64::MAX))
+            .storage()?;
+        let mut found = None;
+        for entry in range {
+            let (k, v) = entry.storage()?;
+            let event: LoggedEvent = decode_record(v.value())
+                .map_err(|e| StoreError::Corrupt(format!("journal record: {e}")))?;
+            if event.event.id.as_deref() == Some(id) {
+                let (_, log, seq) = k.value();
+                found = Some((LogId(log.to_be_bytes()), seq));
+            }
+        }
+        Ok(found)
     }
 
     /// The journaled events `seqs` of one stream, in the order given (missing ones skipped).
@@ -388,6 +433,11 @@ mod tests {
         assert_eq!(store.read_journal("a1", other, 0, 100).unwrap().len(), 2);
         assert_eq!(store.stored_seq("a1", log).unwrap(), 5);
         assert_eq!(store.stored_seq("a1", LogId([9; 16])).unwrap(), 0);
+        // Client ids are indexed; the latest log journaled under an id wins.
+        assert_eq!(store.find_event_id("a1", "e4").unwrap(), Some((log, 4)));
+        assert_eq!(store.find_event_id("a1", "e2").unwrap(), Some((other, 2)));
+        assert_eq!(store.find_event_id("a1", "e9").unwrap(), None);
+        assert_eq!(store.find_event_id("a2", "e4").unwrap(), None);
         let streams = store.streams().unwrap();
         assert_eq!(streams.len(), 2);
         drop(journal);

@@ -6,12 +6,15 @@
 //! - `journal`: (agent id, log id, seq) → encoded `LoggedEvent`;
 //! - `format`: the data format version ([`STORE_FORMAT`], see [`tally_service::datafile`]).
 //!
-//! The registry's `agent_clock` and the merge's tables (`merge::state`) live in the same file.
+//! The registry's `agent_clock`, the audit log (`audit_log`, [`audit`]), the journal's index of
+//! client event ids (`journal_ids`) and the merge's tables (`merge::state`) live in the same
+//! file.
 //!
 //! Architecture invariant: journal and stream rows are written only by the journal writer
 //! thread ([`journal`]), each group in one durable transaction that also moves the streams'
 //! high-water marks, so a stored seq always means every event up to it is stored.
 
+pub mod audit;
 pub mod backup;
 pub mod journal;
 pub mod registry;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tally_protocol::{Secret, Timestamp};
 
+use super::audit::{self, Actor};
 use super::{AGENTS, ResultExt, Store, StoreError};
 
 /// The prefix of every agent token, so secret scanners and people can recognise one.
@@ -86,7 +87,18 @@ fn info(agent_id: &str, a: &StoredAgent) -> AgentInfo {
 
 impl Store {
     /// Registers an agent and returns its token: the only time the token is ever shown.
+    /// Audited as a `local` change (the database worked on directly).
     pub fn add_agent(&self, agent_id: &str, warehouse: &str) -> Result<Secret, RegistryError> {
+        self.add_agent_as(agent_id, warehouse, Actor::local(None))
+    }
+
+    /// [`Store::add_agent`] on behalf of `actor`, audited in the same transaction.
+    pub fn add_agent_as(
+        &self,
+        agent_id: &str,
+        warehouse: &str,
+        actor: Actor<'_>,
+    ) -> Result<Secret, RegistryError> {
         let token = new_token();
         let record = StoredAgent {
             warehouse: warehouse.to_owned(),
@@ -105,6 +117,13 @@ impl Store {
             let bytes = serde_json::to_vec(&record).expect("serialising a plain struct");
             table.insert(agent_id, bytes.as_slice()).storage()?;
         }
+        audit::append(
+            &txn,
+            actor,
+            "agent-add",
+            agent_id,
+            format!("warehouse {warehouse}"),
+        )?;
         txn.commit().storage()?;
         Ok(token)
     }
@@ -115,8 +134,19 @@ impl Store {
         agent_id: &str,
         grace: std::time::Duration,
     ) -> Result<Secret, RegistryError> {
+        self.rotate_agent_as(agent_id, grace, Actor::local(None))
+    }
+
+    /// [`Store::rotate_agent`] on behalf of `actor`, audited in the same transaction.
+    pub fn rotate_agent_as(
+        &self,
+        agent_id: &str,
+        grace: std::time::Duration,
+        actor: Actor<'_>,
+    ) -> Result<Secret, RegistryError> {
         let token = new_token();
-        self.update(agent_id, |record| {
+        let detail = format!("previous token valid for {}s", grace.as_secs());
+        self.update(agent_id, (actor, "agent-rotate", detail), |record| {
             if record.revoked_at.is_some() {
                 return Err(RegistryError::Revoked(agent_id.to_owned()));
             }
@@ -134,7 +164,13 @@ impl Store {
 
     /// Revokes an agent for good. Its live connection must be closed by the caller.
     pub fn revoke_agent(&self, agent_id: &str) -> Result<(), RegistryError> {
-        self.update(agent_id, |record| {
+        self.revoke_agent_as(agent_id, Actor::local(None))
+    }
+
+    /// [`Store::revoke_agent`] on behalf of `actor`, audited in the same transaction.
+    pub fn revoke_agent_as(&self, agent_id: &str, actor: Actor<'_>) -> Result<(), RegistryError> {
+        let change = (actor, "agent-revoke", "revoked".to_owned());
+        self.update(agent_id, change, |record| {
             record
                 .revoked_at
                 .get_or_insert(Timestamp::now().as_micros());
@@ -142,9 +178,11 @@ impl Store {
         })
     }
 
+    /// Changes an agent's record and audits it (`actor`, action, detail), in one transaction.
     fn update(
         &self,
         agent_id: &str,
+        (actor, action, detail): (Actor<'_>, &str, String),
         change: impl FnOnce(&mut StoredAgent) -> Result<(), RegistryError>,
     ) -> Result<(), RegistryError> {
         let txn = self.db().begin_write().storage()?;
@@ -158,6 +196,7 @@ impl Store {
             let bytes = serde_json::to_vec(&record).expect("serialising a plain struct");
             table.insert(agent_id, bytes.as_slice()).storage()?;
         }
+        audit::append(&txn, actor, action, agent_id, detail)?;
         txn.commit().storage()?;
         Ok(())
     }

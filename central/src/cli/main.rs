@@ -1,11 +1,15 @@
-//! The `tally-central` command line: parse, validate, then hand over to the library.
+//! The `tally-central` command line: parse, validate, then hand over to the library
+//! ([`ops`]: the operator's commands; [`api`]: their client of a running central).
+
+mod api;
+mod ops;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use serde_json::Value;
+use ops::{AgentAction, DlqAction, Output, TraceArgs};
 use tally_central::config::{Config, ConfigArgs, LocalConfig, Transport};
 use tally_central::store::{STORE_FILE, Store, StoreError};
 
@@ -43,6 +47,42 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// The whole picture on one screen: agents, the Odoo link, parked events, warnings.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Where is my scan? One event's path: accepted by the agent, journaled, merged into
+    /// which Odoo picking, or parked and why.
+    Trace {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: TraceArgs,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// The audit log: every change, with who (role), when and why; newest first.
+    Audit {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// How many entries.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10000))]
+        limit: u64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// What the merge noticed and applied anyway (a count pending in Odoo, say).
+    Notices {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10000))]
+        limit: u64,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Write a consistent copy of central's store to a file: through the running central's
     /// admin API, or from the store itself while central is stopped.
     Backup {
@@ -69,48 +109,6 @@ enum Command {
         /// Host names and IP addresses the certificate is for.
         #[arg(long = "host", value_name = "NAME", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
         hosts: Vec<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum AgentAction {
-    /// Register an agent; prints its token once (only a digest is stored).
-    Add {
-        agent_id: String,
-        #[arg(long)]
-        warehouse: String,
-    },
-    /// List agents with their connection state and lag.
-    List,
-    /// Issue a new token; the old one keeps working for the configured grace period.
-    Rotate { agent_id: String },
-    /// Revoke an agent for good and close its connection.
-    Revoke { agent_id: String },
-}
-
-#[derive(Debug, Subcommand)]
-enum DlqAction {
-    /// List the parked events with their reasons.
-    List,
-    /// Try every parked event of a SKU in a warehouse again, in order (after the product or
-    /// location was fixed in Odoo); events parked again show up in `list` again.
-    Retry {
-        /// The warehouse code.
-        #[arg(long)]
-        warehouse: String,
-        /// The SKU whose parked events to retry.
-        #[arg(long)]
-        sku: String,
-    },
-    /// Give up on every parked event of a SKU in a warehouse (they never reach Odoo; later
-    /// events of that SKU stop waiting behind them). The reason is kept for audit.
-    Discard {
-        #[arg(long)]
-        warehouse: String,
-        #[arg(long)]
-        sku: String,
-        #[arg(long)]
-        reason: String,
     },
 }
 
@@ -145,11 +143,39 @@ fn main() -> ExitCode {
             Err(code) => return code,
         },
         Command::Agent { config, action } => match load_local(&config) {
-            Ok(config) => agent(config, action),
+            Ok(config) => ops::agent(config, action),
             Err(code) => return code,
         },
         Command::Dlq { config, action } => match load_local(&config) {
-            Ok(config) => dlq(config, action),
+            Ok(config) => ops::dlq(config, action),
+            Err(code) => return code,
+        },
+        Command::Status { config, output } => match load_local(&config) {
+            Ok(config) => ops::status(config, output),
+            Err(code) => return code,
+        },
+        Command::Trace {
+            config,
+            args,
+            output,
+        } => match load_local(&config) {
+            Ok(config) => ops::trace(config, args, output),
+            Err(code) => return code,
+        },
+        Command::Audit {
+            config,
+            limit,
+            output,
+        } => match load_local(&config) {
+            Ok(config) => ops::audit(config, limit as usize, output),
+            Err(code) => return code,
+        },
+        Command::Notices {
+            config,
+            limit,
+            output,
+        } => match load_local(&config) {
+            Ok(config) => ops::notices(config, limit as usize, output),
             Err(code) => return code,
         },
         Command::Backup { config, to } => match load_local(&config) {
@@ -210,18 +236,7 @@ fn config_error(error: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-/// The admin token, needed once central turns out to be running.
-fn admin_token(config: &LocalConfig) -> anyhow::Result<&str> {
-    match &config.admin_token {
-        Some(token) => Ok(token.expose()),
-        None => bail!(
-            "central is running (it holds the database in {}); to ask its admin API give the admin token (--admin-token-file, TALLY_ADMIN_TOKEN or --config)",
-            config.data_dir.display()
-        ),
-    }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -239,12 +254,13 @@ fn run(config: Config) -> anyhow::Result<()> {
         let admin = tokio::net::TcpListener::bind(admin_listen)
             .await
             .with_context(|| format!("cannot listen on {admin_listen}"))?;
+        let scheme = if config.admin_tls { "https" } else { "http" };
         let central = tally_central::Central::open(config)?;
         let (sync_addr, admin_addr) = (sync.local_addr()?, admin.local_addr()?);
         tracing::info!(%sync_addr, %admin_addr, "tally-central ready");
         // One line on stdout for supervisors and test harnesses that asked for port 0.
         tally_service::ready(&format!(
-            "tally-central listening on {sync_addr} admin http://{admin_addr}"
+            "tally-central listening on {sync_addr} admin {scheme}://{admin_addr}"
         ));
         central
             .serve(sync, admin, tally_service::shutdown_on_signal())
@@ -274,22 +290,15 @@ fn backup(config: &LocalConfig, to: &Path) -> anyhow::Result<()> {
 /// renamed: `to` is the whole copy or as it was.
 async fn backup_online(config: &LocalConfig, to: &Path) -> anyhow::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let base = format!("http://{}", config.admin_listen);
-    let mut response = reqwest::Client::new()
-        .post(format!("{base}/v1/backup"))
-        .header(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", admin_token(config)?),
-        )
-        .send()
-        .await
-        .with_context(|| {
-            format!("central holds its database but its admin API at {base} does not answer")
-        })?;
+    let api = api::Api::new(config, api::Need::Change)?;
+    let base = api.base().to_owned();
+    let mut response = api.post("/v1/backup").send().await.with_context(|| {
+        format!("central holds its database but its admin API at {base} does not answer")
+    })?;
     let status = response.status();
     if !status.is_success() {
         let text = response.text().await.unwrap_or_default();
-        bail!("{base} answered {status}: {text}");
+        bail!("{}", api::api_error(&base, status, &text));
     }
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(to.file_name().context("the target is not a file name")?);
@@ -362,215 +371,5 @@ fn restore(config: &LocalConfig, from: &Path) -> ExitCode {
                 1
             })
         }
-    }
-}
-
-/// Agent management: through the admin API when central runs (it holds the database), or
-/// directly on the database when it does not.
-fn agent(config: LocalConfig, action: AgentAction) -> anyhow::Result<()> {
-    tally_service::create_private_dir(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
-    match Store::open(&config.data_dir) {
-        Ok(store) => agent_offline(&store, &config, action),
-        Err(StoreError::InUse { .. }) => runtime()?.block_on(agent_online(&config, action)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn print_token(agent_id: &str, token: &str) {
-    println!("{token}");
-    eprintln!(
-        "token of agent {agent_id} (shown once; store it in the agent's configuration as central_token)"
-    );
-}
-
-fn agent_offline(store: &Store, config: &LocalConfig, action: AgentAction) -> anyhow::Result<()> {
-    match action {
-        AgentAction::Add {
-            agent_id,
-            warehouse,
-        } => {
-            if !tally_central::admin::valid_name(&agent_id)
-                || !tally_central::admin::valid_name(&warehouse)
-            {
-                bail!("agent id and warehouse must be 1 to 64 letters, digits, '-', '_' or '.'");
-            }
-            let token = store.add_agent(&agent_id, &warehouse)?;
-            print_token(&agent_id, token.expose());
-        }
-        AgentAction::Rotate { agent_id } => {
-            let token = store.rotate_agent(&agent_id, config.token_grace)?;
-            print_token(&agent_id, token.expose());
-        }
-        AgentAction::Revoke { agent_id } => {
-            store.revoke_agent(&agent_id)?;
-            eprintln!("agent {agent_id} revoked");
-        }
-        AgentAction::List => {
-            for agent in store.list_agents()? {
-                println!(
-                    "{}\twarehouse={}\t{}",
-                    agent.agent_id,
-                    agent.warehouse,
-                    if agent.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "active"
-                    }
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn agent_online(config: &LocalConfig, action: AgentAction) -> anyhow::Result<()> {
-    let base = format!("http://{}", config.admin_listen);
-    let client = reqwest::Client::new();
-    let auth = format!("Bearer {}", admin_token(config)?);
-    let request = match &action {
-        AgentAction::Add {
-            agent_id,
-            warehouse,
-        } => client
-            .post(format!("{base}/v1/agents"))
-            .json(&serde_json::json!({"agent_id": agent_id, "warehouse": warehouse})),
-        AgentAction::List => client.get(format!("{base}/v1/agents")),
-        AgentAction::Rotate { agent_id } => {
-            client.post(format!("{base}/v1/agents/{agent_id}/rotate"))
-        }
-        AgentAction::Revoke { agent_id } => {
-            client.post(format!("{base}/v1/agents/{agent_id}/revoke"))
-        }
-    };
-    let response = request
-        .header(reqwest::header::AUTHORIZATION, auth)
-        .send()
-        .await
-        .with_context(|| {
-            format!("central holds its database but its admin API at {base} does not answer")
-        })?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{base} answered {status}: {text}");
-    }
-    match action {
-        AgentAction::Add { agent_id, .. } | AgentAction::Rotate { agent_id } => {
-            let body: Value = serde_json::from_str(&text)?;
-            print_token(&agent_id, body["token"].as_str().unwrap_or_default());
-        }
-        AgentAction::Revoke { agent_id } => {
-            eprintln!("agent {agent_id} revoked; its connection is closed")
-        }
-        AgentAction::List => {
-            let body: Value = serde_json::from_str(&text)?;
-            println!("{}", serde_json::to_string_pretty(&body)?);
-        }
-    }
-    Ok(())
-}
-
-fn dlq(config: LocalConfig, action: DlqAction) -> anyhow::Result<()> {
-    if !config.data_dir.is_dir() {
-        bail!(
-            "there is no central database in {} (check --data-dir or the configuration's data_dir)",
-            config.data_dir.display()
-        );
-    }
-    match Store::open(&config.data_dir) {
-        Ok(store) => match action {
-            DlqAction::List => {
-                for (agent, log, seq, letter) in store.dead_letters()? {
-                    println!(
-                        "{agent}\t{log}\tseq {seq}\t{}\t{}\t{}: {}",
-                        letter.warehouse, letter.sku, letter.reason, letter.message
-                    );
-                }
-                for (agent, log, seq, retry) in store.retries()? {
-                    println!(
-                        "{agent}\t{log}\tseq {seq}\t{}\t{}\tqueued for a retry",
-                        retry.letter.warehouse, retry.letter.sku
-                    );
-                }
-                Ok(())
-            }
-            DlqAction::Retry { warehouse, sku } => {
-                let n = store.retry_dead_letters(&warehouse, &sku)?;
-                if n == 0 {
-                    bail!("{}", nothing_parked(&warehouse, &sku));
-                }
-                eprintln!(
-                    "queued {n} parked events of {sku} in {warehouse} for a retry; central applies them when it next runs"
-                );
-                Ok(())
-            }
-            DlqAction::Discard {
-                warehouse,
-                sku,
-                reason,
-            } => {
-                let n = store.discard_dead_letters(&warehouse, &sku, &reason)?;
-                if n == 0 {
-                    bail!("{}", nothing_parked(&warehouse, &sku));
-                }
-                eprintln!("discarded {n} parked events of {sku} in {warehouse}");
-                Ok(())
-            }
-        },
-        Err(StoreError::InUse { .. }) => runtime()?.block_on(async {
-            let base = format!("http://{}", config.admin_listen);
-            let client = reqwest::Client::new();
-            let request = match &action {
-                DlqAction::List => client.get(format!("{base}/v1/dead-letters")),
-                DlqAction::Retry { warehouse, sku } => client
-                    .post(format!("{base}/v1/dead-letters/retry"))
-                    .json(&serde_json::json!({"warehouse": warehouse, "sku": sku})),
-                DlqAction::Discard {
-                    warehouse,
-                    sku,
-                    reason,
-                } => client.post(format!("{base}/v1/dead-letters/discard")).json(
-                    &serde_json::json!({"warehouse": warehouse, "sku": sku, "reason": reason}),
-                ),
-            };
-            let response = request
-                .bearer_auth(admin_token(&config)?)
-                .send()
-                .await
-                .with_context(|| {
-                    format!(
-                        "central holds its database but its admin API at {base} does not answer"
-                    )
-                })?;
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!("{}", api_error(&base, status, &text));
-            }
-            let body: Value = serde_json::from_str(&text)?;
-            println!("{}", serde_json::to_string_pretty(&body)?);
-            Ok(())
-        }),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn nothing_parked(warehouse: &str, sku: &str) -> String {
-    tally_central::admin::nothing_parked(warehouse, sku)
-}
-
-/// An admin API error as a sentence: its message when it has the API's error shape.
-fn api_error(base: &str, status: reqwest::StatusCode, text: &str) -> String {
-    let message = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned));
-    match message {
-        Some(message) => message,
-        None => format!("{base} answered {status}: {text}"),
     }
 }
