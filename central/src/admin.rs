@@ -30,6 +30,10 @@ pub struct AdminState {
     pub token_grace: Duration,
     /// The merge into Odoo, when one is configured.
     pub merge: Option<std::sync::Arc<crate::merge::MergeStatus>>,
+    /// The sales channels.
+    pub channels: Option<std::sync::Arc<crate::channels::Channels>>,
+    /// The availability reader, when Odoo is configured.
+    pub availability: Option<std::sync::Arc<crate::availability::reader::ReaderStatus>>,
 }
 
 impl AdminState {
@@ -40,6 +44,8 @@ impl AdminState {
             admin_token_sha256: Sha256::digest(admin_token.expose().as_bytes()).into(),
             token_grace,
             merge: None,
+            channels: None,
+            availability: None,
         }
     }
 }
@@ -56,6 +62,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/dead-letters/retry", post(retry_dead_letters))
         .route("/v1/notices", get(notices))
         .route("/v1/backup", post(backup))
+        .merge(crate::channels::api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -105,7 +112,7 @@ fn backup_failed() -> Response {
     )
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message.into()}})),
@@ -143,7 +150,7 @@ fn blocking_error(e: impl std::fmt::Display) -> Response {
 
 /// Runs `work` on the store off the async workers and answers with `render` of its result, or
 /// with a 500 (logged) when the store fails.
-async fn with_store<T, W, R>(store: &Store, work: W, render: R) -> Response
+pub(crate) async fn with_store<T, W, R>(store: &Store, work: W, render: R) -> Response
 where
     T: Send + 'static,
     W: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,

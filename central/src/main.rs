@@ -1,5 +1,7 @@
 //! The `tally-central` command line: parse, validate, then hand over to the library.
 
+mod channel_cli;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -58,6 +60,22 @@ enum Command {
         /// The backup file to restore.
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
+    },
+    /// The availability of a SKU per warehouse, as last read from Odoo.
+    Availability {
+        #[command(flatten)]
+        config: ConfigArgs,
+        sku: String,
+        /// Only this warehouse.
+        #[arg(long)]
+        warehouse: Option<String>,
+    },
+    /// Sales channels (through the running central's admin API).
+    Channel {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: channel_cli::ChannelAction,
     },
     /// Write a test CA and a server certificate signed by it (ca.pem, cert.pem, key.pem).
     GenCert {
@@ -156,6 +174,18 @@ fn main() -> ExitCode {
         },
         Command::Restore { config, from } => match load_local(&config) {
             Ok(config) => return restore(&config, &from),
+            Err(code) => return code,
+        },
+        Command::Availability {
+            config,
+            sku,
+            warehouse,
+        } => match load_local(&config) {
+            Ok(config) => channel_cli::availability(&config, &sku, warehouse.as_deref()),
+            Err(code) => return code,
+        },
+        Command::Channel { config, action } => match load_local(&config) {
+            Ok(config) => channel_cli::channel(&config, action),
             Err(code) => return code,
         },
         Command::GenCert { out_dir, hosts } => {

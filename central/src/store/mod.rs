@@ -6,7 +6,9 @@
 //! - `journal`: (agent id, log id, seq) → encoded `LoggedEvent`;
 //! - `format`: the data format version ([`STORE_FORMAT`], see [`tally_service::datafile`]).
 //!
-//! The registry's `agent_clock` and the merge's tables (`merge::state`) live in the same file.
+//! The registry's `agent_clock`, the merge's tables (`merge::state`), availability's
+//! (`availability::store`) and the channels' outboxes (`channels::outbox`) live in the same
+//! file.
 //!
 //! Architecture invariant: journal and stream rows are written only by the journal writer
 //! thread ([`journal`]), each group in one durable transaction that also moves the streams'
@@ -89,6 +91,8 @@ impl Store {
         txn.open_table(AGENTS).storage()?;
         txn.open_table(STREAMS).storage()?;
         txn.open_table(JOURNAL).storage()?;
+        crate::availability::store::open_tables(&txn)?;
+        crate::channels::outbox::open_tables(&txn)?;
         txn.commit().storage()?;
         Ok(Store {
             db: Arc::new(db),
