@@ -28,6 +28,7 @@
 //!   [`wait_synced`], until an agent reports its whole log acknowledged by central.
 
 pub mod central;
+pub mod channels;
 pub mod odoo_orders;
 pub mod odoo_sim;
 mod process;

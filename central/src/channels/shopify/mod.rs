@@ -34,7 +34,7 @@ use bucket::{Bucket, ThrottleStatus};
 /// Quantities per `inventorySetQuantities` call (Shopify's limit).
 pub const BATCH: usize = 250;
 /// SKUs per lookup query.
-pub const LOOKUP: usize = 100;
+pub const LOOKUP: usize = 250;
 pub const API_VERSION: &str = "2026-04";
 /// The most attempts of one set before what is left waits for the worker's next round.
 const SET_ATTEMPTS: usize = 6;
