@@ -77,6 +77,8 @@ fn central_config(dir: &Path, tls: &tally_central::tls::GeneratedCert) -> Config
         max_connections: 20_000,
         odoo: None,
         merge: Default::default(),
+        availability_poll: Duration::from_secs(10),
+        channels: Vec::new(),
         deprecated: Vec::new(),
     }
 }

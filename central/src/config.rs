@@ -152,6 +152,10 @@ struct FileConfig {
     max_connections: Option<usize>,
     #[serde(default)]
     odoo: OdooFile,
+    /// How often Odoo's own stock changes are polled for availability.
+    availability_poll: Option<String>,
+    #[serde(default)]
+    channels: Vec<crate::channels::config::ChannelFile>,
     // The flat `odoo_*` keys came before the `[odoo]` table; still read, with a warning.
     odoo_url: Option<String>,
     odoo_db: Option<String>,
@@ -227,6 +231,10 @@ pub struct Config {
     pub odoo: Option<OdooConfig>,
     /// How the merge paces itself.
     pub merge: MergeSettings,
+    /// How often availability polls Odoo for changes made there (`availability_poll`).
+    pub availability_poll: Duration,
+    /// The sales channels (`[[channels]]`).
+    pub channels: Vec<crate::channels::ChannelConfig>,
     /// Deprecated settings found, one sentence each, for the log.
     pub deprecated: Vec<String>,
 }
@@ -428,7 +436,19 @@ impl ConfigArgs {
             api: self.odoo_api.clone().or(odoo_file.api),
             max_writes: None,
         })?;
+        let availability_poll = match file.availability_poll.take() {
+            Some(text) => parse_duration(&text).map_err(|m| invalid("availability_poll", m))?,
+            None => Duration::from_secs(10),
+        };
+        if availability_poll < Duration::from_millis(100)
+            || availability_poll > Duration::from_secs(3600)
+        {
+            return Err(invalid("availability_poll", "must be between 100ms and 1h"));
+        }
+        let channels = crate::channels::config::check(std::mem::take(&mut file.channels))?;
         Ok(Config {
+            availability_poll,
+            channels,
             data_dir,
             listen,
             transport,

@@ -1,9 +1,12 @@
-//! `tally-central`: authenticates agents, journals their events exactly once, and merges them
-//! into Odoo.
+//! `tally-central`: authenticates agents, journals their events exactly once, merges them
+//! into Odoo, and fans Odoo's availability out to the sales channels.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod availability;
+pub mod breaker;
+pub mod channels;
 pub mod config;
 pub mod merge;
 pub mod odoo;
@@ -81,16 +84,39 @@ impl Central {
         }
         let tracker = TaskTracker::new();
         let merge_status = Arc::new(merge::MergeStatus::default());
+        let channels = Arc::new(channels::Channels::new(Arc::new(
+            self.config.channels.clone(),
+        )));
+        let reader_status = Arc::new(availability::reader::ReaderStatus::default());
         match &self.config.odoo {
             Some(odoo) => {
+                let touched = Arc::new(availability::Touched::default());
                 tracker.spawn(merge::run(
                     self.store.clone(),
                     odoo.clone(),
                     self.config.merge,
                     ctx.journal.commits(),
                     Arc::clone(&merge_status),
+                    Some(Arc::clone(&touched)),
                     shutdown.clone(),
                 ));
+                let reader = availability::reader::Reader {
+                    store: self.store.clone(),
+                    odoo: odoo.clone(),
+                    channels: Arc::clone(&channels),
+                    touched,
+                    poll: self.config.availability_poll,
+                    status: Arc::clone(&reader_status),
+                };
+                tracker.spawn(reader.run(shutdown.clone()));
+                for channel in channels.configs.iter() {
+                    tracker.spawn(channels::worker::run(
+                        self.store.clone(),
+                        channel.clone(),
+                        Arc::clone(&channels),
+                        shutdown.clone(),
+                    ));
+                }
             }
             None => {
                 tracing::warn!("no Odoo configured: journaling events without merging them")
@@ -104,6 +130,8 @@ impl Central {
         )
         .with_read_token(self.config.read_token.as_ref());
         admin_state.merge = self.config.odoo.is_some().then_some(merge_status);
+        admin_state.channels = Some(channels);
+        admin_state.availability = self.config.odoo.is_some().then_some(reader_status);
         let admin_app = admin::router(admin_state);
         let admin_server = async {
             match (&self.tls, self.config.admin_tls) {

@@ -40,6 +40,8 @@ impl TestCentral {
             max_connections: 100,
             odoo: None,
             merge: Default::default(),
+            availability_poll: Duration::from_secs(10),
+            channels: Vec::new(),
             deprecated: Vec::new(),
         };
         let central = Central::open(config).unwrap();
@@ -436,6 +438,8 @@ fn the_data_directory_and_store_are_the_owners_alone() {
         max_connections: 100,
         odoo: None,
         merge: Default::default(),
+        availability_poll: Duration::from_secs(10),
+        channels: Vec::new(),
         deprecated: Vec::new(),
     };
     let central = Central::open(config).unwrap();

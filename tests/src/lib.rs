@@ -29,6 +29,7 @@
 
 pub mod browser;
 pub mod central;
+pub mod channels;
 pub mod odoo_orders;
 pub mod odoo_sim;
 mod process;

@@ -46,6 +46,10 @@ pub struct AdminState {
     pub token_grace: Duration,
     /// The merge into Odoo, when one is configured.
     pub merge: Option<std::sync::Arc<crate::merge::MergeStatus>>,
+    /// The sales channels.
+    pub channels: Option<std::sync::Arc<crate::channels::Channels>>,
+    /// The availability reader, when Odoo is configured.
+    pub availability: Option<std::sync::Arc<crate::availability::reader::ReaderStatus>>,
 }
 
 impl AdminState {
@@ -57,6 +61,8 @@ impl AdminState {
             read_token_sha256: None,
             token_grace,
             merge: None,
+            channels: None,
+            availability: None,
         }
     }
 
@@ -93,6 +99,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/audit", get(handlers::audit))
         .route("/v1/trace", get(trace::trace))
         .route("/v1/backup", post(handlers::backup))
+        .merge(crate::channels::api::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

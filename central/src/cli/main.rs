@@ -2,6 +2,7 @@
 //! ([`ops`]: the operator's commands; [`api`]: their client of a running central).
 
 mod api;
+mod channel;
 mod ops;
 
 use std::path::{Path, PathBuf};
@@ -101,6 +102,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
     },
+    /// The availability of a SKU per warehouse, as last read from Odoo.
+    Availability {
+        #[command(flatten)]
+        config: ConfigArgs,
+        sku: String,
+        /// Only this warehouse.
+        #[arg(long)]
+        warehouse: Option<String>,
+    },
+    /// Sales channels (through the running central's admin API).
+    Channel {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: channel::ChannelAction,
+    },
     /// Write a test CA and a server certificate signed by it (ca.pem, cert.pem, key.pem).
     GenCert {
         /// Directory for the files.
@@ -184,6 +201,18 @@ fn main() -> ExitCode {
         },
         Command::Restore { config, from } => match load_local(&config) {
             Ok(config) => return restore(&config, &from),
+            Err(code) => return code,
+        },
+        Command::Availability {
+            config,
+            sku,
+            warehouse,
+        } => match load_local(&config) {
+            Ok(config) => channel::availability(&config, &sku, warehouse.as_deref()),
+            Err(code) => return code,
+        },
+        Command::Channel { config, action } => match load_local(&config) {
+            Ok(config) => channel::channel(&config, action),
             Err(code) => return code,
         },
         Command::GenCert { out_dir, hosts } => {

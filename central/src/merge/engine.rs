@@ -279,6 +279,8 @@ pub struct Engine {
     /// Odoo's virtual locations, read once for every lane.
     virtuals: Arc<OnceCell<VirtualLocations>>,
     lanes: HashMap<String, Lane>,
+    /// Where each pass notes the SKUs it touched, for availability.
+    touched: Option<Arc<crate::availability::Touched>>,
     /// Warehouses whose lane cannot run until a person fixes something (the code is not a
     /// warehouse in Odoo), with why; the other lanes keep merging.
     stuck: BTreeMap<String, String>,
@@ -292,8 +294,15 @@ impl Engine {
             policy,
             virtuals: Arc::default(),
             lanes: HashMap::new(),
+            touched: None,
             stuck: BTreeMap::new(),
         }
+    }
+
+    /// Notes the SKUs of every run applied in `touched` (availability re-reads them).
+    pub fn with_touched(mut self, touched: Arc<crate::availability::Touched>) -> Engine {
+        self.touched = Some(touched);
+        self
     }
 
     /// Merges everything journaled so far; returns how many events were resolved. When a lane
@@ -325,6 +334,7 @@ impl Engine {
                     warehouse: None,
                     products: HashMap::new(),
                     locations: HashMap::new(),
+                    touched: self.touched.clone(),
                 };
                 self.lanes.insert(code.clone(), lane);
             }
@@ -373,6 +383,7 @@ struct Lane {
     products: HashMap<String, Found>,
     /// Location name → the location, if the warehouse has it.
     locations: HashMap<String, Option<i64>>,
+    touched: Option<Arc<crate::availability::Touched>>,
 }
 
 impl Lane {
@@ -956,6 +967,9 @@ impl Lane {
             None => self
                 .store
                 .finish_merge(agent, log_id, plan.through, &plan.parked, &merged)?,
+        }
+        if let Some(touched) = &self.touched {
+            touched.note(&plan.warehouse, plan.skus.values());
         }
         Ok(())
     }

@@ -97,6 +97,7 @@ pub async fn run(
     settings: MergeSettings,
     mut commits: watch::Receiver<u64>,
     status: Arc<MergeStatus>,
+    touched: Option<Arc<crate::availability::Touched>>,
     shutdown: CancellationToken,
 ) {
     let policy = RetryPolicy::default();
@@ -156,6 +157,9 @@ pub async fn run(
             s.odoo_api = Some(client.transport());
         });
         let mut engine = Engine::new(store.clone(), client, policy);
+        if let Some(touched) = &touched {
+            engine = engine.with_touched(Arc::clone(touched));
+        }
         // Warehouses already reported as unable to merge (logged once, not every pass).
         let mut reported: Vec<String> = Vec::new();
         loop {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod breaker;
 pub mod client;
 pub mod error;
+pub mod stock_levels;
 
 pub use client::{Api, Call, OdooClient, OdooConfig, Transport};
 pub use error::{ErrorKind, OdooError};

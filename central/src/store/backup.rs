@@ -11,6 +11,8 @@ use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, WriteTran
 use tally_service::datafile::{self, BackupError, FORMAT_TABLE, Opened};
 
 use super::{AGENTS, JOURNAL, STORE_FILE, STORE_FORMAT, STREAMS, Store, StoreError};
+use crate::availability::store as availability;
+use crate::channels::outbox;
 use crate::merge::state as merge;
 
 /// Where a restore keeps the store it replaced, beside it.
@@ -37,7 +39,13 @@ fn copy_tables(
         + copy(from, to, merge::COUNTERS)?
         + copy(from, to, super::audit::AUDIT)?
         + copy(from, to, crate::merge::merged::MERGED_INTO)?
-        + copy(from, to, super::journal::JOURNAL_IDS)?;
+        + copy(from, to, super::journal::JOURNAL_IDS)?
+        + copy(from, to, availability::AVAILABILITY)?
+        + copy(from, to, availability::CURSOR)?
+        + copy(from, to, outbox::OUTBOX)?
+        + copy(from, to, outbox::PUSHED)?
+        + copy(from, to, outbox::DEAD)?
+        + copy(from, to, outbox::COUNTERS)?;
     let names = vec![
         "format",
         "agents",
@@ -54,6 +62,12 @@ fn copy_tables(
         "audit_log",
         "merged_into",
         "journal_ids",
+        "availability",
+        "availability_cursor",
+        "channel_outbox",
+        "channel_pushed",
+        "channel_dead",
+        "channel_counters",
     ];
     Ok((names, rows))
 }

@@ -7,7 +7,8 @@
 //! - `format`: the data format version ([`STORE_FORMAT`], see [`tally_service::datafile`]).
 //!
 //! The registry's `agent_clock`, the audit log (`audit_log`, [`audit`]), the journal's index of
-//! client event ids (`journal_ids`) and the merge's tables (`merge::state`) live in the same
+//! client event ids (`journal_ids`), the merge's tables (`merge::state`), availability's
+//! (`availability::store`) and the channels' outboxes (`channels::outbox`) live in the same
 //! file.
 //!
 //! Architecture invariant: journal and stream rows are written only by the journal writer
@@ -92,6 +93,8 @@ impl Store {
         txn.open_table(AGENTS).storage()?;
         txn.open_table(STREAMS).storage()?;
         txn.open_table(JOURNAL).storage()?;
+        crate::availability::store::open_tables(&txn)?;
+        crate::channels::outbox::open_tables(&txn)?;
         txn.commit().storage()?;
         Ok(Store {
             db: Arc::new(db),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::orm::{self, Env, ids_of};
 use super::rpc::{Call, OdooError};
 use super::store::{Db, Id};
-use super::{Version, domain::Domain, inventory, sale, schema, stock};
+use super::{Version, clock, domain::Domain, inventory, sale, schema, stock};
 
 /// What the database holds about who may call: logins, passwords and API keys.
 #[derive(Debug, Clone)]
@@ -141,6 +141,7 @@ fn execute_kw(db: &mut Db, info: &ServerInfo, now: i64, call: &Call) -> Result<O
         now,
         lines: 0,
     };
+    env.db.stamp = Some(clock::format_datetime(now));
     db_transaction(&mut env, |env| {
         dispatch(
             env,

@@ -488,6 +488,7 @@ impl OdooSim {
             now,
             lines: 0,
         };
+        env.db.stamp = Some(clock::format_datetime(now));
         let result = f(&mut env);
         env.db.commit();
         result

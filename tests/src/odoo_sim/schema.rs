@@ -508,6 +508,7 @@ fn build() -> Vec<Model> {
                 f("date", Datetime, "Date Scheduled").req(),
                 f("date_deadline", Datetime, "Deadline").ro(),
                 f("next_serial", Char, "First SN"),
+                f("write_date", Datetime, "Last Updated on").ro(),
             ],
         },
         Model {
@@ -579,6 +580,7 @@ fn build() -> Vec<Model> {
                 f("inventory_date", Date, "Scheduled Date"),
                 f("in_date", Datetime, "Incoming Date").ro(),
                 f("user_id", Many2one, "Assigned To").rel("res.users"),
+                f("write_date", Datetime, "Last Updated on").ro(),
             ],
         },
         Model {

@@ -46,6 +46,9 @@ pub struct Db {
     journal: Vec<Undo>,
     /// Named counters (picking sequences, sale order numbers); never rolled back.
     counters: HashMap<String, u64>,
+    /// The current call's `now()` as Odoo writes datetimes: stamped as `write_date` on every
+    /// record of a model that has one when it is created or changed (Odoo's ORM does the same).
+    pub stamp: Option<String>,
 }
 
 impl Db {
@@ -68,7 +71,8 @@ impl Db {
     }
 
     /// Inserts a new record and returns its id.
-    pub fn insert(&mut self, model: &'static str, rec: Rec) -> Id {
+    pub fn insert(&mut self, model: &'static str, mut rec: Rec) -> Id {
+        self.stamp_write_date(model, &mut rec);
         let table = self.table(model);
         let id = table.next_id;
         table.next_id += 1;
@@ -112,10 +116,19 @@ impl Db {
         if new == old {
             return;
         }
+        self.stamp_write_date(model, &mut new);
         self.index(model, id, &old, false);
         self.index(model, id, &new, true);
         self.table(model).rows.insert(id, new);
         self.journal.push(Undo::Restore(model, id, old));
+    }
+
+    fn stamp_write_date(&self, model: &str, rec: &mut Rec) {
+        if let Some(now) = &self.stamp
+            && schema::model(model).is_some_and(|m| m.fields.iter().any(|f| f.name == "write_date"))
+        {
+            rec.insert("write_date", Value::from(now.clone()));
+        }
     }
 
     /// Sets one stored field.

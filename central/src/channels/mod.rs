@@ -1,0 +1,207 @@
+//! Sales channels: availability fanned out to Shopify and signed webhooks.
+//!
+//! - [`config`]: `[[channels]]` checked into [`ChannelConfig`];
+//! - [`offer`]: what a channel is offered (pure);
+//! - [`outbox`]: the durable outbox per channel (latest value wins, drops first);
+//! - [`worker`]: one task per channel draining its outbox through its adapter, with a circuit
+//!   breaker and backoff;
+//! - one folder per kind: [`shopify`], [`webhook`].
+//!
+//! Architecture invariant: a channel is only ever sent values from the outbox, and a row
+//! leaves the outbox only once the channel accepted that row's sequence number (or refused it
+//! for good, into the channel's dead letters).
+
+pub mod api;
+pub mod config;
+pub mod offer;
+pub mod outbox;
+pub mod shopify;
+pub mod webhook;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use config::{Buffer, ChannelConfig, ChannelKind};
+pub use outbox::{ChannelDeadLetter, Entry, OutboxStats};
+
+/// How an outbound call to a channel failed, as the worker decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Down, overloaded, throttled or timed out: try again later.
+    Retryable,
+    /// The credentials were refused: a person must act.
+    Auth,
+    /// The channel and Tally disagree on the API: a person must act.
+    Contract,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ChannelError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl ChannelError {
+    pub fn retryable(message: impl Into<String>) -> ChannelError {
+        ChannelError {
+            class: ErrorClass::Retryable,
+            message: message.into(),
+        }
+    }
+
+    pub fn contract(message: impl Into<String>) -> ChannelError {
+        ChannelError {
+            class: ErrorClass::Contract,
+            message: message.into(),
+        }
+    }
+
+    /// An HTTP answer that is not a success, classified.
+    pub fn http(status: u16, what: &str) -> ChannelError {
+        let class = match status {
+            401 | 403 => ErrorClass::Auth,
+            408 | 413 | 429 | 500..=599 => ErrorClass::Retryable,
+            _ => ErrorClass::Contract,
+        };
+        ChannelError {
+            class,
+            message: format!("{what} answered HTTP {status}"),
+        }
+    }
+
+    pub fn transport(e: reqwest::Error, what: &str) -> ChannelError {
+        // Without the URL: a webhook URL may carry a token.
+        ChannelError::retryable(format!("{what} could not be reached: {}", e.without_url()))
+    }
+}
+
+impl crate::breaker::Classify for ChannelError {
+    fn is_outage(&self) -> bool {
+        self.class == ErrorClass::Retryable
+    }
+}
+
+/// What one push of a batch came to.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Accepted by the channel.
+    pub done: Vec<Entry>,
+    /// Refused for good: (entry, code, message).
+    pub dead: Vec<(Entry, String, String)>,
+    /// Times the client waited for the channel's rate limit.
+    pub throttle_waits: u64,
+    /// Calls made (lookups included).
+    pub calls: u64,
+}
+
+/// What the admin API shows of one channel (the dashboard's channel status).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub warehouses: Vec<String>,
+    #[serde(flatten)]
+    pub outbox: OutboxStats,
+    /// Failed pushes since central started.
+    pub errors: u64,
+    /// Waits for the channel's rate limit since central started.
+    pub throttle_waits: u64,
+    /// Calls made since central started.
+    pub calls: u64,
+    pub last_error: Option<String>,
+    /// Set while pushes are paused on an error only a person can fix.
+    pub alert: Option<String>,
+    /// `closed`, `open` or `probing`.
+    pub circuit: Option<crate::breaker::CircuitState>,
+}
+
+/// In-memory figures of a running channel.
+#[derive(Debug, Default, Clone)]
+pub struct Live {
+    pub errors: u64,
+    pub throttle_waits: u64,
+    pub calls: u64,
+    pub last_error: Option<String>,
+    pub alert: Option<String>,
+    pub circuit: Option<crate::breaker::CircuitState>,
+    /// A resync was asked for: the worker forgets what it cached of the channel.
+    pub resync: bool,
+}
+
+/// The running channels, for the admin API.
+#[derive(Debug)]
+pub struct Channels {
+    pub configs: Arc<Vec<ChannelConfig>>,
+    live: Mutex<BTreeMap<String, Live>>,
+    /// Bumped whenever outbox rows were added: wakes the workers.
+    pub outbox: tokio::sync::watch::Sender<u64>,
+}
+
+impl Channels {
+    pub fn new(configs: Arc<Vec<ChannelConfig>>) -> Channels {
+        Channels {
+            configs,
+            live: Mutex::default(),
+            outbox: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    pub fn config(&self, name: &str) -> Option<&ChannelConfig> {
+        self.configs.iter().find(|c| c.name == name)
+    }
+
+    pub(crate) fn update(&self, name: &str, f: impl FnOnce(&mut Live)) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        f(live.entry(name.to_owned()).or_default());
+    }
+
+    pub fn live(&self, name: &str) -> Live {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn request_resync(&self, name: &str) {
+        self.update(name, |l| l.resync = true);
+    }
+
+    pub(crate) fn take_resync(&self, name: &str) -> bool {
+        let mut taken = false;
+        self.update(name, |l| taken = std::mem::take(&mut l.resync));
+        taken
+    }
+
+    /// Wakes the workers: new rows are in the outbox.
+    pub fn wake(&self) {
+        self.outbox.send_modify(|n| *n += 1);
+    }
+
+    /// The status of `name`, from the store and the running worker.
+    pub fn status(
+        &self,
+        store: &crate::store::Store,
+        name: &str,
+    ) -> Result<Option<ChannelStatus>, crate::store::StoreError> {
+        let Some(config) = self.config(name) else {
+            return Ok(None);
+        };
+        let live = self.live(name);
+        Ok(Some(ChannelStatus {
+            name: name.to_owned(),
+            kind: config.kind.as_str(),
+            warehouses: config.warehouses.iter().cloned().collect(),
+            outbox: store.outbox_stats(name)?,
+            errors: live.errors,
+            throttle_waits: live.throttle_waits,
+            calls: live.calls,
+            last_error: live.last_error,
+            alert: live.alert,
+            circuit: live.circuit,
+        }))
+    }
+}
+
+/// How long a worker pauses on an error only a person can fix before trying again.
+pub const ALERT_PAUSE: Duration = Duration::from_secs(60);

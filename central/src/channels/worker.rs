@@ -1,0 +1,182 @@
+//! One task per channel: takes the outbox's most urgent rows, pushes them through the
+//! channel's adapter, records what the channel accepted or refused for good, and backs off
+//! (behind a circuit breaker) when the channel is down.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    ALERT_PAUSE, ChannelConfig, ChannelError, ChannelKind, Channels, Entry, ErrorClass, Outcome,
+};
+use crate::breaker::Breaker;
+use crate::store::Store;
+
+/// A channel's client.
+#[derive(Debug)]
+pub enum Adapter {
+    Shopify(Box<super::shopify::Shopify>),
+    Webhook(Box<super::webhook::Webhook>),
+}
+
+impl Adapter {
+    pub fn new(config: &ChannelConfig) -> Adapter {
+        match &config.kind {
+            ChannelKind::Shopify { .. } => {
+                Adapter::Shopify(Box::new(super::shopify::Shopify::new(config)))
+            }
+            ChannelKind::Webhook => {
+                Adapter::Webhook(Box::new(super::webhook::Webhook::new(config)))
+            }
+        }
+    }
+
+    /// The most rows one push takes.
+    pub fn batch(&self) -> usize {
+        match self {
+            Adapter::Shopify(_) => super::shopify::BATCH,
+            Adapter::Webhook(_) => super::webhook::BATCH,
+        }
+    }
+
+    pub async fn push(&mut self, batch: &[Entry]) -> Result<Outcome, ChannelError> {
+        match self {
+            Adapter::Shopify(s) => s.push(batch).await,
+            Adapter::Webhook(w) => w.push(batch).await,
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … at most 60 s.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1u32 << failures.min(7));
+    base.min(Duration::from_secs(60))
+        .mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+}
+
+/// Drains `config`'s outbox until `shutdown`.
+pub async fn run(
+    store: Store,
+    config: ChannelConfig,
+    channels: Arc<Channels>,
+    shutdown: CancellationToken,
+) {
+    let name = config.name.clone();
+    let mut adapter = Adapter::new(&config);
+    let breaker = Breaker::default();
+    let mut wake = channels.outbox.subscribe();
+    let mut failures = 0u32;
+    loop {
+        if channels.take_resync(&name)
+            && let Adapter::Shopify(shopify) = &mut adapter
+        {
+            shopify.forget();
+        }
+        let batch = {
+            let store = store.clone();
+            let name = name.clone();
+            let limit = adapter.batch();
+            tokio::task::spawn_blocking(move || store.outbox_batch(&name, limit)).await
+        };
+        let batch = match batch {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(e)) => {
+                tracing::error!(channel = %name, error = %e, "cannot read the channel's outbox");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(channel = %name, error = %e, "cannot read the channel's outbox");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            wake.borrow_and_update();
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = wake.changed() => {}
+                // Rows can also come back after a failure of this worker's own.
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            continue;
+        }
+        let pause = match breaker.admit(Instant::now()) {
+            Err(open) => Some(open.retry_in),
+            Ok(()) => {
+                let result = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = adapter.push(&batch) => r,
+                };
+                breaker.record(result.as_ref().map(|_| ()), Instant::now());
+                let circuit = breaker.state(Instant::now()).0;
+                match result {
+                    Ok(outcome) => {
+                        failures = 0;
+                        let done = outcome.done.len();
+                        let dead = outcome.dead.len();
+                        for (e, code, message) in &outcome.dead {
+                            tracing::warn!(channel = %name, sku = %e.sku, %code, %message, "the channel refused a SKU: moved to its dead letters");
+                        }
+                        let recorded = {
+                            let store = store.clone();
+                            let name = name.clone();
+                            tokio::task::spawn_blocking(move || {
+                                store.outbox_complete(&name, &outcome.done, &outcome.dead)
+                            })
+                            .await
+                        };
+                        if !matches!(recorded, Ok(Ok(()))) {
+                            tracing::error!(channel = %name, "cannot record a push in the store; it is pushed again");
+                        }
+                        channels.update(&name, |l| {
+                            l.calls += outcome.calls;
+                            l.throttle_waits += outcome.throttle_waits;
+                            l.last_error = None;
+                            l.alert = None;
+                            l.circuit = Some(circuit);
+                        });
+                        tracing::debug!(channel = %name, done, dead, "pushed");
+                        // Nothing accepted or refused: what is left waits (a SKU not found yet,
+                        // a stale value re-read) rather than being retried in a tight loop.
+                        (done + dead == 0).then(|| backoff(0, rand::random()))
+                    }
+                    Err(error) => {
+                        let person = error.class != ErrorClass::Retryable;
+                        tracing::warn!(channel = %name, %error, "pushing to the channel failed");
+                        channels.update(&name, |l| {
+                            l.errors += 1;
+                            l.last_error = Some(error.message.clone());
+                            l.alert = person.then(|| error.message.clone());
+                            l.circuit = Some(circuit);
+                        });
+                        failures = failures.saturating_add(1);
+                        Some(if person {
+                            ALERT_PAUSE
+                        } else {
+                            backoff(failures, rand::random())
+                        })
+                    }
+                }
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(0, 1.0), Duration::from_millis(500));
+        assert_eq!(backoff(2, 1.0), Duration::from_secs(2));
+        assert_eq!(backoff(30, 1.0), Duration::from_secs(60));
+        assert_eq!(backoff(30, 0.0), Duration::from_secs(30));
+    }
+}
