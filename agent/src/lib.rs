@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tally_service::watchdog::{self, Watchdog};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,8 @@ pub struct Agent {
     central: Option<CentralLink>,
     /// How long acknowledged events, and client ids, are kept.
     retention: (Duration, Duration),
+    /// systemd's watchdog, petted by the log writer (see [`log::writer`]).
+    watchdog: Option<Arc<Watchdog>>,
 }
 
 impl Agent {
@@ -83,7 +86,14 @@ impl Agent {
             writer_thread,
             central: config.central.clone(),
             retention: (config.retention, config.id_retention),
+            watchdog: Watchdog::from_systemd(),
         })
+    }
+
+    /// Uses `watchdog` instead of systemd's (tests count its pets).
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Agent {
+        self.watchdog = Some(watchdog);
+        self
     }
 
     pub fn state(&self) -> &AppState {
@@ -102,8 +112,22 @@ impl Agent {
             writer_thread,
             central,
             retention,
+            watchdog,
         } = self;
         let tasks = tokio_util::task::TaskTracker::new();
+        if let Some(watchdog) = watchdog {
+            // The probes go through the writer's queue: the pet comes from the writer thread,
+            // after the commits queued before it (a hung fsync stops it).
+            let writer = state.writer.clone();
+            tasks.spawn(watchdog::send_probes(
+                watchdog,
+                shutdown.clone(),
+                move |probe| {
+                    let writer = writer.clone();
+                    async move { writer.probe(probe).await }
+                },
+            ));
+        }
         if let Some(central) = central {
             let config = SyncConfig {
                 endpoint: central.endpoint,
