@@ -122,10 +122,7 @@ impl ServicePaths {
     pub fn sample_config(&self) -> String {
         let literal = |p: &Path| format!("'{}'", p.display());
         SAMPLE_CONFIG
-            .replace(
-                "\"/var/lib/tally-agent\"",
-                &literal(&self.data_dir()),
-            )
+            .replace("\"/var/lib/tally-agent\"", &literal(&self.data_dir()))
             .replace(
                 "\"/etc/tally/central-ca.pem\"",
                 &literal(&self.root.join("central-ca.pem")),
@@ -293,7 +290,11 @@ impl Controller {
     }
 
     pub fn report_current(&self) {
-        let status = self.state.lock().unwrap_or_else(|e| e.into_inner()).status();
+        let status = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .status();
         (self.report)(status);
     }
 

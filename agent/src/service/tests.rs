@@ -90,7 +90,10 @@ fn the_sample_configuration_is_written_once_with_this_machines_paths() {
     let paths = ServicePaths::new(Some(dir.path().to_owned()));
     assert!(paths.install_sample_config().unwrap());
     let text = std::fs::read_to_string(paths.config()).unwrap();
-    assert!(!text.contains("/var/lib") && !text.contains("/etc/tally"), "{text}");
+    assert!(
+        !text.contains("/var/lib") && !text.contains("/etc/tally"),
+        "{text}"
+    );
     let data_dir = format!("data_dir = '{}'", paths.data_dir().display());
     assert!(text.contains(&data_dir), "{text}");
     // As shipped it is refused: its tokens are placeholders.

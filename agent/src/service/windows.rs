@@ -18,8 +18,8 @@ use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
 use windows_service::{define_windows_service, service_dispatcher};
 
 use super::{
-    Controller, DISPLAY_NAME, LOG_FILE_BYTES, LOG_FILES_KEPT, Phase, SERVICE_ACCOUNT,
-    SERVICE_NAME, ServiceCommand, ServicePaths, Status,
+    Controller, DISPLAY_NAME, LOG_FILE_BYTES, LOG_FILES_KEPT, Phase, SERVICE_ACCOUNT, SERVICE_NAME,
+    ServiceCommand, ServicePaths, Status,
 };
 
 define_windows_service!(ffi_service_main, service_main);
@@ -108,10 +108,17 @@ fn install() -> anyhow::Result<()> {
     let grant = format!("{SERVICE_ACCOUNT}:(OI)(CI)M");
     let icacls = std::process::Command::new("icacls")
         .args([root.as_str(), "/inheritance:r", "/grant:r"])
-        .args(["*S-1-5-32-544:(OI)(CI)F", "*S-1-5-18:(OI)(CI)F", grant.as_str()])
+        .args([
+            "*S-1-5-32-544:(OI)(CI)F",
+            "*S-1-5-18:(OI)(CI)F",
+            grant.as_str(),
+        ])
         .status()
         .context("cannot run icacls")?;
-    anyhow::ensure!(icacls.success(), "icacls could not set the rights on {root}");
+    anyhow::ensure!(
+        icacls.success(),
+        "icacls could not set the rights on {root}"
+    );
     println!(
         "{SERVICE_NAME} is installed (automatic start, restarts on failure). {} {}, then run: tally-agent service start",
         if wrote { "Fill in" } else { "Check" },
@@ -136,21 +143,19 @@ fn uninstall() -> anyhow::Result<()> {
 
 fn service_main(_arguments: Vec<OsString>) {
     let paths = ServicePaths::from_env();
-    if let Ok(file) = tally_service::rotate::RotatingFile::open(
-        &paths.log_file(),
-        LOG_FILE_BYTES,
-        LOG_FILES_KEPT,
-    ) {
+    if let Ok(file) =
+        tally_service::rotate::RotatingFile::open(&paths.log_file(), LOG_FILE_BYTES, LOG_FILES_KEPT)
+    {
         tally_service::init_logging_to(file);
     }
     let handle = Arc::new(OnceLock::<service_control_handler::ServiceStatusHandle>::new());
     let controller = Controller::new({
         let handle = Arc::clone(&handle);
         move |status| {
-            if let Some(handle) = handle.get() {
-                if let Err(error) = handle.set_service_status(scm_status(status)) {
-                    tracing::warn!(%error, "cannot report the service status");
-                }
+            if let Some(handle) = handle.get()
+                && let Err(error) = handle.set_service_status(scm_status(status))
+            {
+                tracing::warn!(%error, "cannot report the service status");
             }
         }
     });
