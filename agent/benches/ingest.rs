@@ -49,7 +49,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tally_agent::Agent;
 use tally_agent::config::{Config, ConfigArgs};
-use tally_agent::log::writer::{GroupLimits, WriterHandle};
+use tally_agent::log::writer::{GroupLimits, WriterHandle, WriterMessage};
 use tally_agent::log::{Accepted, Log, LogWriter, RequestOutcome};
 use tally_protocol::{Event, Timestamp};
 use tokio::net::TcpListener;
@@ -590,7 +590,10 @@ fn start_no_storage(rt: &Runtime, dir: &Path) -> anyhow::Result<Server> {
         .name("bench-no-storage".into())
         .spawn(move || {
             let mut seq = 0u64;
-            while let Some(request) = queue.blocking_recv() {
+            while let Some(message) = queue.blocking_recv() {
+                let WriterMessage::Append(request) = message else {
+                    continue;
+                };
                 let accepted = request
                     .events
                     .iter()

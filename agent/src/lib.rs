@@ -12,12 +12,14 @@ pub mod http;
 pub mod ingest;
 pub mod log;
 pub mod metrics;
+pub mod service;
 pub mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tally_service::watchdog::{self, Watchdog};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +44,8 @@ pub struct Agent {
     central: Option<CentralLink>,
     /// How long acknowledged events, and client ids, are kept.
     retention: (Duration, Duration),
+    /// systemd's watchdog, petted by the log writer (see [`log::writer`]).
+    watchdog: Option<Arc<Watchdog>>,
 }
 
 impl Agent {
@@ -83,7 +87,14 @@ impl Agent {
             writer_thread,
             central: config.central.clone(),
             retention: (config.retention, config.id_retention),
+            watchdog: Watchdog::from_systemd(),
         })
+    }
+
+    /// Uses `watchdog` instead of systemd's (tests count its pets).
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Agent {
+        self.watchdog = Some(watchdog);
+        self
     }
 
     pub fn state(&self) -> &AppState {
@@ -102,8 +113,22 @@ impl Agent {
             writer_thread,
             central,
             retention,
+            watchdog,
         } = self;
         let tasks = tokio_util::task::TaskTracker::new();
+        if let Some(watchdog) = watchdog {
+            // The probes go through the writer's queue: the pet comes from the writer thread,
+            // after the commits queued before it (a hung fsync stops it).
+            let writer = state.writer.clone();
+            tasks.spawn(watchdog::send_probes(
+                watchdog,
+                shutdown.clone(),
+                move |probe| {
+                    let writer = writer.clone();
+                    async move { writer.probe(probe).await }
+                },
+            ));
+        }
         if let Some(central) = central {
             let config = SyncConfig {
                 endpoint: central.endpoint,
@@ -154,6 +179,46 @@ impl Agent {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The async runtime the agent's commands run on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Runs the agent: opens its log, binds its listener, calls `ready` with the address once it
+/// serves, and serves until `shutdown` is cancelled (by SIGTERM under systemd, by the stop
+/// control as a Windows service). Call it inside the runtime.
+pub async fn run(
+    config: &Config,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let agent = Agent::open(config)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, agent_id = %config.agent_id, warehouse = %config.warehouse, log_id = %agent.state().log.log_id(), "tally-agent ready");
+    ready(addr);
+    agent.serve(listener, shutdown).await
+}
+
+/// The exit code for a failure: 65 (EX_DATAERR) for a log of a newer format, which a restart
+/// would meet again, 1 for anything else.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let data_error = error
+        .chain()
+        .any(|e| matches!(e.downcast_ref(), Some(log::LogError::Format(_))));
+    if data_error {
+        tally_service::datafile::EXIT_DATAERR
+    } else {
+        1
     }
 }
 

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use tally_agent::config::{Config, ConfigArgs, DataDirArgs, StatusArgs};
 use tally_agent::ingest::EventJson;
 use tally_agent::log::{LOG_FILE, Log, LogError};
+use tally_agent::runtime;
+use tally_agent::service::ServiceCommand;
 
 use tally_service::EXIT_USAGE;
 use tally_service::datafile::EXIT_DATAERR;
@@ -52,6 +54,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
     },
+    /// Manage the Windows service (install, uninstall, start, stop, status): Windows only; on
+    /// Linux, systemd runs the agent (see docs/INSTALL.md).
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Print the stored events as JSON lines (works while the agent is stopped).
     Export {
         #[command(flatten)]
@@ -70,7 +76,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    tally_service::init_logging();
+    // The service logs to its own file, set up by the Windows layer.
+    if !matches!(cli.command, Command::Service(ServiceCommand::Run)) {
+        tally_service::init_logging();
+    }
     match cli.command {
         Command::Run(args) => {
             let config = match load(&args) {
@@ -117,11 +126,31 @@ fn main() -> ExitCode {
             Ok(data_dir) => restore(&data_dir, &from),
             Err(error) => config_error(&error),
         },
+        Command::Service(command) => service(command),
         Command::Export { data_dir, after } => match data_dir.data_dir() {
             Ok(data_dir) => report(export(data_dir, after)),
             Err(error) => config_error(&error),
         },
     }
+}
+
+#[cfg(windows)]
+fn service(command: ServiceCommand) -> ExitCode {
+    match tally_agent::service::windows::execute(command) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("tally-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(windows))]
+fn service(_: ServiceCommand) -> ExitCode {
+    eprintln!(
+        "tally-agent: `service` manages the Windows service; on Linux systemd runs the agent (tally-agent.service from the tally-agent package, see docs/INSTALL.md)"
+    );
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn load(args: &ConfigArgs) -> Result<Config, ExitCode> {
@@ -138,39 +167,19 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tally-agent: {error:#}");
-            // Data this release cannot use (a newer format) is not a passing failure: a restart
-            // would fail the same way.
-            let data_error = error
-                .chain()
-                .any(|e| matches!(e.downcast_ref(), Some(LogError::Format(_))));
-            if data_error {
-                ExitCode::from(EXIT_DATAERR)
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(tally_agent::exit_code(&error))
         }
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 fn run(config: Config) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let agent = tally_agent::Agent::open(&config)?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, agent_id = %config.agent_id, warehouse = %config.warehouse, log_id = %agent.state().log.log_id(), "tally-agent ready");
-        // One line on stdout for supervisors and test harnesses that asked for port 0.
-        tally_service::ready(&format!("tally-agent listening on http://{addr}"));
-        agent.serve(listener, tally_service::shutdown_on_signal()).await
+        let shutdown = tally_service::shutdown_on_signal();
+        tally_agent::run(&config, shutdown, |addr| {
+            // One line on stdout for supervisors and test harnesses that asked for port 0.
+            tally_service::ready(&format!("tally-agent listening on http://{addr}"))
+        })
+        .await
     })
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tally_service::watchdog::{self, Watchdog};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +37,8 @@ pub struct Central {
     config: Config,
     store: Store,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// systemd's watchdog, petted by the journal writer (see [`store::journal`]).
+    watchdog: Option<Arc<Watchdog>>,
 }
 
 impl Central {
@@ -54,7 +57,18 @@ impl Central {
             Transport::Tls { cert, key } => Some(tls::server_config(cert, key)?),
             Transport::Plaintext => None,
         };
-        Ok(Central { config, store, tls })
+        Ok(Central {
+            config,
+            store,
+            tls,
+            watchdog: Watchdog::from_systemd(),
+        })
+    }
+
+    /// Uses `watchdog` instead of systemd's (tests count its pets).
+    pub fn with_watchdog(mut self, watchdog: Arc<Watchdog>) -> Central {
+        self.watchdog = Some(watchdog);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -83,6 +97,20 @@ impl Central {
             tracing::warn!("{warning}");
         }
         let tracker = TaskTracker::new();
+        if let Some(watchdog) = self.watchdog.clone() {
+            // Through the journal writer's queue: the pet comes from the thread every agent's
+            // acknowledgement waits on, after the commits queued before it. Why this loop and
+            // not the merge or the accept loop: ARCHITECTURE.md, `packaging/`.
+            let journal = ctx.journal.clone();
+            tracker.spawn(watchdog::send_probes(
+                watchdog,
+                shutdown.clone(),
+                move |probe| {
+                    let journal = journal.clone();
+                    async move { journal.probe(probe).await }
+                },
+            ));
+        }
         let merge_status = Arc::new(merge::MergeStatus::default());
         let channels = Arc::new(channels::Channels::new(Arc::new(
             self.config.channels.clone(),

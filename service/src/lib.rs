@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod datafile;
+pub mod rotate;
+pub mod watchdog;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -110,11 +112,24 @@ pub fn init_logging() {
         .init();
 }
 
+/// Logs to a rotating file instead of stderr (a Windows service has no console), at the level
+/// `TALLY_LOG` names.
+pub fn init_logging_to(file: rotate::RotatingFile) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .init();
+}
+
 /// Prints the line that says where the service listens (scripts and tests wait for it) and
 /// tells systemd the service is ready.
 pub fn ready(listening: &str) {
     println!("{listening}");
     let _ = std::io::stdout().flush();
+    #[cfg(unix)]
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 }
 
@@ -146,7 +161,14 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+    shutdown_now(&shutdown);
+}
+
+/// Starts the shutdown a signal starts, for other ways of asking (the Windows service's stop
+/// control): the same token, so the same guarantees (in-flight work finishes first).
+pub fn shutdown_now(shutdown: &CancellationToken) {
     tracing::info!("shutdown requested: finishing in-flight work");
+    #[cfg(unix)]
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
 }

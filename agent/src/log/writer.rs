@@ -4,12 +4,17 @@
 //! A request is answered only after the transaction that holds it has committed. Requests are
 //! never merged across a failure: if the commit fails, every request of the group is told so
 //! and none of them is acknowledged.
+//!
+//! This thread is also what systemd's watchdog watches: a [`Probe`] sent into its queue is
+//! reached, and `WATCHDOG=1` sent from here, only once the commits queued before it are done
+//! (see [`tally_service::watchdog`]). A commit stuck on a dead disk stops the pets.
 
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
 use tally_protocol::{Event, Timestamp};
+use tally_service::watchdog::Probe;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{LogError, LogWriter, RequestOutcome};
@@ -51,17 +56,25 @@ pub struct AppendRequest {
     pub reply: oneshot::Sender<Result<RequestOutcome, AppendError>>,
 }
 
+/// What the writer's queue carries.
+#[derive(Debug)]
+pub enum WriterMessage {
+    Append(AppendRequest),
+    /// The watchdog's probe: reached after the commit of everything queued before it.
+    Probe(Probe),
+}
+
 /// The sending side of the writer's queue. Dropping every handle stops the writer once the
 /// queue is drained.
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<AppendRequest>,
+    tx: mpsc::Sender<WriterMessage>,
 }
 
 impl WriterHandle {
     /// A handle and the queue's receiving end, for tests and benchmarks that stand in for the
     /// writer thread.
-    pub fn channel(capacity: usize) -> (WriterHandle, mpsc::Receiver<AppendRequest>) {
+    pub fn channel(capacity: usize) -> (WriterHandle, mpsc::Receiver<WriterMessage>) {
         let (tx, rx) = mpsc::channel(capacity);
         (WriterHandle { tx }, rx)
     }
@@ -70,10 +83,15 @@ impl WriterHandle {
     pub async fn append(&self, events: Vec<Event>) -> Result<RequestOutcome, AppendError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(AppendRequest { events, reply })
+            .send(WriterMessage::Append(AppendRequest { events, reply }))
             .await
             .map_err(|_| AppendError::Stopped)?;
         answer.await.map_err(|_| AppendError::Stopped)?
+    }
+
+    /// Queues the watchdog's probe behind the waiting appends; `false` once the writer is gone.
+    pub async fn probe(&self, probe: Probe) -> bool {
+        self.tx.send(WriterMessage::Probe(probe)).await.is_ok()
     }
 }
 
@@ -94,24 +112,35 @@ pub fn spawn(
 
 fn run(
     mut writer: LogWriter,
-    mut rx: mpsc::Receiver<AppendRequest>,
+    mut rx: mpsc::Receiver<WriterMessage>,
     limits: GroupLimits,
     metrics: &Metrics,
 ) {
     let mut group: Vec<AppendRequest> = Vec::new();
+    let mut probes: Vec<Probe> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
+        let first = match first {
+            WriterMessage::Append(first) => first,
+            WriterMessage::Probe(probe) => {
+                probe.reached();
+                continue;
+            }
+        };
         let mut events = first.events.len();
         group.push(first);
         while group.len() < limits.max_requests && events < limits.max_events {
             match rx.try_recv() {
-                Ok(next) => {
+                Ok(WriterMessage::Append(next)) => {
                     events += next.events.len();
                     group.push(next);
                 }
+                // Reached once this group, queued before it, is committed.
+                Ok(WriterMessage::Probe(probe)) => probes.push(probe),
                 Err(_) => break,
             }
         }
         commit(&mut writer, &mut group, metrics);
+        probes.drain(..).for_each(Probe::reached);
     }
     tracing::debug!("log writer stopped: queue closed and drained");
 }

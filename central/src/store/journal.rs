@@ -3,6 +3,10 @@
 //! One writer thread takes batches from every sync session and commits whatever is queued in a
 //! single durable transaction (group commit), moving each stream's high-water mark in the same
 //! transaction. A batch is answered with the stream's stored seq only after that commit.
+//!
+//! The writer thread is also what systemd's watchdog watches: a probe sent into its queue is
+//! reached, and `WATCHDOG=1` sent from this thread, only after the commits queued before it
+//! (see [`tally_service::watchdog`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +14,7 @@ use std::thread;
 
 use redb::{ReadableDatabase, ReadableTable};
 use tally_protocol::{LogId, LoggedEvent, Timestamp, decode_record, encode_record};
+use tally_service::watchdog::Probe;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{JOURNAL, ResultExt, STREAMS, Store, StoreError};
@@ -55,10 +60,18 @@ struct Append {
     reply: oneshot::Sender<Result<u64, JournalError>>,
 }
 
+/// What the journal writer's queue carries.
+#[derive(Debug)]
+enum Message {
+    Append(Append),
+    /// The watchdog's probe: reached after the commit of everything queued before it.
+    Probe(Probe),
+}
+
 /// Where sync sessions send batches. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct JournalHandle {
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Message>,
     commits: tokio::sync::watch::Receiver<u64>,
 }
 
@@ -89,15 +102,20 @@ impl JournalHandle {
     ) -> Result<Pending, JournalError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Append {
+            .send(Message::Append(Append {
                 agent_id,
                 log_id,
                 events,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| JournalError::Stopped)?;
         Ok(Pending(answer))
+    }
+
+    /// Queues the watchdog's probe behind the waiting batches; `false` once the writer is gone.
+    pub async fn probe(&self, probe: Probe) -> bool {
+        self.tx.send(Message::Probe(probe)).await.is_ok()
     }
 }
 
@@ -120,21 +138,31 @@ impl std::future::Future for Pending {
 
 /// Starts the journal writer; it stops when every handle is dropped and its queue is drained.
 pub fn spawn(store: Store) -> std::io::Result<(JournalHandle, thread::JoinHandle<()>)> {
-    let (tx, mut rx) = mpsc::channel::<Append>(MAX_GROUP_BATCHES * 4);
+    let (tx, mut rx) = mpsc::channel::<Message>(MAX_GROUP_BATCHES * 4);
     let (committed, commits) = tokio::sync::watch::channel(0u64);
     let thread = thread::Builder::new()
         .name("tally-journal".into())
         .spawn(move || {
             let mut group = Vec::new();
+            let mut probes: Vec<Probe> = Vec::new();
             while let Some(first) = rx.blocking_recv() {
+                let first = match first {
+                    Message::Append(first) => first,
+                    Message::Probe(probe) => {
+                        probe.reached();
+                        continue;
+                    }
+                };
                 let mut events = first.events.len();
                 group.push(first);
                 while group.len() < MAX_GROUP_BATCHES && events < MAX_GROUP_EVENTS {
                     match rx.try_recv() {
-                        Ok(next) => {
+                        Ok(Message::Append(next)) => {
                             events += next.events.len();
                             group.push(next);
                         }
+                        // Reached once this group, queued before it, is committed.
+                        Ok(Message::Probe(probe)) => probes.push(probe),
                         Err(_) => break,
                     }
                 }
@@ -155,6 +183,7 @@ pub fn spawn(store: Store) -> std::io::Result<(JournalHandle, thread::JoinHandle
                         }
                     }
                 }
+                probes.drain(..).for_each(Probe::reached);
             }
         })?;
     Ok((JournalHandle { tx, commits }, thread))
@@ -371,6 +400,82 @@ mod tests {
             },
         })
         .collect()
+    }
+
+    /// The watchdog's pet comes from the journal writer: held up behind a write transaction
+    /// (as behind a hung fsync) it stops petting, and freed it pets again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_journal_writer_stops_the_watchdog_pets() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::time::{Duration, Instant};
+        use tally_service::watchdog::{Watchdog, send_probes};
+
+        async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !condition() {
+                assert!(Instant::now() < deadline, "timed out waiting until {what}");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (journal, thread) = spawn(store.clone()).unwrap();
+        let pets = Arc::new(AtomicUsize::new(0));
+        let watchdog = Watchdog::new(Duration::from_millis(40), {
+            let pets = Arc::clone(&pets);
+            move || {
+                pets.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let prober = tokio::spawn(send_probes(Arc::clone(&watchdog), shutdown.clone(), {
+            let journal = journal.clone();
+            move |probe| {
+                let journal = journal.clone();
+                async move { journal.probe(probe).await }
+            }
+        }));
+        wait_until("the idle writer has petted three times", || {
+            pets.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+
+        // Another write transaction holds the database: the writer's next commit waits for it.
+        let blocker = store.db().begin_write().unwrap();
+        let append = tokio::spawn({
+            let journal = journal.clone();
+            async move {
+                journal
+                    .append("a1".into(), LogId([7; 16]), events(1..=1))
+                    .await
+            }
+        });
+        let pets_before = pets.load(Ordering::SeqCst);
+        // Not synchronisation: the window in which the stuck writer may not pet, 20 probe
+        // intervals. One probe reached before the writer took the append may still count.
+        tokio::time::sleep(watchdog.probe_interval() * 20).await;
+        let pets_while_stuck = pets.load(Ordering::SeqCst) - pets_before;
+        assert!(
+            pets_while_stuck <= 1,
+            "petted {pets_while_stuck} times while stuck"
+        );
+        assert!(!append.is_finished(), "the stuck batch was answered");
+
+        drop(blocker);
+        assert_eq!(append.await.unwrap().unwrap(), 1);
+        let pets_after = pets.load(Ordering::SeqCst);
+        wait_until("the freed writer pets again", || {
+            pets.load(Ordering::SeqCst) > pets_after
+        })
+        .await;
+
+        shutdown.cancel();
+        prober.await.unwrap();
+        drop(journal);
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
