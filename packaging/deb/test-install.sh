@@ -54,9 +54,9 @@ previous="$version~prev-1"
 step "packages from $bin_dir: a previous build ($previous) and this one ($version-1)"
 mkdir -p "$work/prev" "$work/new" "$work/tarball"
 for pkg in tally-agent tally-central; do
-  (cd "$repo" && cargo deb -p "$pkg" --no-build --profile "$profile" --deb-version "$previous" \
+  (cd "$repo" && cargo deb -p "$pkg" --no-build --fast --profile "$profile" --deb-version "$previous" \
     -o "$work/prev/" 2>&1 | grep -v 'dev profile is not supported\|cargo-deb is for making\|To enable debug symbols\|Cargo also supports custom' || true)
-  (cd "$repo" && cargo deb -p "$pkg" --no-build --profile "$profile" -o "$work/new/" 2>&1 |
+  (cd "$repo" && cargo deb -p "$pkg" --no-build --fast --profile "$profile" -o "$work/new/" 2>&1 |
     grep -v 'dev profile is not supported\|cargo-deb is for making\|To enable debug symbols\|Cargo also supports custom' || true)
 done
 ls "$work/prev" "$work/new"
