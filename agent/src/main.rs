@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         }
     };
     // The service logs to its own file, set up by the Windows layer.
-    if !matches!(cli.command, Command::Service(ServiceCommand::Run)) {
+    if !matches!(cli.command, Command::Service(ServiceCommand::Run { .. })) {
         tally_service::init_logging();
     }
     match cli.command {

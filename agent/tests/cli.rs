@@ -91,3 +91,19 @@ fn export_takes_the_data_directory_from_the_configuration() {
         stderr(&output)
     );
 }
+
+/// `service` is the Windows service's; elsewhere every subcommand refuses and names systemd.
+#[cfg(not(windows))]
+#[test]
+fn service_refuses_outside_windows_and_names_systemd() {
+    for action in ["install", "uninstall", "start", "stop", "status"] {
+        let output = agent(&["service", action]);
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{action}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("systemd"), "{}", stderr(&output));
+    }
+}

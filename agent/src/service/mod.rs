@@ -40,7 +40,7 @@ const START_WAIT_HINT: Duration = Duration::from_secs(120);
 const STOP_WAIT_HINT: Duration = Duration::from_secs(30);
 
 /// `tally-agent service …`: the Windows service (elsewhere, each refuses and names systemd).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum ServiceCommand {
     /// Register the service (automatic start, restart on failure, its own virtual account),
     /// create %ProgramData%\Tally with a sample agent.toml, and allow the account in it.
@@ -55,7 +55,12 @@ pub enum ServiceCommand {
     Status,
     /// What the service control manager runs (not for use from a console).
     #[command(hide = true)]
-    Run,
+    Run {
+        /// The service's folder, as `install` found it: a service's own environment may not
+        /// name the same `%ProgramData%` (Wine's does not).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
 }
 
 /// Where the service keeps its files: `%ProgramData%\Tally` and below.
@@ -78,6 +83,14 @@ impl ServicePaths {
     /// From this process's environment.
     pub fn from_env() -> ServicePaths {
         ServicePaths::new(std::env::var_os("ProgramData").map(PathBuf::from))
+    }
+
+    /// `root` itself (`service run --root`), or [`ServicePaths::from_env`] without it.
+    pub fn at(root: Option<PathBuf>) -> ServicePaths {
+        match root {
+            Some(root) => ServicePaths { root },
+            None => ServicePaths::from_env(),
+        }
     }
 
     /// The configuration, `%ProgramData%\Tally\agent.toml`.

@@ -76,6 +76,10 @@ fn files_live_under_program_data() {
         paths.log_file(),
         paths.root.join("logs").join("tally-agent.log")
     );
+    assert_eq!(
+        ServicePaths::at(Some(r"E:\Tally".into())).config(),
+        Path::new(r"E:\Tally").join("agent.toml")
+    );
     for unset in [None, Some("".into())] {
         assert_eq!(
             ServicePaths::new(unset).root,

@@ -24,6 +24,9 @@ use super::{
 
 define_windows_service!(ffi_service_main, service_main);
 
+/// Where the service's files are, from `service run --root` (set before the dispatcher starts).
+static SERVICE_PATHS: OnceLock<ServicePaths> = OnceLock::new();
+
 /// Runs one `service` subcommand; returns the process's exit code.
 pub fn execute(command: ServiceCommand) -> anyhow::Result<u8> {
     match command {
@@ -50,8 +53,11 @@ pub fn execute(command: ServiceCommand) -> anyhow::Result<u8> {
                 status.current_state, status.exit_code, status.process_id
             );
         }
-        ServiceCommand::Run => service_dispatcher::start(SERVICE_NAME, ffi_service_main)
-            .context("not started by the service control manager (use `service start`)")?,
+        ServiceCommand::Run { root } => {
+            let _ = SERVICE_PATHS.set(ServicePaths::at(root));
+            service_dispatcher::start(SERVICE_NAME, ffi_service_main)
+                .context("not started by the service control manager (use `service start`)")?
+        }
     }
     Ok(0)
 }
@@ -79,7 +85,12 @@ fn install() -> anyhow::Result<()> {
         start_type: ServiceStartType::AutoStart,
         error_control: ServiceErrorControl::Normal,
         executable_path: std::env::current_exe().context("cannot find this executable")?,
-        launch_arguments: vec!["service".into(), "run".into()],
+        launch_arguments: vec![
+            "service".into(),
+            "run".into(),
+            "--root".into(),
+            paths.root.clone().into_os_string(),
+        ],
         dependencies: vec![],
         account_name: Some(SERVICE_ACCOUNT.into()),
         account_password: None,
@@ -87,22 +98,27 @@ fn install() -> anyhow::Result<()> {
     let service = manager(ServiceManagerAccess::CREATE_SERVICE)?
         .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::START)
         .context("cannot register the service")?;
-    service.set_description(
-        "Durable capture of a warehouse's stock events, synced to tally-central.",
-    )?;
+    service
+        .set_description("Durable capture of a warehouse's stock events, synced to tally-central.")
+        .context("cannot set the service's description")?;
     // Restart after 2 s, 10 s, then every minute; a failure-free day resets the count. A stop
     // with a non-zero exit code (a bad configuration exits 64) counts as a failure too.
     let restart = |secs| ServiceAction {
         action_type: ServiceActionType::Restart,
         delay: Duration::from_secs(secs),
     };
-    service.update_failure_actions(ServiceFailureActions {
-        reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
-        reboot_msg: None,
-        command: None,
-        actions: Some(vec![restart(2), restart(10), restart(60)]),
-    })?;
-    service.set_failure_actions_on_non_crash_failures(true)?;
+    service
+        .update_failure_actions(ServiceFailureActions {
+            reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
+            reboot_msg: None,
+            command: None,
+            actions: Some(vec![restart(2), restart(10), restart(60)]),
+        })
+        .context("cannot set the service's recovery actions")?;
+    if let Err(error) = service.set_failure_actions_on_non_crash_failures(true) {
+        // Crashes still restart it; Wine, for one, lacks this setting.
+        eprintln!("warning: a stop with an error code will not restart the service: {error}");
+    }
     // The folder holds the tokens: only Administrators, SYSTEM and the service's own account.
     let root = paths.root.display().to_string();
     let grant = format!("{SERVICE_ACCOUNT}:(OI)(CI)M");
@@ -142,7 +158,10 @@ fn uninstall() -> anyhow::Result<()> {
 }
 
 fn service_main(_arguments: Vec<OsString>) {
-    let paths = ServicePaths::from_env();
+    let paths = SERVICE_PATHS
+        .get()
+        .cloned()
+        .unwrap_or_else(ServicePaths::from_env);
     if let Ok(file) =
         tally_service::rotate::RotatingFile::open(&paths.log_file(), LOG_FILE_BYTES, LOG_FILES_KEPT)
     {

@@ -96,10 +96,11 @@ pub async fn run(
     let mut attempt: u32 = 0;
     loop {
         let started = Instant::now();
-        let end = tokio::select! {
-            () = shutdown.cancelled() => End::Shutdown,
-            end = connect_and_run(&log, &config, &status, &shutdown) => end,
-        };
+        // Not raced against `shutdown` here: the session watches it and records central's last
+        // ack before it ends. Dropping it on the signal lost that ack, and a backup made after
+        // the stop then counted acknowledged events as unacknowledged (a restore would send
+        // them to central again under the new log id).
+        let end = connect_and_run(&log, &config, &status, &shutdown).await;
         let error = match &end {
             End::Shutdown => {
                 status.on_disconnected(None);
@@ -163,7 +164,11 @@ async fn connect_and_run(
     status: &SyncStatus,
     shutdown: &CancellationToken,
 ) -> End {
-    let link = match config.endpoint.connect(config.connect_timeout).await {
+    let connected = tokio::select! {
+        () = shutdown.cancelled() => return End::Shutdown,
+        connected = config.endpoint.connect(config.connect_timeout) => connected,
+    };
+    let link = match connected {
         Ok(link) => link,
         Err(e) => return End::Link(format!("{e:#}")),
     };

@@ -154,7 +154,11 @@ where
     send!(Outgoing::Binary(encode_message(&Message::Hello(hello))));
 
     let welcome = loop {
-        let frame = match timeout(limits.dead_after, stream.next()).await {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => return End::Shutdown,
+            next = timeout(limits.dead_after, stream.next()) => next,
+        };
+        let frame = match next {
             Err(_) => return End::Link("central did not answer Hello".into()),
             Ok(None) => return End::Link("central closed the connection".into()),
             Ok(Some(Err(e))) => return End::Link(e.to_string()),
