@@ -94,7 +94,8 @@ async fn record(version: Version) -> anyhow::Result<()> {
 }
 
 /// A simulator with what the lab's databases have: the products and the shelf the script
-/// uses, named as there, and stock for the open deliveries to reserve.
+/// uses, named as there, stock for the open deliveries to reserve, and an older lot of wine
+/// (which 19 takes for a delivery that names none).
 async fn simulator(version: Version) -> anyhow::Result<OdooSim> {
     let sim = OdooSim::start(SimConfig::new(version)).await?;
     for (sku, name, tracking) in [
@@ -113,6 +114,8 @@ async fn simulator(version: Version) -> anyhow::Result<OdooSim> {
     }
     sim.add_location("WH/Stock", "Shelf 2")?;
     sim.set_on_hand(script::LAMP, "WH/Stock", None, 50.0)?;
+    sim.set_on_hand(script::LAMP, script::SHELF, None, 10.0)?;
+    sim.set_on_hand(script::WINE, "WH/Stock", Some("WINE-2024-A"), 24.0)?;
     Ok(sim)
 }
 

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::flows::first_id;
-use super::script::{Lab, on_hand, state};
+use super::script::{Lab, on_hand, state, states};
 use super::{C, Session};
 
 /// An open picking as a sales order or a purchase leaves it: demand only, confirmed and
@@ -140,7 +140,8 @@ pub async fn fills(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
                 ),
             )
             .await?;
-        let written = json!([moves[0]["quantity"], moves[0]["state"]]);
+        let picking_states = states(s, &format!("{step}: after the write"), id).await?;
+        let written = json!([moves[0]["quantity"], moves[0]["state"], picking_states]);
         if !receipt && scanned < demand {
             let wizard = s
                 .call(

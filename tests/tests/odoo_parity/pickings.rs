@@ -5,7 +5,7 @@
 use anyhow::Context;
 use serde_json::json;
 
-use super::script::{Lab, free, id_of, moving, on_hand, picking, state, validate};
+use super::script::{Lab, free, id_of, moving, on_hand, picking, state, states, validate};
 use super::{C, Session};
 
 /// Tally's own pickings (docs/odoo.md#pickings, #exactly-once, #reservations).
@@ -48,6 +48,8 @@ pub async fn own(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
             m["picked"]
         ]),
     );
+    let before_validation = states(s, "receipt: before validation", id).await?;
+    s.fact("receipt: states before validation", before_validation);
     let done = s.call("receipt: validate", validate(id)).await?;
     s.fact("receipt: validated", done);
     let state = state(s, "receipt: find by name", &key).await?;
@@ -148,10 +150,11 @@ pub async fn own(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
             .arg("vals", json!({"quantity": 1.0, "picked": true})),
     )
     .await?;
+    let written = states(s, "four calls: written", id).await?;
     let done = s.call("four calls: validate", validate(id)).await?;
     s.fact(
-        "four calls: confirmed state, validated",
-        json!([state_then, done]),
+        "four calls: confirmed state, written states, validated",
+        json!([state_then, written, done]),
     );
 
     // A delivery reserves at once, even beyond what is on hand, and moves exactly its quantity.
@@ -167,6 +170,8 @@ pub async fn own(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
         .await?;
     let id = id_of(&created, "delivery")?;
     let free_after = free(s, "delivery: free after create", lab, lab.shelf).await?;
+    let created = states(s, "delivery: created", id).await?;
+    s.fact("delivery: states before validation", created);
     let done = s.call("delivery: validate", validate(id)).await?;
     let shelf_after = on_hand(s, "delivery: shelf after", lab.lamp, lab.shelf).await?;
     s.fact(
@@ -188,6 +193,8 @@ pub async fn own(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
         )
         .await?;
     let id = id_of(&created, "mixed")?;
+    let created = states(s, "mixed: created", id).await?;
+    s.fact("mixed: states before validation", created);
     let done = s.call("mixed: validate", validate(id)).await?;
     let after = on_hand(s, "mixed: shelf after", lab.lamp, lab.shelf).await?;
     s.fact("mixed: validated, moved", json!([done, after - before]));

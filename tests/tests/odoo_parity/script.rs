@@ -300,6 +300,30 @@ pub async fn state(s: &mut Session, step: &str, name: &str) -> anyhow::Result<St
     Ok(rows[0]["state"].as_str().unwrap_or("missing").to_owned())
 }
 
+/// The state of picking `id` and of its moves (sorted): `[picking, [moves…]]`.
+pub async fn states(s: &mut Session, step: &str, id: i64) -> anyhow::Result<Value> {
+    let picking = s
+        .call(
+            &format!("{step}: picking state"),
+            C::search("stock.picking", json!([["id", "=", id]]), &["state"]),
+        )
+        .await?;
+    let moves = s
+        .call(
+            &format!("{step}: move states"),
+            C::search("stock.move", json!([["picking_id", "=", id]]), &["state"]),
+        )
+        .await?;
+    let mut moves: Vec<String> = moves
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["state"].as_str().map(str::to_owned))
+        .collect();
+    moves.sort();
+    Ok(json!([picking[0]["state"], moves]))
+}
+
 /// On hand of `product` at exactly `location`, every quant row summed.
 pub async fn on_hand(
     s: &mut Session,
