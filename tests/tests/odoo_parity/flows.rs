@@ -1,10 +1,11 @@
-//! Lots, quants in inventory mode and pending counts, and what a count reads
-//! (docs/odoo.md#lots, #quants, #counts).
+//! Quants in inventory mode, pending counts and their conflict, availability, what a count
+//! reads, and stray pickings found by name (docs/odoo.md#quants, #availability, #counts,
+//! #cancelling).
 
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::script::{Lab, SHELF, on_hand, picking, state, validate};
+use super::script::{Lab, SHELF, on_hand, picking, validate};
 use super::{C, Session};
 
 pub fn first_id(value: &Value, what: &str) -> anyhow::Result<i64> {
@@ -12,171 +13,6 @@ pub fn first_id(value: &Value, what: &str) -> anyhow::Result<i64> {
         .as_i64()
         .or_else(|| value.get(0).and_then(Value::as_i64))
         .with_context(|| format!("no id for {what} in {value}"))
-}
-
-/// A move of the lot-tracked product without quantity: its lines carry the lots.
-fn wine_move(s: &Session, lab: &Lab, qty: f64, from: i64, to: i64) -> Value {
-    let mut line = json!({"product_id": lab.wine, "product_uom": lab.uom,
-                          "product_uom_qty": qty, "location_id": from, "location_dest_id": to});
-    if s.major < 19 {
-        line["name"] = json!(s.stamp);
-    }
-    line
-}
-
-/// A picking-level move line of the lot-tracked product, by lot id or by a new lot's name.
-fn lot_line(lab: &Lab, qty: f64, from: i64, to: i64, lot: &Value) -> Value {
-    let mut line = json!({"product_id": lab.wine, "product_uom_id": lab.uom, "quantity": qty,
-                          "location_id": from, "location_dest_id": to, "picked": true});
-    match lot {
-        Value::Number(id) => line["lot_id"] = json!(id),
-        other => line["lot_name"] = other.clone(),
-    }
-    json!([0, 0, line])
-}
-
-/// On hand of the wine in lot `lot` at `location`.
-async fn in_lot(s: &mut Session, step: &str, lab: &Lab, lot: i64, at: i64) -> anyhow::Result<f64> {
-    let rows = s
-        .call(
-            step,
-            C::search(
-                "stock.quant",
-                json!([
-                    ["product_id", "=", lab.wine],
-                    ["location_id", "=", at],
-                    ["lot_id", "=", lot]
-                ]),
-                &["quantity", "lot_id"],
-            ),
-        )
-        .await?;
-    Ok(rows
-        .as_array()
-        .map(|rows| rows.iter().filter_map(|r| r["quantity"].as_f64()).sum())
-        .unwrap_or(0.0))
-}
-
-/// Lots: a receipt names a new one, a delivery without one is refused (and cancelled), a
-/// delivery by lot id, a duplicate lot refused.
-pub async fn lots(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
-    let lot = s.name("lot");
-    let key = s.name("wine-in");
-    let mut create = picking(
-        &key,
-        lab.receipt_type,
-        lab.vendors,
-        lab.stock,
-        &[wine_move(s, lab, 3.0, lab.vendors, lab.stock)],
-    );
-    create = add_lines(
-        create,
-        vec![lot_line(lab, 3.0, lab.vendors, lab.stock, &json!(lot))],
-    );
-    let created = s.call("lot receipt: create", create).await?;
-    let id = first_id(&created, "lot receipt")?;
-    let done = s.call("lot receipt: validate", validate(id)).await?;
-    let lots = s
-        .call(
-            "lot receipt: the new lot",
-            C::search(
-                "stock.lot",
-                json!([["name", "=", lot], ["product_id", "=", lab.wine]]),
-                &["id", "name", "product_id"],
-            ),
-        )
-        .await?;
-    let lot_id = first_id(&lots[0]["id"], "lot")?;
-    let held = in_lot(s, "lot receipt: in the lot", lab, lot_id, lab.stock).await?;
-    s.fact(
-        "lot receipt: validated, lots made, held",
-        json!([done, lots.as_array().map(Vec::len), held]),
-    );
-
-    let key = s.name("wine-nolot");
-    let line = wine_move(s, lab, 1.0, lab.stock, lab.customers);
-    let mut line_picked = line.clone();
-    line_picked["quantity"] = json!(1.0);
-    line_picked["picked"] = json!(true);
-    let created = s
-        .call(
-            "lot delivery without a lot: create",
-            picking(
-                &key,
-                lab.delivery_type,
-                lab.stock,
-                lab.customers,
-                &[line_picked],
-            ),
-        )
-        .await?;
-    let id = first_id(&created, "delivery")?;
-    s.call("lot delivery without a lot: validate", validate(id))
-        .await?;
-    let after = state(s, "lot delivery without a lot: state", &key).await?;
-    s.call(
-        "lot delivery without a lot: cancel",
-        C::records("stock.picking", "action_cancel", &[id]),
-    )
-    .await?;
-    let cancelled = state(s, "lot delivery without a lot: state after cancel", &key).await?;
-    s.fact(
-        "lot delivery without a lot: states",
-        json!([after, cancelled]),
-    );
-
-    let key = s.name("wine-out");
-    let create = add_lines(
-        picking(&key, lab.delivery_type, lab.stock, lab.customers, &[line]),
-        vec![lot_line(lab, 1.0, lab.stock, lab.customers, &json!(lot_id))],
-    );
-    let created = s.call("lot delivery: create", create).await?;
-    let id = first_id(&created, "lot delivery")?;
-    let done = s.call("lot delivery: validate", validate(id)).await?;
-    let left = in_lot(s, "lot delivery: in the lot", lab, lot_id, lab.stock).await?;
-    s.fact("lot delivery: validated, left", json!([done, left]));
-
-    s.call(
-        "lot: the same name again",
-        C::model("stock.lot", "create")
-            .arg("vals_list", json!([{"name": lot, "product_id": lab.wine}])),
-    )
-    .await?;
-    let created = s
-        .call(
-            "lot: a new one",
-            C::model("stock.lot", "create").arg(
-                "vals_list",
-                json!([{"name": s.name("lot2"), "product_id": lab.wine}]),
-            ),
-        )
-        .await?;
-    s.fact(
-        "lot: a new one made",
-        json!(first_id(&created, "lot").is_ok()),
-    );
-    Ok(())
-}
-
-/// Adds picking-level move lines to a `stock.picking.create`.
-fn add_lines(c: C, lines: Vec<Value>) -> C {
-    let C {
-        model,
-        method,
-        ids,
-        mut args,
-        kwargs,
-    } = c;
-    if let Some((_, vals)) = args.first_mut() {
-        vals[0]["move_line_ids"] = json!(lines);
-    }
-    C {
-        model,
-        method,
-        ids,
-        args,
-        kwargs,
-    }
 }
 
 /// Inventory mode on the lamp's shelf row: a pending count seen, applied (no `result`), and
@@ -328,6 +164,18 @@ pub async fn availability(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
         )
         .await?;
     }
+    s.call(
+        "availability: at exactly the shelf",
+        C::search("product.product", products.clone(), &fields)
+            .ctx(json!({"location": lab.shelf, "strict": true})),
+    )
+    .await?;
+    s.call(
+        "availability: as of a time",
+        C::search("product.product", products.clone(), &fields)
+            .ctx(json!({"location": lab.shelf, "to_date": "2026-01-01 00:00:00"})),
+    )
+    .await?;
     let within = json!([
         ["product_id", "in", [lab.lamp]],
         ["location_id", "child_of", lab.stock]
@@ -428,5 +276,93 @@ pub async fn counts(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
         "count: pickings found",
         json!(rows.as_array().map(Vec::len)),
     );
+    Ok(())
+}
+
+/// A count left pending goes out of date when stock moves meanwhile: applying it answers the
+/// conflict wizard and applies nothing (docs/odoo.md#quants).
+pub async fn conflict(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
+    let mode = json!({"inventory_mode": true});
+    let rows = s
+        .call(
+            "conflict: the shelf's rows",
+            C::search(
+                "stock.quant",
+                json!([
+                    ["product_id", "=", lab.lamp],
+                    ["location_id", "=", lab.shelf],
+                    ["lot_id", "=", false]
+                ]),
+                &["id", "quantity"],
+            )
+            .ctx(mode.clone()),
+        )
+        .await?;
+    let row = first_id(&rows[0]["id"], "quant")?;
+    let counted = rows[0]["quantity"].as_f64().context("quantity")? + 5.0;
+    s.call(
+        "conflict: a count left pending",
+        C::records("stock.quant", "write", &[row])
+            .arg("vals", json!({"inventory_quantity": counted}))
+            .ctx(mode.clone()),
+    )
+    .await?;
+    let key = s.name("conflict");
+    let line = super::script::moving(s, lab, 1.0, lab.vendors, lab.shelf, s.major < 19);
+    let created = s
+        .call(
+            "conflict: a receipt meanwhile",
+            picking(&key, lab.receipt_type, lab.vendors, lab.shelf, &[line]),
+        )
+        .await?;
+    let id = first_id(&created, "receipt")?;
+    s.call("conflict: validate the receipt", validate(id))
+        .await?;
+    let before = on_hand(s, "conflict: shelf before applying", lab.lamp, lab.shelf).await?;
+    let action = s
+        .call(
+            "conflict: apply",
+            C::records("stock.quant", "action_apply_inventory", &[row]).ctx(mode.clone()),
+        )
+        .await?;
+    let after = on_hand(s, "conflict: shelf after applying", lab.lamp, lab.shelf).await?;
+    s.call(
+        "conflict: clear the count",
+        C::records("stock.quant", "action_clear_inventory_quantity", &[row]).ctx(mode),
+    )
+    .await?;
+    s.fact(
+        "conflict: wizard, moved",
+        json!([action["res_model"], after - before]),
+    );
+    Ok(())
+}
+
+/// Stray pickings of an integration, found by their name prefix (docs/odoo.md#cancelling).
+pub async fn strays(s: &mut Session) -> anyhow::Result<()> {
+    let rows = s
+        .call(
+            "strays: the run's pickings",
+            C::search(
+                "stock.picking",
+                json!([["name", "=like", format!("{}-%", s.stamp)]]),
+                &["name", "state"],
+            ),
+        )
+        .await?;
+    let prefix = format!("{}-", s.stamp);
+    let mut found: Vec<Value> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some(json!([
+                r["name"].as_str()?.strip_prefix(&prefix)?,
+                r["state"]
+            ]))
+        })
+        .collect();
+    found.sort_by_key(|v| v.to_string());
+    s.fact("strays: the run's pickings and states", json!(found));
     Ok(())
 }

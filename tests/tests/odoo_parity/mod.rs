@@ -3,6 +3,7 @@
 
 pub mod fills;
 pub mod flows;
+pub mod lots;
 pub mod pickings;
 pub mod script;
 

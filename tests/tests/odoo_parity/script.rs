@@ -6,7 +6,7 @@
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::{C, Session, Transport, fills, flows, pickings};
+use super::{C, Session, Transport, fills, flows, lots, pickings};
 
 /// The products the script moves: `LAMP` untracked, `WINE` lot-tracked.
 pub const LAMP: &str = "LAMP-BRASS";
@@ -35,11 +35,14 @@ pub async fn run(s: &mut Session) -> anyhow::Result<()> {
     let lab = lookups(s).await?;
     pickings::own(s, &lab).await?;
     pickings::refusals(s, &lab).await?;
-    flows::lots(s, &lab).await?;
+    lots::lots(s, &lab).await?;
     flows::quants(s, &lab).await?;
     flows::availability(s, &lab).await?;
+    flows::conflict(s, &lab).await?;
     fills::fills(s, &lab).await?;
+    fills::wizard(s, &lab).await?;
     flows::counts(s, &lab).await?;
+    flows::strays(s).await?;
     pickings::errors(s).await
 }
 
@@ -83,6 +86,13 @@ async fn connect(s: &mut Session) -> anyhow::Result<()> {
                 "common",
                 "authenticate",
                 json!([db, login, "not-a-key", {}]),
+            )
+            .await?;
+            s.jsonrpc(
+                "authenticate an unknown login",
+                "common",
+                "authenticate",
+                json!([db, "no-such-login", key, {}]),
             )
             .await?;
             let call = |db: &str, uid: i64, key: &str| {
