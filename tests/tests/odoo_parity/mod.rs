@@ -326,7 +326,15 @@ pub fn differences(recorded: &[Answer], simulated: &[Answer]) -> Vec<String> {
                     headline(&ours.body)
                 ))
             }
-            (Some(_), Some(_)) => {}
+            (Some(_), Some(_)) => {
+                // JSON-RPC's envelope around the error: its code and message.
+                for pointer in ["/error/code", "/error/message"] {
+                    let (a, b) = (real.body.pointer(pointer), ours.body.pointer(pointer));
+                    if a != b {
+                        out.push(format!("{step}: {pointer} {a:?} vs {b:?}"));
+                    }
+                }
+            }
             (a, b) if a.is_some() != b.is_some() => {
                 out.push(format!("{step}: error {a:?} vs {b:?}"));
             }
