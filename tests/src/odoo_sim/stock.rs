@@ -1420,7 +1420,8 @@ impl ValidateOptions {
 fn backorder_wizard(env: &Env, pickings: &[Id], to_backorder: &[Id]) -> Value {
     let view = match env.version {
         Version::V17 => 842,
-        Version::V18 | Version::V19 => 892,
+        Version::V18 => 892,
+        Version::V19 => 933,
     };
     json!({
         "name": "Create Backorder?",
@@ -1554,7 +1555,15 @@ fn remainders(env: &Env, picking: Id) -> Vec<Id> {
         .into_iter()
         .filter(|mv| LIVE_MOVE_STATES.contains(&env.text("stock.move", *mv, "state").as_str()))
         .filter(|mv| {
-            let quantity = move_quantity(env, *mv);
+            // What validation will move: the picked lines only (the others are dropped), so a
+            // picked line beside Odoo's unpicked reservation still leaves a remainder.
+            let quantity: f64 = env
+                .db
+                .children("stock.move.line", "move_id", *mv)
+                .into_iter()
+                .filter(|line| env.flag("stock.move.line", *line, "picked"))
+                .map(|line| env.f64("stock.move.line", line, "quantity"))
+                .sum();
             !env.flag("stock.move", *mv, "picked")
                 || quantity < EPSILON
                 || quantity < env.f64("stock.move", *mv, "product_uom_qty") - EPSILON

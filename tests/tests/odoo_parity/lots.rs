@@ -129,6 +129,49 @@ pub async fn lots(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
     let left = in_lot(s, "lot delivery: in the lot", lab, lot_id, lab.stock).await?;
     s.fact("lot delivery: validated, left", json!([done, left]));
 
+    // Lines nested in the move's own `move_line_ids` validate, without the picking's id
+    // (docs/odoo.md#move-lines).
+    let key = s.name("wine-nested");
+    let mut nested = wine_move(s, lab, 1.0, lab.vendors, lab.stock);
+    nested["move_line_ids"] = json!([lot_line(
+        lab,
+        1.0,
+        lab.vendors,
+        lab.stock,
+        &json!(s.name("lot3"))
+    )]);
+    let created = s
+        .call(
+            "nested lines: create",
+            picking(&key, lab.receipt_type, lab.vendors, lab.stock, &[nested]),
+        )
+        .await?;
+    let id = first_id(&created, "nested receipt")?;
+    let done = s.call("nested lines: validate", validate(id)).await?;
+    let on_picking = s
+        .call(
+            "nested lines: by picking",
+            C::search("stock.move.line", json!([["picking_id", "=", id]]), &["id"]),
+        )
+        .await?;
+    let on_move = s
+        .call(
+            "nested lines: by move",
+            C::search(
+                "stock.move.line",
+                json!([["move_id.picking_id", "=", id]]),
+                &["id", "picking_id"],
+            ),
+        )
+        .await?;
+    s.fact(
+        "nested lines: validated, by picking, by move",
+        json!([
+            done,
+            on_picking.as_array().map(Vec::len),
+            on_move.as_array().map(Vec::len)
+        ]),
+    );
     s.call(
         "lot: the same name again",
         C::model("stock.lot", "create")

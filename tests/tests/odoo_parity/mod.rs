@@ -255,11 +255,14 @@ pub fn headline(body: &Value) -> String {
     out
 }
 
-/// The exception class of an error answer (JSON-2's body or JSON-RPC's `error.data`).
-pub fn error_name(body: &Value) -> Option<&str> {
-    body["name"]
-        .as_str()
-        .or(body["error"]["data"]["name"].as_str())
+/// The exception class of an error answer: JSON-RPC's `error.data.name`, or the `name` of a
+/// JSON-2 body sent with an error status (a wizard action has a `name` too).
+pub fn error_name(answer: &Answer) -> Option<&str> {
+    match answer.body["error"]["data"]["name"].as_str() {
+        Some(name) => Some(name),
+        None if answer.status >= 300 => answer.body["name"].as_str(),
+        None => None,
+    }
 }
 
 /// Differences in JSON shape: types, keys of objects, empty or not. `false` stands for an
@@ -317,7 +320,7 @@ pub fn differences(recorded: &[Answer], simulated: &[Answer]) -> Vec<String> {
             }
             continue;
         }
-        match (error_name(&real.body), error_name(&ours.body)) {
+        match (error_name(real), error_name(ours)) {
             (Some(a), Some(b)) if a != b => out.push(format!("{step}: {a} vs {b}")),
             (Some(_), Some(_)) if headline(&real.body) != headline(&ours.body) => {
                 out.push(format!(
