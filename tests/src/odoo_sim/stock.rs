@@ -652,13 +652,13 @@ pub fn create_move(
     }
     let mut rec = env.to_record("stock.move", &plain)?;
     let product = rec.get("product_id").and_then(Value::as_i64);
-    if let Some(product) = product {
-        if rec.get("product_uom").is_none_or(Value::is_null) {
-            rec.insert(
-                "product_uom",
-                env.db.field("product.product", product, "uom_id"),
-            );
-        }
+    if let Some(product) = product
+        && rec.get("product_uom").is_none_or(Value::is_null)
+    {
+        rec.insert(
+            "product_uom",
+            env.db.field("product.product", product, "uom_id"),
+        );
     }
     rec.entry("product_uom_qty").or_insert(json!(0.0));
     rec.entry("company_id").or_insert(json!(1));

@@ -22,7 +22,7 @@ pub async fn own(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
                 lab.receipt_type,
                 lab.vendors,
                 lab.shelf,
-                &[receipt.clone()],
+                std::slice::from_ref(&receipt),
             ),
         )
         .await?;
