@@ -11,10 +11,11 @@ use super::{C, Session};
 
 /// An open picking as a sales order or a purchase leaves it: demand only, confirmed and
 /// reserved by Odoo. Returns (picking, move, its lines).
-async fn open(
+pub async fn open(
     s: &mut Session,
     step: &str,
     lab: &Lab,
+    product: i64,
     receipt: bool,
     qty: f64,
 ) -> anyhow::Result<(i64, String, i64, Vec<i64>)> {
@@ -23,7 +24,7 @@ async fn open(
     } else {
         (lab.delivery_type, lab.stock, lab.customers)
     };
-    let mut line = json!({"product_id": lab.lamp, "product_uom": lab.uom, "product_uom_qty": qty,
+    let mut line = json!({"product_id": product, "product_uom": lab.uom, "product_uom_qty": qty,
                           "location_id": from, "location_dest_id": to});
     if s.major < 19 {
         line["name"] = json!(s.stamp);
@@ -97,7 +98,7 @@ async fn open(
 
 /// Tally's fill: the move's lines replaced by one picked line where the scan was, and the
 /// marker in the note, in one write (docs/odoo.md#fills).
-fn fill(id: i64, name: &str, marker: &str, mv: i64, lines: &[i64], line: Value) -> C {
+pub fn fill(id: i64, name: &str, marker: &str, mv: i64, lines: &[i64], line: Value) -> C {
     let mut commands: Vec<Value> = lines.iter().map(|l| json!([2, l])).collect();
     commands.push(json!([0, 0, line]));
     C::records("stock.picking", "write", &[id]).arg(
@@ -117,7 +118,7 @@ pub async fn fills(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
         ("over-pick", false, 1.0, 2.0),
         ("a line added", false, 3.0, 1.0),
     ] {
-        let (id, name, mv, mut lines) = open(s, step, lab, receipt, demand).await?;
+        let (id, name, mv, mut lines) = open(s, step, lab, lab.lamp, receipt, demand).await?;
         if step == "a line added" {
             // Odoo's reserved lines stay, unpicked (docs/odoo.md#fills: rejected for Tally).
             lines.clear();
@@ -285,7 +286,7 @@ pub async fn fills(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
 /// answers `true` and validates nothing; with it, the picking is done with a backorder
 /// (docs/odoo.md#open-pickings).
 pub async fn wizard(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
-    let (id, name, mv, lines) = open(s, "wizard", lab, false, 2.0).await?;
+    let (id, name, mv, lines) = open(s, "wizard", lab, lab.lamp, false, 2.0).await?;
     let line = json!({"product_id": lab.lamp, "product_uom_id": lab.uom, "location_id": lab.shelf,
                       "location_dest_id": lab.customers, "quantity": 1.0, "picked": true,
                       "picking_id": id});
@@ -361,4 +362,68 @@ pub async fn wizard(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
         json!([model, processed, still, done, after, rest]),
     );
     Ok(())
+}
+
+/// The hazard of docs/odoo.md#move-lines: a quantity written with nothing picked makes Odoo
+/// pick every move and ship every reservation. Measured in the whole warehouse, since Odoo
+/// chose where it reserved.
+pub async fn unpicked(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
+    let (id, _, mv, _) = open(s, "unpicked", lab, lab.lamp, false, 2.0).await?;
+    let before = in_warehouse(s, "unpicked: warehouse before", lab).await?;
+    s.call(
+        "unpicked: write a quantity, nothing picked",
+        C::records("stock.move", "write", &[mv]).arg("vals", json!({"quantity": 1.0})),
+    )
+    .await?;
+    let done = s
+        .call(
+            "unpicked: validate",
+            C::records("stock.picking", "button_validate", &[id])
+                .ctx(json!({"skip_backorder": true, "skip_sms": true})),
+        )
+        .await?;
+    let after = in_warehouse(s, "unpicked: warehouse after", lab).await?;
+    let backorders = s
+        .call(
+            "unpicked: backorders",
+            C::search(
+                "stock.picking",
+                json!([["backorder_id", "=", id]]),
+                &["id", "state"],
+            ),
+        )
+        .await?;
+    let mut rest = Vec::new();
+    for b in backorders.as_array().cloned().unwrap_or_default() {
+        let b_id = first_id(&b["id"], "backorder")?;
+        rest.push(b["state"].clone());
+        let cancelled = s
+            .call(
+                "unpicked: cancel the backorder",
+                C::records("stock.picking", "action_cancel", &[b_id]),
+            )
+            .await?;
+        rest.push(cancelled);
+    }
+    s.fact(
+        "unpicked: validated, left the warehouse, backorders",
+        json!([done, after - before, rest]),
+    );
+    Ok(())
+}
+
+/// On hand of the lamp in the whole warehouse.
+async fn in_warehouse(s: &mut Session, step: &str, lab: &Lab) -> anyhow::Result<f64> {
+    let rows = s
+        .call(
+            step,
+            C::search(
+                "product.product",
+                json!([["id", "=", lab.lamp]]),
+                &["qty_available"],
+            )
+            .ctx(json!({"warehouse": lab.warehouse})),
+        )
+        .await?;
+    rows[0]["qty_available"].as_f64().context("qty_available")
 }

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::fills::{fill, open};
 use super::flows::first_id;
 use super::script::{Lab, picking, state, validate};
 use super::{C, Session};
@@ -213,4 +214,39 @@ fn add_lines(c: C, lines: Vec<Value>) -> C {
         args,
         kwargs,
     }
+}
+
+/// A fill of an open delivery of the lot-tracked product naming a lot Odoo lacks: the write
+/// is accepted, validation refused (its wording per version), the picking cancelled
+/// (docs/odoo.md#fills).
+pub async fn unknown_lot(s: &mut Session, lab: &Lab) -> anyhow::Result<()> {
+    let (id, name, mv, lines) = open(s, "unknown lot", lab, lab.wine, false, 1.0).await?;
+    let line = json!({"product_id": lab.wine, "product_uom_id": lab.uom, "location_id": lab.stock,
+                      "location_dest_id": lab.customers, "quantity": 1.0, "picked": true,
+                      "picking_id": id, "lot_name": s.name("no-such-lot")});
+    let marker = s.name("unknown-lot");
+    let written = s
+        .call(
+            "unknown lot: write",
+            fill(id, &name, &marker, mv, &lines, line),
+        )
+        .await?;
+    s.call(
+        "unknown lot: validate",
+        C::records("stock.picking", "button_validate", &[id])
+            .ctx(json!({"skip_backorder": true, "skip_sms": true})),
+    )
+    .await?;
+    let after = state(s, "unknown lot: state", &name).await?;
+    let cancelled = s
+        .call(
+            "unknown lot: cancel",
+            C::records("stock.picking", "action_cancel", &[id]),
+        )
+        .await?;
+    s.fact(
+        "unknown lot: written, state, cancelled",
+        json!([written, after, cancelled]),
+    );
+    Ok(())
 }

@@ -41,6 +41,8 @@ pub async fn run(s: &mut Session) -> anyhow::Result<()> {
     flows::conflict(s, &lab).await?;
     fills::fills(s, &lab).await?;
     fills::wizard(s, &lab).await?;
+    fills::unpicked(s, &lab).await?;
+    lots::unknown_lot(s, &lab).await?;
     flows::counts(s, &lab).await?;
     flows::strays(s).await?;
     pickings::errors(s).await
