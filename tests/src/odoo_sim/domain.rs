@@ -144,12 +144,14 @@ impl Domain {
             }
             let field = leaf.path[0].as_str();
             if field == "id" {
-                return Some(
-                    values
-                        .into_iter()
-                        .filter(|id| env.db.exists(model, *id))
-                        .collect(),
-                );
+                // A record matches once, however often the domain names it.
+                let mut ids: Vec<Id> = values
+                    .into_iter()
+                    .filter(|id| env.db.exists(model, *id))
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                return Some(ids);
             }
             let Some(def) = schema::field(model, field, env.version) else {
                 continue;

@@ -39,17 +39,27 @@ pub fn is_outdated(env: &Env, quant: Id) -> bool {
 
 /// Sets a counted quantity on a row, as the UI does: the difference is stored now, the row
 /// is marked as counted by the calling user today.
-fn set_count(env: &mut Env, quant: Id, counted: f64) {
+fn set_count(env: &mut Env, quant: Id, counted: f64, counter: Option<Id>) {
     let quantity = env.f64("stock.quant", quant, "quantity");
-    let uid = env.uid;
     let today = clock::format_date(env.now);
     env.db.update("stock.quant", quant, |rec| {
         rec.insert("inventory_quantity", Value::from(counted));
         rec.insert("inventory_diff_quantity", Value::from(counted - quantity));
         rec.insert("inventory_quantity_set", Value::Bool(true));
-        rec.insert("user_id", Value::from(uid));
+        if let Some(user) = counter {
+            rec.insert("user_id", Value::from(user));
+        }
         rec.insert("inventory_date", Value::from(today));
     });
+}
+
+/// The name of the move a one-call count (`inventory_quantity_auto_apply`) books: 18 replaces
+/// the whole context there, losing `inventory_name`; 17 and 19 keep it (docs/odoo.md#quants).
+fn auto_apply_name(env: &Env) -> Option<String> {
+    match env.version {
+        Version::V18 => None,
+        Version::V17 | Version::V19 => env.ctx_value("inventory_name").as_str().map(str::to_owned),
+    }
 }
 
 /// Forgets a count (after applying it, or `action_clear_inventory_quantity`).
@@ -76,7 +86,7 @@ fn key_of(env: &Env, vals: &Map<String, Value>) -> Result<(Id, Id, Option<Id>), 
             "location_id"
         };
         let def = env.field_def("stock.quant", field)?;
-        return Err(super::orm::required_error("stock.quant", def));
+        return Err(super::orm::required_error(env.version, "stock.quant", def));
     };
     Ok((product, location, rec.get("lot_id").and_then(Value::as_i64)))
 }
@@ -102,11 +112,7 @@ pub fn create_quants(
                 "inventory_diff_quantity",
                 Value::from(as_f64(counted) - quantity),
             );
-            // 18 replaces the whole context here, losing `inventory_name` (docs/odoo.md#quants).
-            let name = match env.version {
-                Version::V17 => env.ctx_value("inventory_name").as_str().map(str::to_owned),
-                Version::V18 | Version::V19 => None,
-            };
+            let name = auto_apply_name(env);
             apply_quants(env, &[quant], name)?;
             ids.push(quant);
         } else if inventory_mode && let Some(counted) = vals.get("inventory_quantity") {
@@ -114,7 +120,10 @@ pub fn create_quants(
                 Some(row) => *row,
                 None => stock::ensure_quant_row(env, product, location, lot),
             };
-            set_count(env, quant, as_f64(counted));
+            // A count created in inventory mode is the counting user's (their name goes on the
+            // move); one written on an existing row is no one's (as 17, 18 and 19 answered).
+            let uid = env.uid;
+            set_count(env, quant, as_f64(counted), Some(uid));
             ids.push(quant);
         } else {
             let mut rec: Rec = env.to_record("stock.quant", vals)?;
@@ -143,7 +152,12 @@ pub fn write_quants(
     for quant in quants {
         for (field, value) in vals {
             match field.as_str() {
-                "inventory_quantity" => set_count(env, *quant, as_f64(value)),
+                "inventory_quantity" => set_count(env, *quant, as_f64(value), None),
+                "inventory_quantity_auto_apply" if env.ctx_flag("inventory_mode") => {
+                    set_count(env, *quant, as_f64(value), None);
+                    let name = auto_apply_name(env);
+                    apply_quants(env, &[*quant], name)?;
+                }
                 "inventory_diff_quantity" => env.db.set(
                     "stock.quant",
                     *quant,

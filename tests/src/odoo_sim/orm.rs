@@ -625,7 +625,7 @@ impl Env<'_> {
         let def = schema::model(model).ok_or_else(|| unknown_model(model))?;
         for field in def.fields_of(self.version) {
             if field.required && !field.computed && rec.get(field.name).is_none_or(Value::is_null) {
-                return Err(required_error(model, field));
+                return Err(required_error(self.version, model, field));
             }
         }
         if def.has_active() {
@@ -766,8 +766,14 @@ pub fn fk_error(model: &str, field: &str) -> OdooError {
 }
 
 /// The NOT NULL violation Odoo reports for a missing required field.
-pub fn required_error(model: &str, field: &Field) -> OdooError {
+pub fn required_error(version: Version, model: &str, field: &Field) -> OdooError {
     let description = schema::model(model).map_or(model, |m| m.description);
+    if version == Version::V19 {
+        return OdooError::ValidationError(format!(
+            "The operation cannot be completed: Missing required value for the field '{}' ({}).\nModel: '{description}' ({model})\n- create/update: a mandatory field is not set\n- delete: another model requires the record being deleted, you can archive it instead\n",
+            field.string, field.name
+        ));
+    }
     OdooError::ValidationError(format!(
         "The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n- Delete: another model requires the record being deleted. If possible, archive it instead.\n\nModel: {description} ({model})\nField: {} ({})\n",
         field.string, field.name

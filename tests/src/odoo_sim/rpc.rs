@@ -4,6 +4,7 @@
 //! and application errors as HTTP 200 with `error.code` 200 and the exception's qualified
 //! class name in `error.data.name`.
 
+use super::Version;
 use serde_json::{Value, json};
 
 /// A parsed JSON-RPC call.
@@ -136,7 +137,16 @@ impl OdooError {
         }
     }
 
-    /// The `error` member of the response.
+    /// The `error` member of the response (`code` 200 on 17 and 18, 0 on 19).
+    pub fn to_json_for(&self, version: Version) -> Value {
+        let mut error = self.to_json();
+        if version == Version::V19 {
+            error["code"] = json!(0);
+        }
+        error
+    }
+
+    /// The `error` member of the response, as 17 and 18 send it.
     pub fn to_json(&self) -> Value {
         let name = self.name();
         let message = self.message();
@@ -191,9 +201,14 @@ pub fn success(id: &Value, result: Option<Value>) -> Value {
     response
 }
 
-/// An error response (sent with HTTP 200).
+/// An error response (sent with HTTP 200), as 17 and 18 send it.
 pub fn failure(id: &Value, error: &OdooError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": error.to_json()})
+}
+
+/// An error response as `version` sends it.
+pub fn failure_for(id: &Value, error: &OdooError, version: Version) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": error.to_json_for(version)})
 }
 
 #[cfg(test)]

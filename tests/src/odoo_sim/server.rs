@@ -118,13 +118,16 @@ async fn hang(shared: &Shared) -> Response {
 }
 
 async fn jsonrpc(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let version = shared.version();
     let call = match Call::parse(&body) {
         Ok(call) => call,
-        Err((id, error)) => return json_response(StatusCode::OK, &rpc::failure(&id, &error)),
+        Err((id, error)) => {
+            return json_response(StatusCode::OK, &rpc::failure_for(&id, &error, version));
+        }
     };
     let body = match run(&shared, &call).await {
         Ok(Ok(outcome)) => rpc::success(&call.id, outcome.result),
-        Ok(Err(error)) => rpc::failure(&call.id, &error),
+        Ok(Err(error)) => rpc::failure_for(&call.id, &error, version),
         Err(response) => return response,
     };
     json_response(StatusCode::OK, &body)
