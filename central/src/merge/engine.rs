@@ -12,6 +12,7 @@ use tally_protocol::{EventKind, LogId, LoggedEvent, Qty};
 use tokio::sync::OnceCell;
 
 use super::apply::{RetryPolicy, apply_once, fill_once, resume};
+use super::durable::{BeforeWrite, MergeStore};
 use super::plan::{
     Oversized, PlannedCount, PlannedFill, PlannedPicking, Product, QUANTITY_TOO_LARGE,
     ResolvedEvent, Warehouse, count_lines, count_pickings, fill, may_fill, phases, plan,
@@ -244,7 +245,7 @@ enum Found {
 /// the client's write permits.
 #[derive(Debug)]
 pub struct Engine {
-    store: Store,
+    store: MergeStore,
     odoo: Arc<OdooClient>,
     policy: RetryPolicy,
     /// Odoo's virtual locations, read once for every lane.
@@ -258,7 +259,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(store: Store, odoo: OdooClient, policy: RetryPolicy) -> Engine {
         Engine {
-            store,
+            store: MergeStore::new(store),
             odoo: Arc::new(odoo),
             policy,
             virtuals: Arc::default(),
@@ -267,17 +268,24 @@ impl Engine {
         }
     }
 
+    /// Runs `hook` before each durable write of the merge's state, on the blocking thread
+    /// that makes it: for tests, which stand a slow commit in for it.
+    #[doc(hidden)]
+    pub fn with_before_write(mut self, hook: BeforeWrite) -> Engine {
+        self.store = self.store.with_before_write(hook);
+        self
+    }
+
     /// Merges everything journaled so far; returns how many events were resolved. When a lane
     /// fails, the others still finish their pass; the first error is returned.
     pub async fn merge_all(&mut self) -> Result<u64, MergeError> {
-        let warehouse_of: HashMap<String, String> = self
-            .store
-            .list_agents()?
+        let (agents, stored_streams) = self.store.agents_and_streams().await?;
+        let warehouse_of: HashMap<String, String> = agents
             .into_iter()
             .map(|a| (a.agent_id, a.warehouse))
             .collect();
         let mut streams: HashMap<String, Vec<(String, LogId)>> = HashMap::new();
-        for stream in self.store.streams()? {
+        for stream in stored_streams {
             if let Some(warehouse) = warehouse_of.get(&stream.agent_id) {
                 streams
                     .entry(warehouse.clone())
@@ -335,7 +343,7 @@ impl Engine {
 /// One warehouse's merge: its streams in order, with its own caches of what Odoo holds.
 #[derive(Debug)]
 struct Lane {
-    store: Store,
+    store: MergeStore,
     odoo: Arc<OdooClient>,
     policy: RetryPolicy,
     code: String,
@@ -362,7 +370,7 @@ impl Lane {
 
     /// Finishes a plan an earlier pass recorded and did not finish, if there is one.
     async fn finish_recorded(&mut self, agent: &str, log_id: LogId) -> Result<bool, MergeError> {
-        let Some(bytes) = self.store.merge_plan(agent, log_id)? else {
+        let Some(bytes) = self.store.merge_plan(agent, log_id).await? else {
             return Ok(false);
         };
         let plan: StoredPlan = serde_json::from_slice(&bytes)
@@ -381,11 +389,10 @@ impl Lane {
             }
             let queued: Vec<(u64, u64)> = self
                 .store
-                .retries()?
+                .retries_of(agent, log_id, MAX_RUN_EVENTS)
+                .await?
                 .into_iter()
-                .filter(|(a, l, _, _)| a == agent && *l == log_id)
-                .map(|(_, _, seq, r)| (seq, r.generation))
-                .take(MAX_RUN_EVENTS)
+                .map(|(seq, r)| (seq, r.generation))
                 .collect();
             let Some(&(_, generation)) = queued.first() else {
                 return Ok(total);
@@ -396,7 +403,10 @@ impl Lane {
                 .take_while(|(_, g)| *g == generation)
                 .map(|(seq, _)| *seq)
                 .collect();
-            let events = self.store.read_journal_seqs(agent, log_id, &seqs)?;
+            let events = self
+                .store
+                .read_journal_seqs(agent, log_id, seqs.clone())
+                .await?;
             if events.len() != seqs.len() {
                 return Err(StoreError::Corrupt(format!(
                     "events queued for a retry are missing from the journal of {agent}"
@@ -406,7 +416,9 @@ impl Lane {
             let (plan, taken) = self
                 .plan_run(agent, log_id, &events, Some(generation))
                 .await?;
-            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+            self.store
+                .save_merge_plan(agent, log_id, encode(&plan))
+                .await?;
             total += taken as u64;
             self.execute(agent, log_id, plan, false).await?;
         }
@@ -418,15 +430,18 @@ impl Lane {
             if self.finish_recorded(agent, log_id).await? {
                 continue;
             }
-            let cursor = self.store.merge_cursor(agent, log_id)?;
+            let cursor = self.store.merge_cursor(agent, log_id).await?;
             let events = self
                 .store
-                .read_journal(agent, log_id, cursor, MAX_RUN_EVENTS)?;
+                .read_journal(agent, log_id, cursor, MAX_RUN_EVENTS)
+                .await?;
             if events.is_empty() {
                 return Ok(total);
             }
             let (plan, taken) = self.plan_run(agent, log_id, &events, None).await?;
-            self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+            self.store
+                .save_merge_plan(agent, log_id, encode(&plan))
+                .await?;
             total += taken as u64;
             self.execute(agent, log_id, plan, false).await?;
         }
@@ -570,15 +585,7 @@ impl Lane {
         self.resolve(&warehouse, run).await?;
         // A key with parked events, or events waiting for a retry, takes nothing new until
         // those are through; a retry run itself waits only behind what is parked.
-        let mut keys = self.store.parked_keys()?;
-        if retry.is_none() {
-            keys.extend(self.store.retrying_keys()?);
-        }
-        let mut blocked: HashSet<String> = keys
-            .into_iter()
-            .filter(|(wh, _)| wh == code)
-            .map(|(_, sku)| sku)
-            .collect();
+        let mut blocked: HashSet<String> = self.store.blocked_skus(code, retry.is_some()).await?;
         let mut resolved = Vec::with_capacity(run.len());
         for e in run {
             let ev = &e.event;
@@ -693,7 +700,7 @@ impl Lane {
         } else {
             self.odoo.open_pickings(&references).await?
         };
-        let clock = self.clock(agent)?;
+        let clock = self.clock(agent).await?;
         let mut stored = Vec::with_capacity(phased.len());
         for (n, phase) in phased.into_iter().enumerate() {
             let key = match n {
@@ -763,12 +770,9 @@ impl Lane {
     }
 
     /// How this agent's clock and Odoo's are off from central's, as the plan is made.
-    fn clock(&self, agent: &str) -> Result<Clocks, MergeError> {
+    async fn clock(&self, agent: &str) -> Result<Clocks, MergeError> {
         Ok(Clocks {
-            agent_behind: self
-                .store
-                .clock_offset(agent)?
-                .map_or(0, |(offset, _)| offset),
+            agent_behind: self.store.clock_offset(agent).await?.unwrap_or(0),
             odoo_ahead: self.odoo.clock_offset_micros(),
         })
     }
@@ -844,7 +848,7 @@ impl Lane {
                         message,
                         noticed_at: now_micros(),
                     };
-                    self.store.add_notice(agent, log_id, c.seq, &notice)?;
+                    self.store.add_notice(agent, log_id, c.seq, notice).await?;
                 }
             }
             let (mut lines, deltas, oversized) =
@@ -893,7 +897,9 @@ impl Lane {
             .map(|p| (p, Status::Pending))
             .collect();
         phase.counted = true;
-        self.store.save_merge_plan(agent, log_id, &encode(plan))?;
+        self.store
+            .save_merge_plan(agent, log_id, encode(plan))
+            .await?;
         Ok(())
     }
 
@@ -909,7 +915,9 @@ impl Lane {
             if !plan.phases[p].started {
                 plan.hold_back(p, Pickings::Moves);
                 plan.phases[p].started = true;
-                self.store.save_merge_plan(agent, log_id, &encode(&plan))?;
+                self.store
+                    .save_merge_plan(agent, log_id, encode(&plan))
+                    .await?;
             }
             self.apply_pickings(agent, log_id, &mut plan, p, Pickings::Moves, resumed)
                 .await?;
@@ -923,12 +931,16 @@ impl Lane {
         super::state::log_parked(agent, &plan.parked);
         match plan.retry {
             Some(_) => {
+                let seqs = plan.skus.keys().copied().collect();
                 self.store
-                    .finish_retry(agent, log_id, plan.skus.keys().copied(), &plan.parked)?
+                    .finish_retry(agent, log_id, seqs, plan.parked)
+                    .await?
             }
-            None => self
-                .store
-                .finish_merge(agent, log_id, plan.through, &plan.parked)?,
+            None => {
+                self.store
+                    .finish_merge(agent, log_id, plan.through, plan.parked)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -981,11 +993,15 @@ impl Lane {
                     }
                 }
                 Err(e) => {
-                    self.store.save_merge_plan(agent, log_id, &encode(plan))?;
+                    self.store
+                        .save_merge_plan(agent, log_id, encode(plan))
+                        .await?;
                     return Err(e.into());
                 }
             }
-            self.store.save_merge_plan(agent, log_id, &encode(plan))?;
+            self.store
+                .save_merge_plan(agent, log_id, encode(plan))
+                .await?;
             i += 1;
         }
         Ok(())
@@ -1014,11 +1030,15 @@ impl Lane {
                     plan.park(&seqs, &e);
                 }
                 Err(e) => {
-                    self.store.save_merge_plan(agent, log_id, &encode(plan))?;
+                    self.store
+                        .save_merge_plan(agent, log_id, encode(plan))
+                        .await?;
                     return Err(e.into());
                 }
             }
-            self.store.save_merge_plan(agent, log_id, &encode(plan))?;
+            self.store
+                .save_merge_plan(agent, log_id, encode(plan))
+                .await?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! [`apply`] applies one planned picking exactly once.
 
 pub mod apply;
+pub mod durable;
 pub mod engine;
 pub mod plan;
 pub mod state;
