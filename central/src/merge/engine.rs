@@ -17,8 +17,8 @@ use super::plan::{
     Oversized, PlannedCount, PlannedFill, PlannedPicking, Product, QUANTITY_TOO_LARGE,
     ResolvedEvent, Warehouse, count_lines, count_pickings, fill, may_fill, phases, plan,
 };
-use super::state::{DeadLetter, Notice, now_micros};
-use crate::odoo::api::VirtualLocations;
+use super::state::{DeadLetter, Notice, ParkReason, now_micros};
+use crate::odoo::api::{Tracking, VirtualLocations};
 use crate::odoo::{ErrorKind, OdooClient, OdooError};
 use crate::store::{Store, StoreError};
 
@@ -234,10 +234,7 @@ impl MergeError {
 #[derive(Debug, Clone)]
 enum Found {
     Product(Product),
-    Refused {
-        reason: &'static str,
-        message: String,
-    },
+    Refused { reason: ParkReason, message: String },
 }
 
 /// Applies journaled events to one Odoo database: a [`Lane`] per warehouse, the lanes at the
@@ -499,22 +496,22 @@ impl Lane {
                 let matching: Vec<_> = rows.iter().filter(|r| r.sku == sku).collect();
                 let found = match matching.as_slice() {
                     [] => Found::Refused {
-                        reason: "unknown-sku",
+                        reason: ParkReason::UnknownSku,
                         message: format!(
                             "no active product in Odoo has the internal reference {sku:?}"
                         ),
                     },
                     [one] if !one.storable => Found::Refused {
-                        reason: "not-storable",
+                        reason: ParkReason::NotStorable,
                         message: format!("product {sku:?} is not a storable product in Odoo"),
                     },
                     [one] => Found::Product(Product {
                         id: one.id,
                         uom_id: one.uom_id,
-                        lot_tracked: one.tracking != "none",
+                        lot_tracked: one.tracking != Tracking::None,
                     }),
                     many => Found::Refused {
-                        reason: "duplicate-sku",
+                        reason: ParkReason::DuplicateSku,
                         message: format!(
                             "{} products in Odoo share the internal reference {sku:?}",
                             many.len()
@@ -607,7 +604,7 @@ impl Lane {
                 park(
                     &mut parked,
                     e,
-                    "invalid-event",
+                    ParkReason::InvalidEvent.as_str(),
                     format!("the event breaks the event rules: {error}"),
                 );
                 blocked.insert(ev.sku.clone());
@@ -618,9 +615,11 @@ impl Lane {
                 Some(n) => self.locations.get(n).copied().flatten().ok_or(n.clone()),
             };
             let refusal = match self.products.get(&ev.sku) {
-                Some(Found::Refused { reason, message }) => Some((*reason, message.clone())),
+                Some(Found::Refused { reason, message }) => {
+                    Some((reason.as_str(), message.clone()))
+                }
                 Some(Found::Product(p)) if p.lot_tracked && ev.lot.is_none() => Some((
-                    "missing-lot",
+                    ParkReason::MissingLot.as_str(),
                     format!(
                         "product {:?} is tracked by lot in Odoo and the event has no lot",
                         ev.sku
@@ -643,7 +642,7 @@ impl Lane {
                     park(
                         &mut parked,
                         e,
-                        "unknown-location",
+                        ParkReason::UnknownLocation.as_str(),
                         format!("Odoo has no internal location named {name:?} in warehouse {code}"),
                     );
                     blocked.insert(ev.sku.clone());
@@ -730,7 +729,7 @@ impl Lane {
                     None => park(
                         &mut parked,
                         e,
-                        "bad-time",
+                        ParkReason::BadTime.as_str(),
                         format!("the time of count seq {} is out of range", e.seq),
                     ),
                 }
@@ -1046,8 +1045,7 @@ impl Lane {
     /// Cancels a refused picking if Odoo holds it open, so it leaves no reservation behind.
     async fn abandon(&self, picking: &PlannedPicking) -> Result<(), MergeError> {
         if let Some(found) = self.odoo.find_picking(&picking.key).await?
-            && found.state != "done"
-            && found.state != "cancel"
+            && !found.state.is_final()
         {
             self.odoo.cancel_picking(found.id).await?;
         }

@@ -106,7 +106,7 @@ pub struct ResolvedEvent<'a> {
 }
 
 /// The reason events are parked with when a quantity they add up to cannot reach Odoo exactly.
-pub const QUANTITY_TOO_LARGE: &str = "quantity-too-large";
+pub const QUANTITY_TOO_LARGE: &str = super::state::ParkReason::QuantityTooLarge.as_str();
 
 /// An event left out of a plan, to be parked with [`QUANTITY_TOO_LARGE`]: a line or fill it
 /// would coalesce into sums beyond `Qty::MAX_EXACT_MICROS` (Odoo would book a different

@@ -379,8 +379,48 @@ pub fn log_parked(agent: &str, parked: &[(u64, DeadLetter)]) {
     }
 }
 
+/// Tally's own reasons for parking an event, as stored in a [`DeadLetter`]'s `reason` (an
+/// event Odoo refused carries Odoo's exception name instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkReason {
+    /// No active product in Odoo has the SKU.
+    UnknownSku,
+    /// The product is not storable.
+    NotStorable,
+    /// Several products share the SKU.
+    DuplicateSku,
+    /// The product is tracked by lot and the event has none.
+    MissingLot,
+    /// The warehouse has no internal location of that name.
+    UnknownLocation,
+    /// The event breaks the event rules (journaled before a rule existed).
+    InvalidEvent,
+    /// A count's time is out of range.
+    BadTime,
+    /// A quantity it adds up to is more than Odoo holds exactly.
+    QuantityTooLarge,
+    /// Only because an earlier event of its SKU is parked.
+    ParkedBehind,
+}
+
+impl ParkReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ParkReason::UnknownSku => "unknown-sku",
+            ParkReason::NotStorable => "not-storable",
+            ParkReason::DuplicateSku => "duplicate-sku",
+            ParkReason::MissingLot => "missing-lot",
+            ParkReason::UnknownLocation => "unknown-location",
+            ParkReason::InvalidEvent => "invalid-event",
+            ParkReason::BadTime => "bad-time",
+            ParkReason::QuantityTooLarge => "quantity-too-large",
+            ParkReason::ParkedBehind => "parked-behind",
+        }
+    }
+}
+
 /// The reason of an event parked only because an earlier one of its SKU is.
-pub const PARKED_BEHIND: &str = "parked-behind";
+pub const PARKED_BEHIND: &str = ParkReason::ParkedBehind.as_str();
 
 /// Rows of one of the (agent, log, seq) → JSON tables: (agent, log, seq, value).
 pub type Letters<T> = Vec<(String, LogId, u64, T)>;
