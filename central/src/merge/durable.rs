@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use tally_protocol::{LogId, LoggedEvent};
 
-use super::state::{DeadLetter, Notice, Retry};
+use super::state::plans::EncodedPlan;
+use super::state::{DeadLetter, Notice, Retry, StoredPlan};
 use crate::store::journal::StreamState;
 use crate::store::registry::AgentInfo;
 use crate::store::{Store, StoreError};
@@ -92,20 +93,22 @@ impl MergeStore {
         self.run(|s| Ok((s.list_agents()?, s.streams()?))).await
     }
 
+    /// The plan recorded for a stream, decoded on the blocking thread.
     pub async fn merge_plan(
         &self,
         agent: &str,
         log_id: LogId,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<StoredPlan>, StoreError> {
         let agent = agent.to_owned();
         self.run(move |s| s.merge_plan(&agent, log_id)).await
     }
 
+    /// Records a stream's plan, encoded by the caller ([`StoredPlan::encode`]).
     pub async fn save_merge_plan(
         &self,
         agent: &str,
         log_id: LogId,
-        plan: Vec<u8>,
+        plan: EncodedPlan,
     ) -> Result<(), StoreError> {
         self.write(agent, move |s, agent| {
             s.save_merge_plan(agent, log_id, &plan)

@@ -7,78 +7,22 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tally_protocol::{EventKind, LogId, LoggedEvent, Qty};
 use tokio::sync::OnceCell;
 
 use super::apply::{RetryPolicy, apply_once, fill_once, resume};
 use super::durable::{BeforeWrite, MergeStore};
 use super::plan::{
-    Oversized, PlannedCount, PlannedFill, PlannedPicking, Product, QUANTITY_TOO_LARGE,
-    ResolvedEvent, Warehouse, count_lines, count_pickings, fill, may_fill, phases, plan,
+    Oversized, PlannedCount, PlannedPicking, Product, QUANTITY_TOO_LARGE, ResolvedEvent, Warehouse,
+    count_lines, count_pickings, fill, may_fill, phases, plan,
 };
-use super::state::{DeadLetter, Notice, ParkReason, now_micros};
+use super::state::{DeadLetter, Notice, ParkReason, Status, StoredPhase, StoredPlan, now_micros};
 use crate::odoo::api::{Tracking, VirtualLocations};
 use crate::odoo::{ErrorKind, OdooClient, OdooError};
 use crate::store::{Store, StoreError};
 
 /// Events read from the journal per run at most.
 pub const MAX_RUN_EVENTS: usize = 5000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Status {
-    Pending,
-    Done,
-    /// Refused by Odoo as a whole: replaced by one picking per line.
-    Split,
-    /// Refused by Odoo for its only line: the line's events are parked.
-    Parked,
-}
-
-/// A run's plan as recorded in `merge_plan` before Odoo is called.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredPlan {
-    warehouse: String,
-    /// The last seq of the run: the cursor moves here when the plan is finished.
-    through: u64,
-    /// The pickings of a plan recorded before plans had phases (a run then ended at a count,
-    /// whose delta was already among them): applied as its only phase.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pickings: Vec<(PlannedPicking, Status)>,
-    /// Open Odoo pickings such a plan fills.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    fills: Vec<(PlannedFill, Status)>,
-    /// Applied one after the other.
-    #[serde(default)]
-    phases: Vec<StoredPhase>,
-    parked: Vec<(u64, DeadLetter)>,
-    /// The SKU of each event of the run, for parking by line.
-    skus: BTreeMap<u64, String>,
-    /// Set when the run retries parked events (the retry's generation): finishing it takes
-    /// them out of the retry queue instead of moving the cursor.
-    #[serde(default)]
-    retry: Option<u64>,
-}
-
-/// A phase of a run: its pickings and fills, then its counts, computed together once those
-/// are applied.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct StoredPhase {
-    /// Names the phase's pickings (the run's batch key, and the phase after the first).
-    key: String,
-    /// Whether what waits behind an event parked earlier in the run was taken out: once, as
-    /// the phase starts, before any of its pickings reaches Odoo.
-    started: bool,
-    pickings: Vec<(PlannedPicking, Status)>,
-    /// Open Odoo pickings the phase's referenced picks and receipts fill.
-    fills: Vec<(PlannedFill, Status)>,
-    /// The counts that close the phase.
-    counts: Vec<PlannedCount>,
-    /// Whether the counts' deltas are computed and recorded in `adjustments`: after that they
-    /// are never computed again, so a restart applies the same deltas.
-    counted: bool,
-    adjustments: Vec<(PlannedPicking, Status)>,
-}
 
 /// Which pickings of a phase.
 #[derive(Debug, Clone, Copy)]
@@ -88,24 +32,6 @@ enum Pickings {
 }
 
 impl StoredPlan {
-    /// A plan recorded before phases becomes a plan of one phase, its counts (if it was a
-    /// count's run) already computed.
-    fn upgrade(&mut self) {
-        if self.pickings.is_empty() && self.fills.is_empty() {
-            return;
-        }
-        let phase = StoredPhase {
-            key: String::new(),
-            started: true,
-            pickings: std::mem::take(&mut self.pickings),
-            fills: std::mem::take(&mut self.fills),
-            counts: Vec::new(),
-            counted: true,
-            adjustments: Vec::new(),
-        };
-        self.phases.insert(0, phase);
-    }
-
     fn pickings(&mut self, phase: usize, which: Pickings) -> &mut Vec<(PlannedPicking, Status)> {
         let phase = &mut self.phases[phase];
         match which {
@@ -367,11 +293,9 @@ impl Lane {
 
     /// Finishes a plan an earlier pass recorded and did not finish, if there is one.
     async fn finish_recorded(&mut self, agent: &str, log_id: LogId) -> Result<bool, MergeError> {
-        let Some(bytes) = self.store.merge_plan(agent, log_id).await? else {
+        let Some(plan) = self.store.merge_plan(agent, log_id).await? else {
             return Ok(false);
         };
-        let plan: StoredPlan = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt(format!("merge plan of {agent}: {e}")))?;
         self.execute(agent, log_id, plan, true).await?;
         Ok(true)
     }
@@ -414,7 +338,7 @@ impl Lane {
                 .plan_run(agent, log_id, &events, Some(generation))
                 .await?;
             self.store
-                .save_merge_plan(agent, log_id, encode(&plan))
+                .save_merge_plan(agent, log_id, plan.encode())
                 .await?;
             total += taken as u64;
             self.execute(agent, log_id, plan, false).await?;
@@ -437,7 +361,7 @@ impl Lane {
             }
             let (plan, taken) = self.plan_run(agent, log_id, &events, None).await?;
             self.store
-                .save_merge_plan(agent, log_id, encode(&plan))
+                .save_merge_plan(agent, log_id, plan.encode())
                 .await?;
             total += taken as u64;
             self.execute(agent, log_id, plan, false).await?;
@@ -897,7 +821,7 @@ impl Lane {
             .collect();
         phase.counted = true;
         self.store
-            .save_merge_plan(agent, log_id, encode(plan))
+            .save_merge_plan(agent, log_id, plan.encode())
             .await?;
         Ok(())
     }
@@ -915,7 +839,7 @@ impl Lane {
                 plan.hold_back(p, Pickings::Moves);
                 plan.phases[p].started = true;
                 self.store
-                    .save_merge_plan(agent, log_id, encode(&plan))
+                    .save_merge_plan(agent, log_id, plan.encode())
                     .await?;
             }
             self.apply_pickings(agent, log_id, &mut plan, p, Pickings::Moves, resumed)
@@ -993,13 +917,13 @@ impl Lane {
                 }
                 Err(e) => {
                     self.store
-                        .save_merge_plan(agent, log_id, encode(plan))
+                        .save_merge_plan(agent, log_id, plan.encode())
                         .await?;
                     return Err(e.into());
                 }
             }
             self.store
-                .save_merge_plan(agent, log_id, encode(plan))
+                .save_merge_plan(agent, log_id, plan.encode())
                 .await?;
             i += 1;
         }
@@ -1030,13 +954,13 @@ impl Lane {
                 }
                 Err(e) => {
                     self.store
-                        .save_merge_plan(agent, log_id, encode(plan))
+                        .save_merge_plan(agent, log_id, plan.encode())
                         .await?;
                     return Err(e.into());
                 }
             }
             self.store
-                .save_merge_plan(agent, log_id, encode(plan))
+                .save_merge_plan(agent, log_id, plan.encode())
                 .await?;
         }
         Ok(())
@@ -1081,16 +1005,12 @@ impl Clocks {
     }
 }
 
-fn encode(plan: &StoredPlan) -> Vec<u8> {
-    serde_json::to_vec(plan).expect("serialising a plain struct")
-}
-
 #[cfg(test)]
 mod tests {
     use tally_protocol::Qty;
 
     use super::*;
-    use crate::merge::plan::{FillMove, Line, PickingKind};
+    use crate::merge::plan::{FillMove, Line, PickingKind, PlannedFill};
 
     fn line(product: i64, seqs: &[u64]) -> Line {
         Line {
@@ -1115,27 +1035,6 @@ mod tests {
             lines,
         };
         (picking, Status::Pending)
-    }
-
-    #[test]
-    fn a_plan_recorded_before_phases_is_applied_as_its_only_phase() {
-        // As today's code before phases recorded a count's run: the delta already computed.
-        let recorded = r#"{"warehouse":"WH","through":7,
-            "pickings":[[{"key":"tally-a-abababab-7-7-C1","kind":"Adjustment","picking_type":5,
-              "from":8,"to":14,"lines":[{"product":1,"uom":1,"qty":2000000,"from":8,"to":14,
-              "lot":null,"create_lot":false,"seqs":[7]}]},"Pending"]],
-            "fills":[],"parked":[],"skus":{"7":"SKU-001"},"retry":null}"#;
-        let mut plan: StoredPlan = serde_json::from_str(recorded).unwrap();
-        plan.upgrade();
-        assert_eq!(plan.phases.len(), 1);
-        let phase = &plan.phases[0];
-        assert!(phase.started && phase.counted && phase.counts.is_empty());
-        assert_eq!(phase.pickings[0].0.key, "tally-a-abababab-7-7-C1");
-        assert_eq!(phase.pickings[0].0.lines[0].qty, Qty::from_units(2));
-        // Recorded again, it reads the same.
-        let again: StoredPlan = serde_json::from_slice(&encode(&plan)).unwrap();
-        assert_eq!(again.phases[0].pickings, plan.phases[0].pickings);
-        assert!(again.pickings.is_empty());
     }
 
     #[test]
