@@ -1,4 +1,4 @@
-//! Every table of central's store, in one place, and their opening: [`create_all`] runs in the
+//! Every table of central's store, in one place, and their opening: `create_all` runs in the
 //! transaction that opens the store, so every table exists from then on and no reader meets
 //! a missing one.
 //!
@@ -17,7 +17,7 @@
 //! | `merge_notices` | (agent id, log id, seq) | something an operator should know (JSON) | `merge::state` |
 //! | `merge_counters` | name | `u64` (`retry_generation`) | `merge::state` |
 //!
-//! A new table goes here, in [`create_all`], in [`TABLES`] and in the backup's list
+//! A new table goes here, in `create_all`, in [`TABLES`] and in the backup's list
 //! (`backup.rs`, which fails any backup that misses one).
 
 use redb::{TableDefinition, WriteTransaction};
