@@ -1231,3 +1231,131 @@ async fn the_exact_bound_holds_in_every_phase_and_for_counts_computed_together()
     }
     assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 18);
 }
+
+/// A durable write of the merge that waits (for the store's write lock, for an fsync) stalls
+/// neither another warehouse's lane nor the sync listener: on a runtime of one thread, while
+/// the WH lane is held inside its first commit, the WH2 lane merges to its end and an agent's
+/// handshake is answered.
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_merge_commit_stalls_neither_another_lane_nor_the_sync_listener() {
+    use std::ops::ControlFlow::{Break, Continue};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures_util::{SinkExt, StreamExt};
+    use tally_central::Central;
+    use tally_central::config::{Config, Transport};
+    use tally_protocol::{Hello, Message, decode_message, encode_message};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+
+    let s = setup(Version::V18).await;
+    s.store.add_agent("wh2-agent", "WH2").unwrap();
+    s.journal(1, &[(Receipt, "SKU-001", 3, None)]).await;
+    let wh2 = vec![
+        logged(1, Receipt, "SKU-001", 5),
+        logged(2, Pick, "SKU-002", 2),
+    ];
+    s.journal
+        .append(Arc::from("wh2-agent"), LOG, wh2)
+        .await
+        .unwrap();
+    // The WH lane's first write waits on its blocking thread until released.
+    let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
+    let held = AtomicBool::new(false);
+    let hook = Arc::new(move |agent: &str| {
+        if agent == "wh-agent" && !held.swap(true, Ordering::SeqCst) {
+            entered_tx.send(()).unwrap();
+            released
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the test releases the held commit");
+        }
+    });
+    let mut engine = s.engine(3).await.with_before_write(hook);
+    let merge = tokio::spawn(async move { engine.merge_all().await });
+    tokio::time::timeout(Duration::from_secs(20), entered.recv())
+        .await
+        .expect("the WH lane reaches its first commit")
+        .unwrap();
+
+    // The other lane merges everything while WH's commit is held.
+    tally_tests::wait::wait_until("the WH2 lane to merge", Duration::from_secs(20), || {
+        let cursor = s.store.merge_cursor("wh2-agent", LOG);
+        async move {
+            let cursor = cursor?;
+            Ok(if cursor == 2 {
+                Break(())
+            } else {
+                Continue(format!("WH2's cursor at {cursor}"))
+            })
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.sim.on_hand_in_warehouse("SKU-001", "WH2"), 5.0);
+    assert_eq!(
+        s.store.merge_cursor("wh-agent", LOG).unwrap(),
+        0,
+        "WH is held"
+    );
+
+    // A central on the same thread answers an agent's handshake.
+    let dir = tempfile::tempdir().unwrap();
+    let central = Central::open(Config {
+        data_dir: dir.path().to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        transport: Transport::Plaintext,
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Secret::new("admin-token-0123456789"),
+        read_token: None,
+        admin_tls: false,
+        token_grace: Duration::from_secs(60),
+        max_connections: 10,
+        odoo: None,
+        merge: Default::default(),
+        availability_poll: Duration::from_secs(10),
+        channels: Vec::new(),
+        deprecated: Vec::new(),
+    })
+    .unwrap();
+    let token = central.store().add_agent("a1", "WH").unwrap();
+    let sync = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1/sync", sync.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let served = tokio::spawn(central.serve(sync, admin, shutdown.clone()));
+    let welcome = tokio::time::timeout(Duration::from_secs(20), async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let hello = Message::Hello(Hello {
+            agent_id: "a1".into(),
+            warehouse: "WH".into(),
+            log_id: LOG,
+            head_seq: 0,
+            oldest_unacked_at: None,
+            token,
+            agent_version: "test".into(),
+        });
+        ws.send(Ws::Binary(encode_message(&hello).into()))
+            .await
+            .unwrap();
+        loop {
+            match ws.next().await {
+                Some(Ok(Ws::Binary(bytes))) => return decode_message(&bytes).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("central closed the handshake: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("central answers the handshake while a merge commit is held");
+    assert!(matches!(welcome, Message::Welcome(_)), "{welcome:?}");
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
+
+    release.send(()).unwrap();
+    assert_eq!(merge.await.unwrap().unwrap(), 3);
+    assert_eq!(s.store.merge_cursor("wh-agent", LOG).unwrap(), 1);
+    assert_eq!(s.sim.on_hand_in_warehouse("SKU-001", "WH2"), 5.0);
+}

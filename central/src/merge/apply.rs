@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::merge::plan::{PlannedFill, PlannedPicking};
+use crate::odoo::api::PickingStatus;
 use crate::odoo::{ErrorKind, OdooClient, OdooError};
 
 /// How hard to try before handing a retryable failure back to the caller.
@@ -127,8 +128,10 @@ async fn apply_from(
                     next = Next::Create;
                     continue;
                 }
-                Ok(Some(found)) if found.state == "done" => return Ok(Applied::AlreadyDone),
-                Ok(Some(found)) if found.state == "cancel" => {
+                Ok(Some(found)) if found.state == PickingStatus::Done => {
+                    return Ok(Applied::AlreadyDone);
+                }
+                Ok(Some(found)) if found.state == PickingStatus::Cancel => {
                     return Err(OdooError::new(
                         ErrorKind::Permanent,
                         "cancelled",
@@ -195,16 +198,16 @@ pub async fn fill_once(
                 }
                 Ok(Some(guard)) => {
                     let marked = has_marker(&guard.note, &marker);
-                    match (guard.state.as_str(), marked) {
-                        ("done", true) => return Ok(Applied::AlreadyDone),
-                        ("done" | "cancel", false) => {
+                    match (guard.state, marked) {
+                        (PickingStatus::Done, true) => return Ok(Applied::AlreadyDone),
+                        (PickingStatus::Done | PickingStatus::Cancel, false) => {
                             return Err(OdooError::new(
                                 ErrorKind::Permanent,
                                 "picking-conflict",
                                 format!(
                                     "picking {} was {} in Odoo before Tally applied these scans to it",
                                     fill.picking_name,
-                                    if guard.state == "done" {
+                                    if guard.state == PickingStatus::Done {
                                         "validated"
                                     } else {
                                         "cancelled"

@@ -85,7 +85,8 @@ impl Store {
         log_id: LogId,
         seq: u64,
     ) -> Result<Option<SetAside>, StoreError> {
-        use super::state::{DEAD_LETTERS, DISCARDED, RETRIES, Retry};
+        use super::state::Retry;
+        use crate::store::schema::{DEAD_LETTERS, DISCARDED, RETRIES};
         let txn = self.db().begin_read().storage()?;
         let key = (agent, u128::from_be_bytes(log_id.0), seq);
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("set-aside event: {e}"));

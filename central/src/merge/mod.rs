@@ -3,6 +3,7 @@
 //! [`keys`] names Tally's pickings; [`apply`] applies one planned picking exactly once.
 
 pub mod apply;
+pub mod durable;
 pub mod engine;
 pub mod keys;
 pub mod merged;

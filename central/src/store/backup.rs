@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, WriteTransaction};
 use tally_service::datafile::{self, BackupError, FORMAT_TABLE, Opened};
 
-use super::{AGENTS, JOURNAL, STORE_FILE, STORE_FORMAT, STREAMS, Store, StoreError};
+use super::schema::*;
+use super::{STORE_FILE, STORE_FORMAT, Store, StoreError};
 use crate::availability::store as availability;
 use crate::channels::outbox;
-use crate::merge::state as merge;
 
 /// Where a restore keeps the store it replaced, beside it.
 pub const BEFORE_RESTORE_FILE: &str = "central.redb.before-restore";
@@ -29,47 +29,24 @@ fn copy_tables(
         + copy(from, to, AGENTS)?
         + copy(from, to, STREAMS)?
         + copy(from, to, JOURNAL)?
-        + copy(from, to, super::registry::CLOCKS)?
-        + copy(from, to, merge::CURSORS)?
-        + copy(from, to, merge::PLANS)?
-        + copy(from, to, merge::DEAD_LETTERS)?
-        + copy(from, to, merge::DISCARDED)?
-        + copy(from, to, merge::RETRIES)?
-        + copy(from, to, merge::NOTICES)?
-        + copy(from, to, merge::COUNTERS)?
-        + copy(from, to, super::audit::AUDIT)?
+        + copy(from, to, CLOCKS)?
+        + copy(from, to, CURSORS)?
+        + copy(from, to, PLANS)?
+        + copy(from, to, DEAD_LETTERS)?
+        + copy(from, to, DISCARDED)?
+        + copy(from, to, RETRIES)?
+        + copy(from, to, NOTICES)?
+        + copy(from, to, COUNTERS)?
         + copy(from, to, crate::merge::merged::MERGED_INTO)?
         + copy(from, to, super::journal::JOURNAL_IDS)?
+        + copy(from, to, super::audit::AUDIT)?
         + copy(from, to, availability::AVAILABILITY)?
         + copy(from, to, availability::CURSOR)?
         + copy(from, to, outbox::OUTBOX)?
         + copy(from, to, outbox::PUSHED)?
         + copy(from, to, outbox::DEAD)?
         + copy(from, to, outbox::COUNTERS)?;
-    let names = vec![
-        "format",
-        "agents",
-        "streams",
-        "journal",
-        "agent_clock",
-        "merge_cursor",
-        "merge_plan",
-        "dead_letters",
-        "discarded_letters",
-        "retry_letters",
-        "merge_notices",
-        "merge_counters",
-        "audit_log",
-        "merged_into",
-        "journal_ids",
-        "availability",
-        "availability_cursor",
-        "channel_outbox",
-        "channel_pushed",
-        "channel_dead",
-        "channel_counters",
-    ];
-    Ok((names, rows))
+    Ok((TABLES.to_vec(), rows))
 }
 
 #[derive(Debug, thiserror::Error)]

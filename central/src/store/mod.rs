@@ -1,15 +1,6 @@
-//! Central's durable state, in one redb file: the agent registry and the event journal.
-//!
-//! Tables:
-//! - `agents`: agent id → registry record (JSON; small and rarely written);
-//! - `streams`: (agent id, log id) → the highest seq journaled and when the stream appeared;
-//! - `journal`: (agent id, log id, seq) → encoded `LoggedEvent`;
-//! - `format`: the data format version ([`STORE_FORMAT`], see [`tally_service::datafile`]).
-//!
-//! The registry's `agent_clock`, the audit log (`audit_log`, [`audit`]), the journal's index of
-//! client event ids (`journal_ids`), the merge's tables (`merge::state`), availability's
-//! (`availability::store`) and the channels' outboxes (`channels::outbox`) live in the same
-//! file.
+//! Central's durable state, in one redb file: the agent registry, the event journal, the
+//! merge's state, the audit log, availability and the channels' outboxes. Every table is in
+//! [`schema`], opened when the store is.
 //!
 //! Architecture invariant: journal and stream rows are written only by the journal writer
 //! thread ([`journal`]), each group in one durable transaction that also moves the streams'
@@ -19,17 +10,15 @@ pub mod audit;
 pub mod backup;
 pub mod journal;
 pub mod registry;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase};
 use tally_service::datafile::{Format, FormatError};
 
-pub(crate) const AGENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("agents");
-pub(crate) const STREAMS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("streams");
-pub(crate) const JOURNAL: TableDefinition<(&str, u128, u64), &[u8]> =
-    TableDefinition::new("journal");
+pub(crate) use schema::{AGENTS, JOURNAL, STREAMS};
 
 /// Central's data format. A new version adds its migration here (`migrations[i]` turns version
 /// `i + 1` into `i + 2`) and pins the old format in `tests/data_format.rs`.
@@ -90,11 +79,7 @@ impl Store {
         let txn = db.begin_write().storage()?;
         // In the transaction that creates the tables: a migration commits with them or not at all.
         tally_service::datafile::upgrade(&txn, &path, &STORE_FORMAT).map_err(StoreError::Format)?;
-        txn.open_table(AGENTS).storage()?;
-        txn.open_table(STREAMS).storage()?;
-        txn.open_table(JOURNAL).storage()?;
-        crate::availability::store::open_tables(&txn)?;
-        crate::channels::outbox::open_tables(&txn)?;
+        schema::create_all(&txn)?;
         txn.commit().storage()?;
         Ok(Store {
             db: Arc::new(db),

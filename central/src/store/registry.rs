@@ -239,10 +239,7 @@ impl Store {
     }
 }
 
-/// Each agent's clock as central last measured it: (agent) → (central's clock minus the
-/// agent's, in microseconds; when measured).
-pub(crate) const CLOCKS: redb::TableDefinition<&str, (i64, i64)> =
-    redb::TableDefinition::new("agent_clock");
+use super::schema::CLOCKS;
 
 impl Store {
     /// Records how far the agent's clock is behind central's (`offset_micros`; negative when
@@ -262,14 +259,11 @@ impl Store {
     /// The agent's last measured clock offset and when it was measured, if ever.
     pub fn clock_offset(&self, agent_id: &str) -> Result<Option<(i64, Timestamp)>, StoreError> {
         let txn = self.db().begin_read().storage()?;
-        match txn.open_table(CLOCKS) {
-            Ok(table) => Ok(table.get(agent_id).storage()?.map(|v| {
-                let (offset, at) = v.value();
-                (offset, Timestamp::from_micros(at))
-            })),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(StoreError::Storage(e.into())),
-        }
+        let table = txn.open_table(CLOCKS).storage()?;
+        Ok(table.get(agent_id).storage()?.map(|v| {
+            let (offset, at) = v.value();
+            (offset, Timestamp::from_micros(at))
+        }))
     }
 }
 
