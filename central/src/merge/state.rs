@@ -234,7 +234,7 @@ impl Store {
         }
         if count > 0 {
             let target = format!("{warehouse}/{sku}");
-            let detail = format!("{count} events queued for a retry");
+            let detail = format!("{count} {} queued for a retry", events(count));
             audit::append(&txn, actor, "dead-letter-retry", &target, detail)?;
         }
         txn.commit().storage()?;
@@ -485,7 +485,7 @@ impl Store {
         }
         if count > 0 {
             let target = format!("{warehouse}/{sku}");
-            let detail = format!("{count} events discarded");
+            let detail = format!("{count} {} discarded", events(count));
             audit::append(&txn, actor, "dead-letter-discard", &target, detail)?;
         }
         txn.commit().storage()?;
@@ -512,6 +512,11 @@ fn matching(
         }
     }
     Ok(out)
+}
+
+/// "event" or "events", for `count`.
+fn events(count: usize) -> &'static str {
+    if count == 1 { "event" } else { "events" }
 }
 
 /// The current time for `parked_at`.
