@@ -564,17 +564,25 @@ async fn get_metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         }
     }
     let log = state.log.clone();
-    let (last_seq, acked_seq) = tokio::task::spawn_blocking(move || {
+    let (last_seq, acked_seq, oldest) = tokio::task::spawn_blocking(move || {
         log.status()
-            .map(|s| (s.last_seq, s.acked_seq))
-            .unwrap_or((0, 0))
+            .map(|s| (s.last_seq, s.acked_seq, s.oldest_pending_received_at))
+            .unwrap_or((0, 0, None))
     })
     .await
-    .unwrap_or((0, 0));
+    .unwrap_or((0, 0, None));
+    let now = tally_protocol::Timestamp::now().as_micros();
+    // Pending means not acknowledged by central, whatever the link's own view of it.
+    let acked_seq = acked_seq.max(state.sync.acked_seq());
+    let oldest_unacked_age_seconds = oldest.filter(|_| acked_seq < last_seq).map_or(0, |at| {
+        u64::try_from((now - at.as_micros()) / 1_000_000).unwrap_or(0)
+    });
     let text = state.metrics.render(Snapshot {
         log_bytes: state.log.file_bytes(),
+        log_budget_bytes: state.max_log_bytes,
+        oldest_unacked_age_seconds,
         last_seq,
-        acked_seq: acked_seq.max(state.sync.acked_seq()),
+        acked_seq,
         central_connected: state.sync.connected(),
     });
     (

@@ -19,6 +19,16 @@ use tally_service::datafile::EXIT_DATAERR;
 #[derive(Debug, Parser)]
 #[command(name = "tally-agent", version, about)]
 struct Cli {
+    /// How to write log lines on stderr: `text` for people, `json` (one object per line) for
+    /// log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "TALLY_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    log_format: tally_service::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,7 +88,7 @@ fn main() -> ExitCode {
     };
     // The service logs to its own file, set up by the Windows layer.
     if !matches!(cli.command, Command::Service(ServiceCommand::Run { .. })) {
-        tally_service::init_logging();
+        tally_service::init_logging(cli.log_format);
     }
     match cli.command {
         Command::Run(args) => {

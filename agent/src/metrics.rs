@@ -22,6 +22,8 @@ pub struct Metrics {
     commit_events: Histogram,
     request_events: Histogram,
     log_bytes: Gauge,
+    log_budget_bytes: Gauge,
+    oldest_unacked_age_seconds: Gauge,
     last_seq: Gauge,
     acked_seq: Gauge,
     central_connected: Gauge,
@@ -31,6 +33,10 @@ pub struct Metrics {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Snapshot {
     pub log_bytes: u64,
+    /// The log's byte budget (`max_log_bytes`).
+    pub log_budget_bytes: u64,
+    /// How long ago the oldest event central has not acknowledged was received (0: none).
+    pub oldest_unacked_age_seconds: u64,
     pub last_seq: u64,
     pub acked_seq: u64,
     pub central_connected: bool,
@@ -53,6 +59,8 @@ impl Metrics {
         let commit_events = Histogram::new(exponential_buckets(1.0, 2.0, 16));
         let request_events = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let log_bytes = Gauge::default();
+        let log_budget_bytes = Gauge::default();
+        let oldest_unacked_age_seconds = Gauge::default();
         let last_seq = Gauge::default();
         let acked_seq = Gauge::default();
         let central_connected = Gauge::default();
@@ -90,6 +98,16 @@ impl Metrics {
             request_events.clone(),
         );
         registry.register("log_bytes", "Size of the event log file", log_bytes.clone());
+        registry.register(
+            "log_budget_bytes",
+            "The event log's byte budget (max_log_bytes): requests that would pass it are refused",
+            log_budget_bytes.clone(),
+        );
+        registry.register(
+            "oldest_unacked_age_seconds",
+            "How long ago the agent received the oldest event central has not acknowledged (0 when none)",
+            oldest_unacked_age_seconds.clone(),
+        );
         registry.register("last_seq", "Highest seq in the event log", last_seq.clone());
         registry.register(
             "acked_seq",
@@ -112,6 +130,8 @@ impl Metrics {
             commit_events,
             request_events,
             log_bytes,
+            log_budget_bytes,
+            oldest_unacked_age_seconds,
             last_seq,
             acked_seq,
             central_connected,
@@ -138,6 +158,9 @@ impl Metrics {
     pub fn render(&self, now: Snapshot) -> String {
         let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.log_bytes.set(gauge(now.log_bytes));
+        self.log_budget_bytes.set(gauge(now.log_budget_bytes));
+        self.oldest_unacked_age_seconds
+            .set(gauge(now.oldest_unacked_age_seconds));
         self.last_seq.set(gauge(now.last_seq));
         self.acked_seq.set(gauge(now.acked_seq));
         self.central_connected.set(i64::from(now.central_connected));

@@ -123,3 +123,51 @@ fn a_store_of_a_newer_format_is_refused_by_the_library_and_the_cli() {
         assert!(stderr.contains(&expected), "{args:?}: {stderr}");
     }
 }
+
+/// Format 2 indexes client event ids: a store of format 1 (a journal, no index) is migrated
+/// when it is opened, and its events are then found by id, the latest log's first.
+#[tokio::test]
+async fn a_format_1_store_gets_its_event_ids_indexed_when_opened() {
+    use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let event = |seq: u64, id: &str| LoggedEvent {
+        seq,
+        received_at: Timestamp::from_micros(seq as i64),
+        event: Event {
+            id: Some(id.to_owned()),
+            ..Event::new(EventKind::Receipt, "S", Qty::from_units(1))
+        },
+    };
+    let (old, new) = (LogId([1; 16]), LogId([2; 16]));
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let (journal, thread) = tally_central::store::journal::spawn(store.clone()).unwrap();
+        let agent: std::sync::Arc<str> = "wh-1".into();
+        journal
+            .append(agent.clone(), old, vec![event(1, "a"), event(2, "b")])
+            .await
+            .unwrap();
+        journal
+            .append(agent.clone(), new, vec![event(1, "b")])
+            .await
+            .unwrap();
+        drop(journal);
+        thread.join().unwrap();
+    }
+    // Format 1 had no index.
+    let db = Database::open(dir.path().join(STORE_FILE)).unwrap();
+    let txn = db.begin_write().unwrap();
+    let ids: redb::TableDefinition<(&str, &str), (u128, u64)> =
+        redb::TableDefinition::new("journal_ids");
+    assert!(txn.delete_table(ids).unwrap());
+    txn.commit().unwrap();
+    drop(db);
+    set_version(dir.path(), 1);
+
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.find_event_id("wh-1", "a").unwrap(), Some((old, 1)));
+    assert_eq!(store.find_event_id("wh-1", "b").unwrap(), Some((new, 1)));
+    assert_eq!(store.find_event_id("wh-1", "c").unwrap(), None);
+    drop(store);
+    assert_eq!(recorded_version(dir.path()), Some(2));
+}

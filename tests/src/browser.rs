@@ -160,12 +160,11 @@ impl Browser {
     ) -> anyhow::Result<Value> {
         let until = tokio::time::Instant::now() + deadline;
         loop {
-            let last;
-            match self.eval(expression).await {
+            let last = match self.eval(expression).await {
                 Ok(value) if truthy(&value) => return Ok(value),
-                Ok(value) => last = value,
-                Err(error) => last = Value::String(format!("{error:#}")),
-            }
+                Ok(value) => value,
+                Err(error) => Value::String(format!("{error:#}")),
+            };
             if tokio::time::Instant::now() >= until {
                 bail!("{what}: not within {deadline:?}; last value: {last}");
             }

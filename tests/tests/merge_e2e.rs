@@ -466,6 +466,18 @@ async fn scenario(dir: &Path, config: &OdooConfig) -> anyhow::Result<()> {
             "{name}'s backorder holds {backorders:?}, not {remaining}"
         );
     }
+    // "Where is my scan?" names the open picking each scan filled.
+    for (event, name) in [("po-1", &receipt_name), ("so-2", &delivery_name)] {
+        let trace = admin
+            .get_json(&format!("/v1/trace?agent={AGENT_ID}&id={}", id(event)))
+            .await?;
+        ensure!(
+            trace["state"] == "merged"
+                && trace["picking"]["name"] == name.as_str()
+                && trace["picking"]["state"] == "filled",
+            "the trace of {event}: {trace}"
+        );
+    }
     let last = odoo.snapshot().await?;
     let filled = |sku: &'static str, location: &'static str| {
         last[&(sku, location)] - ready[&(sku, location)]

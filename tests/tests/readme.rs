@@ -177,7 +177,8 @@ async fn the_readme_command_blocks_run_as_written() -> anyhow::Result<()> {
         r#""merged_events":2"#,
         r#""parked_events":1"#,
         "tally-odoo-sim (Odoo 17 simulator, not a real Odoo)",
-        r#""discarded": 1"#,
+        "discarded 1 parked events of SKU-9 in WH",
+        "in picking tally-wh1-agent-",
     ] {
         ensure!(output.contains(expected), "no {expected:?} in:\n{output}");
     }

@@ -22,6 +22,16 @@ use tally_service::datafile::EXIT_DATAERR;
 #[derive(Debug, Parser)]
 #[command(name = "tally-central", version, about)]
 struct Cli {
+    /// How to write log lines on stderr: `text` for people, `json` (one object per line) for
+    /// log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "TALLY_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    log_format: tally_service::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -137,7 +147,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
-    tally_service::init_logging();
+    tally_service::init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => match load(&args) {
             Ok(config) => run(config),

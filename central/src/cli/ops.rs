@@ -242,11 +242,11 @@ pub fn dlq(config: LocalConfig, action: DlqAction) -> anyhow::Result<()> {
                 };
                 let answer = api.change(path, &body).await?;
                 match retry {
-                    true => eprintln!(
+                    true => println!(
                         "queued {} parked events of {sku} in {warehouse} for a retry",
                         answer["queued"]
                     ),
-                    false => eprintln!(
+                    false => println!(
                         "discarded {} parked events of {sku} in {warehouse}",
                         answer["discarded"]
                     ),
@@ -265,7 +265,7 @@ pub fn dlq(config: LocalConfig, action: DlqAction) -> anyhow::Result<()> {
         bail!("{}", admin::nothing_parked(&warehouse, &sku));
     }
     match retry {
-        true => eprintln!(
+        true => println!(
             "queued {n} parked events of {sku} in {warehouse} for a retry; central applies them when it next runs"
         ),
         false => println!("discarded {n} parked events of {sku} in {warehouse}"),

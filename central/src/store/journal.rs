@@ -24,6 +24,39 @@ use super::{JOURNAL, ResultExt, STREAMS, Store, StoreError};
 pub(crate) const JOURNAL_IDS: redb::TableDefinition<(&str, &str), (u128, u64)> =
     redb::TableDefinition::new("journal_ids");
 
+/// Migration of the store from format 1 to 2: indexes the client id of every journaled event
+/// (in key order, so the latest log of an agent wins, as new appends do).
+pub(crate) fn index_event_ids(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let journal = txn.open_table(JOURNAL)?;
+    let mut ids = txn.open_table(JOURNAL_IDS)?;
+    let mut created: HashMap<(String, u128), i64> = HashMap::new();
+    if let Ok(streams) = txn.open_table(STREAMS) {
+        for entry in streams.iter()? {
+            let (key, value) = entry?;
+            let (agent, log) = key.value();
+            let at = parse_stream_value(value.value())
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?
+                .1;
+            created.insert((agent.to_owned(), log), at);
+        }
+    }
+    // Logs in the order central first saw them, as appends would have indexed them.
+    let mut logs: Vec<((String, u128), i64)> = created.into_iter().collect();
+    logs.sort_by_key(|(key, at)| (key.0.clone(), *at, key.1));
+    for ((agent, log), _) in logs {
+        let range = journal.range((agent.as_str(), log, 0u64)..=(agent.as_str(), log, u64::MAX))?;
+        for entry in range {
+            let (key, value) = entry?;
+            let event: LoggedEvent = decode_record(value.value())
+                .map_err(|e| redb::Error::Corrupted(format!("journal record: {e}")))?;
+            if let Some(id) = &event.event.id {
+                ids.insert((agent.as_str(), id.as_str()), (log, key.value().2))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Batches committed together at most (more wait for the next transaction).
 const MAX_GROUP_BATCHES: usize = 256;
 /// Events committed together at most.
@@ -326,39 +359,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Where the event the agent sent under client id `id` was journaled: (log, seq). Ids
-    /// journaled before the index existed are found by reading the agent's journal.
+    /// Where the event the agent sent under client id `id` was journaled: (log, seq), the
+    /// latest log's when the agent used the id in more than one.
     pub fn find_event_id(
         &self,
         agent_id: &str,
         id: &str,
     ) -> Result<Option<(LogId, u64)>, StoreError> {
         let txn = self.db().begin_read().storage()?;
-        match txn.open_table(JOURNAL_IDS) {
-            Ok(table) => {
-                if let Some(v) = table.get((agent_id, id)).storage()? {
-                    let (log, seq) = v.value();
-                    return Ok(Some((LogId(log.to_be_bytes()), seq)));
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
+        let table = match txn.open_table(JOURNAL_IDS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(StoreError::Storage(e.into())),
-        }
-        let journal = txn.open_table(JOURNAL).storage()?;
-        let range = journal
-            .range((agent_id, 0u128, 0u64)..=(agent_id, u128::MAX, u64::MAX))
-            .storage()?;
-        let mut found = None;
-        for entry in range {
-            let (k, v) = entry.storage()?;
-            let event: LoggedEvent = decode_record(v.value())
-                .map_err(|e| StoreError::Corrupt(format!("journal record: {e}")))?;
-            if event.event.id.as_deref() == Some(id) {
-                let (_, log, seq) = k.value();
-                found = Some((LogId(log.to_be_bytes()), seq));
-            }
-        }
-        Ok(found)
+        };
+        Ok(table.get((agent_id, id)).storage()?.map(|v| {
+            let (log, seq) = v.value();
+            (LogId(log.to_be_bytes()), seq)
+        }))
     }
 
     /// The journaled events `seqs` of one stream, in the order given (missing ones skipped).

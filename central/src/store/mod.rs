@@ -22,10 +22,14 @@ pub(crate) use schema::{AGENTS, JOURNAL, STREAMS};
 
 /// Central's data format. A new version adds its migration here (`migrations[i]` turns version
 /// `i + 1` into `i + 2`) and pins the old format in `tests/data_format.rs`.
+///
+/// - 2: `journal_ids` indexes every journaled event's client id (built from the journal by the
+///   migration), with `audit_log` and `merged_into` beside it; a release that does not keep
+///   them must not write to the store, so it refuses it.
 pub const STORE_FORMAT: Format = Format {
     what: "central store",
-    current: 1,
-    migrations: &[],
+    current: 2,
+    migrations: &[journal::index_event_ids],
 };
 
 /// The file name of central's database inside its data directory.

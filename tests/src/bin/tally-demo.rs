@@ -7,7 +7,9 @@
 //! stock moved by exactly the feed.
 //!
 //! Run with `cargo run -p tally-tests --bin tally-demo`. Everything it writes stays in
-//! `target/tally-demo/` for a look afterwards.
+//! `target/tally-demo/` for a look afterwards. It ends by starting central and the agent again
+//! and printing the dashboard's address and a token to sign in with, serving until Ctrl-C
+//! (`--no-dashboard` exits instead).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +38,9 @@ struct Args {
     odoo_user: String,
     #[arg(long, env = "TALLY_ODOO_API_KEY", hide_env_values = true)]
     odoo_api_key: Option<String>,
+    /// Exit after the demo instead of serving the dashboard until Ctrl-C.
+    #[arg(long)]
+    no_dashboard: bool,
 }
 
 const SKUS: [&str; 3] = ["CHAIR-OAK", "LAMP-BRASS", "DESK-PINE"];
@@ -44,6 +49,8 @@ const WAREHOUSE: &str = "WH";
 const AGENT_ID: &str = "wh1-agent";
 const SCANNER_TOKEN: &str = "demo-scanner-token-0123456789";
 const ADMIN_TOKEN: &str = "demo-admin-token-0123456789";
+/// The dashboard's read-only token.
+const READ_TOKEN: &str = "demo-read-token-0123456789";
 
 #[tokio::main]
 async fn main() {
@@ -447,6 +454,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("unclean exit: agent {agent_exit}, central {central_exit}");
     }
     println!("  done. Logs and data are in {}", dir.display());
+    if args.no_dashboard {
+        return Ok(());
+    }
+
+    step("Central and the agent again, for a look at the dashboard");
+    let central = central_with_odoo(&central_dir, &tls, &odoo_config)
+        .spawn()
+        .await?;
+    let agent = AgentProcess::builder(dir.join("agent"))
+        .token(SCANNER_TOKEN)
+        .warehouse(WAREHOUSE)
+        .agent_id(AGENT_ID)
+        .central(
+            &format!("wss://localhost:{}/v1/sync", central.sync_addr().port()),
+            &token,
+            Some(&tls.ca),
+        )
+        .spawn()
+        .await?;
+    println!("  press Ctrl-C to stop central, the agent and the simulator");
+    println!(
+        "\n  dashboard: {}/  — sign in with the read-only token {READ_TOKEN}\n  (the admin token {ADMIN_TOKEN} may also retry and discard parked events)",
+        central.admin_url()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    agent.terminate().await?;
+    central.terminate().await?;
     Ok(())
 }
 
@@ -465,6 +501,8 @@ fn central_with_odoo(
 ) -> tally_tests::CentralBuilder {
     CentralProcess::builder(dir)
         .admin_token(ADMIN_TOKEN)
+        .arg("--read-token")
+        .arg(READ_TOKEN)
         .tls(tls)
         .odoo(odoo)
 }

@@ -92,7 +92,7 @@ impl Store {
         }
         if count > 0 {
             let target = format!("{warehouse}/{sku}");
-            let detail = format!("{count} events queued for a retry");
+            let detail = format!("{count} {} queued for a retry", events(count));
             audit::append(&txn, actor, "dead-letter-retry", &target, detail)?;
         }
         txn.commit().storage()?;
@@ -254,7 +254,7 @@ impl Store {
         }
         if count > 0 {
             let target = format!("{warehouse}/{sku}");
-            let detail = format!("{count} events discarded");
+            let detail = format!("{count} {} discarded", events(count));
             audit::append(&txn, actor, "dead-letter-discard", &target, detail)?;
         }
         txn.commit().storage()?;
@@ -281,4 +281,9 @@ fn matching(
         }
     }
     Ok(out)
+}
+
+/// "event" or "events", for `count`.
+fn events(count: usize) -> &'static str {
+    if count == 1 { "event" } else { "events" }
 }
