@@ -37,7 +37,7 @@ struct VirtualLocation {
 }
 
 /// A product on Odoo 17, where `detailed_type` says whether it is storable.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Product17 {
     id: i64,
     default_code: String,
@@ -49,7 +49,7 @@ struct Product17 {
 }
 
 /// A product on Odoo 18 and later, with `is_storable`.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Product18 {
     id: i64,
     default_code: String,
@@ -220,5 +220,34 @@ impl OdooClient {
             )
             .await?;
         Ok(lots_by_name(rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::odoo::api::rows::decode;
+
+    /// A product row missing `tracking` (a renamed field) once read as untracked; it is an
+    /// error naming the model and the field, and so is a tracking Tally does not know.
+    #[test]
+    fn a_product_without_its_tracking_is_a_contract_error_not_an_untracked_product() {
+        let row = json!({"id": 7, "default_code": "LAMP", "uom_id": [1, "Units"],
+            "type": "consu", "is_storable": true});
+        let error = decode::<Product18>("product.product", vec![row]).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Contract);
+        assert!(error.message.contains("product.product") && error.message.contains("tracking"));
+        let row = json!({"id": 7, "default_code": "LAMP", "uom_id": [1, "Units"],
+            "tracking": "batch", "type": "product", "detailed_type": "product"});
+        let error = decode::<Product17>("product.product", vec![row]).unwrap_err();
+        assert!(error.message.contains("tracking"), "{error}");
+        let row = json!({"id": 7, "default_code": "LAMP", "uom_id": [1, "Units"],
+            "tracking": "lot", "type": "consu", "is_storable": true});
+        let product = decode::<Product18>("product.product", vec![row])
+            .unwrap()
+            .remove(0);
+        assert_eq!(product.tracking, Tracking::Lot);
     }
 }
