@@ -23,6 +23,7 @@ fn channel() -> ChannelConfig {
         ignore: BTreeSet::from(["IGNORED".to_owned()]),
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
+        reconcile: None,
     }
 }
 

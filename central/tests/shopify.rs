@@ -25,6 +25,7 @@ fn config(fake: &ShopifyFake, token: &str) -> ChannelConfig {
         ignore: BTreeSet::new(),
         url: fake.url(),
         secret: Secret::new(token),
+        reconcile: None,
     }
 }
 

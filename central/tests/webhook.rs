@@ -31,6 +31,7 @@ fn channel(url: String, secret: &str) -> ChannelConfig {
         ignore: BTreeSet::new(),
         url,
         secret: Secret::new(secret),
+        reconcile: None,
     }
 }
 

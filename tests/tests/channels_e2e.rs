@@ -182,6 +182,17 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
         let stats = shop.stats();
         ensure!(stats.throttled == 0, "{stats:?}");
 
+        // Shopify ships the order itself (on_hand and committed down by 4) before Odoo moves:
+        // the channel now under-offers, never over-offers, and a resync reads what it shows
+        // and sets it straight, reporting the drift.
+        shop.fulfil("CHAIR-OAK", "Main", 4);
+        ensure!(shop.level("CHAIR-OAK", "Main") == Some((4, 0, 4)));
+        let resync = central.cli("channel", &["resync", "shop"]).await?;
+        ensure!(resync.contains("\"queued\""), "{resync}");
+        shop_shows(&shop, "CHAIR-OAK", 10 - BUFFER).await?;
+        let (_, _, available) = shop.level("CHAIR-OAK", "Main").unwrap();
+        ensure!(available == truly_free(10, 0), "{available}");
+
         // What the admin API and the CLI show: the outbox drains (the push lands in Shopify
         // a moment before central records it).
         let admin = central.admin();
@@ -199,6 +210,10 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
         .await?;
         let status = central.cli("channel", &["status", "shop"]).await?;
         ensure!(status.contains("\"dead_letters\": []"), "{status}");
+        ensure!(
+            status.contains("\"channel_showed\": 4") && status.contains("\"offered\": 8"),
+            "the resync's drift is reported: {status}"
+        );
         let list = central.cli("channel", &["list"]).await?;
         ensure!(list.contains("\"name\": \"shop\""), "{list}");
         let availability = central.cli("availability", &["CHAIR-OAK"]).await?;
