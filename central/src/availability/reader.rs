@@ -6,9 +6,10 @@
 //! - After each merge pass: the SKUs the pass touched ([`Touched`]).
 //! - Every `availability_poll`: the products whose quants or moves Odoo wrote since the
 //!   cursor, which catches what people and Odoo itself do (a sales order reserving, a receipt,
-//!   a scrap, an adjustment). The cursor is re-read with an overlap of [`OVERLAP`], because
-//!   Odoo stamps a record with its transaction's start time: a long transaction commits rows
-//!   dated before rows already seen.
+//!   a scrap, an adjustment). The cursor is the moment the previous poll started, on Odoo's
+//!   clock (from its answers' `Date`), read again with an overlap of [`OVERLAP`], because Odoo
+//!   stamps a record with its transaction's start time: a long transaction commits rows dated
+//!   before rows already seen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -129,7 +130,9 @@ impl Reader {
                 }
                 _ = tick.tick() => {
                     let since = minus(&cursor, OVERLAP);
-                    let (products, latest) = state.odoo.stock_written_since(&since).await?;
+                    // The next poll follows from the moment this one starts, on Odoo's clock.
+                    let next = odoo_now(&state.odoo);
+                    let products = state.odoo.stock_written_since(&since).await?;
                     if !products.is_empty() {
                         let products: Vec<i64> = products.into_iter().collect();
                         state.learn_skus(&products).await?;
@@ -141,8 +144,8 @@ impl Reader {
                             self.read(&mut state, &code, Some((products.clone(), skus.clone()))).await?;
                         }
                     }
-                    if let Some(latest) = latest.filter(|l| *l > cursor) {
-                        cursor = latest;
+                    if next > cursor {
+                        cursor = next;
                         let store = self.store.clone();
                         let at = cursor.clone();
                         tokio::task::spawn_blocking(move || store.set_odoo_write_cursor(&at)).await??;
