@@ -442,11 +442,16 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 
     type Agent = [(&'static str, String); 1];
     let store = state.store.clone();
+    let channels = state.channels.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.streams()?, store.merge_progress()?))
+        let statuses = match &channels {
+            Some(c) => c.statuses(&store)?,
+            None => Vec::new(),
+        };
+        Ok::<_, crate::store::StoreError>((store.streams()?, store.merge_progress()?, statuses))
     })
     .await;
-    let (streams, progress) = match loaded {
+    let (streams, progress, channel_statuses) = match loaded {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return blocking_error(e),
         Err(e) => return blocking_error(e),
@@ -565,6 +570,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         figure.set(gauge(value));
         registry.register(name, help, figure);
     }
+    crate::channels::metrics::register(&mut registry, &channel_statuses);
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     (

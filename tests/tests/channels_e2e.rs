@@ -214,6 +214,12 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
             status.contains("\"channel_showed\": 4") && status.contains("\"offered\": 8"),
             "the resync's drift is reported: {status}"
         );
+        let metrics = admin_get(&central.admin(), "/metrics").await?;
+        ensure!(
+            metrics.contains("tally_central_channel_pending{channel=\"shop\"}0")
+                && metrics.contains("tally_central_channel_alert{channel=\"shop\"}0"),
+            "{metrics}"
+        );
         let list = central.cli("channel", &["list"]).await?;
         ensure!(list.contains("\"name\": \"shop\""), "{list}");
         let availability = central.cli("availability", &["CHAIR-OAK"]).await?;

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod metrics;
 pub mod offer;
 pub mod outbox;
 pub mod shopify;
@@ -201,6 +202,17 @@ impl Channels {
     /// Wakes the workers: new rows are in the outbox.
     pub fn wake(&self) {
         self.outbox.send_modify(|n| *n += 1);
+    }
+
+    /// Every channel's status.
+    pub fn statuses(
+        &self,
+        store: &crate::store::Store,
+    ) -> Result<Vec<ChannelStatus>, crate::store::StoreError> {
+        self.configs
+            .iter()
+            .filter_map(|c| self.status(store, &c.name).transpose())
+            .collect()
     }
 
     /// The status of `name`, from the store and the running worker.
