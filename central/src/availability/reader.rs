@@ -196,7 +196,7 @@ impl Reader {
             .await?;
         let ids: Vec<i64> = levels.iter().map(|l| l.product).collect();
         state.learn_skus(&ids).await?;
-        let asked = only.map(|(_, skus)| skus).unwrap_or_default();
+        let asked = only.clone().map(|(_, skus)| skus).unwrap_or_default();
         let rows = rows_for(
             code,
             &levels,
@@ -207,9 +207,12 @@ impl Reader {
         );
         let store = self.store.clone();
         let channels = Arc::clone(&self.channels.configs);
-        let changed =
-            tokio::task::spawn_blocking(move || store.record_availability(&rows, &channels))
-                .await??;
+        // A full read offers every SKU again (a channel added, a buffer changed since).
+        let full = only.is_none();
+        let changed = tokio::task::spawn_blocking(move || {
+            store.record_availability_with(&rows, &channels, full)
+        })
+        .await??;
         if !changed.is_empty() {
             tracing::debug!(
                 warehouse = code,
