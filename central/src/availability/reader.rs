@@ -78,10 +78,15 @@ impl Reader {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
         loop {
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 () = shutdown.cancelled() => return,
                 r = self.session(&shutdown) => r,
             };
+            // A connection that worked for a while starts the backoff again from the start.
+            if started.elapsed() > Duration::from_secs(60) {
+                failures = 0;
+            }
             if let Err(error) = result {
                 tracing::warn!(%error, "reading availability from Odoo failed");
                 self.status.update(|s| {

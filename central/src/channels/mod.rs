@@ -79,6 +79,30 @@ impl ChannelError {
     }
 }
 
+/// The most of an answer a channel client reads (a page of 250 items is far below it).
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// An answer's body, refused past [`MAX_ANSWER_BYTES`] instead of read whole.
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    what: &str,
+) -> Result<Vec<u8>, ChannelError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ChannelError::transport(e, what))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ChannelError::contract(format!(
+                "{what} answered more than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl crate::breaker::Classify for ChannelError {
     fn is_outage(&self) -> bool {
         self.class == ErrorClass::Retryable

@@ -249,7 +249,8 @@ impl Shopify {
             if !status.is_success() {
                 return Err(ChannelError::http(status.as_u16(), "Shopify"));
             }
-            let answer: Answer = response.json().await.map_err(|e| shape(op, e))?;
+            let body = super::read_limited(response, "Shopify").await?;
+            let answer: Answer = serde_json::from_slice(&body).map_err(|e| shape(op, e))?;
             if let Some(cost) = answer.extensions.and_then(|e| e.cost) {
                 if let Some(requested) = cost.requested_query_cost {
                     self.costs.insert(op, requested);
