@@ -147,7 +147,12 @@ impl Central {
                 }
             }
             None => {
-                tracing::warn!("no Odoo configured: journaling events without merging them")
+                tracing::warn!("no Odoo configured: journaling events without merging them");
+                if !channels.configs.is_empty() {
+                    tracing::warn!(
+                        "channels are configured but no Odoo: nothing is pushed to them"
+                    );
+                }
             }
         }
         let mut admin_state = admin::AdminState::new(

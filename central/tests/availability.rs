@@ -33,6 +33,7 @@ fn webhook(warehouses: &[&str], buffer: u64) -> ChannelConfig {
         // Never called here: no worker runs.
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
+        reconcile: None,
     }
 }
 

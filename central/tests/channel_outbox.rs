@@ -23,6 +23,7 @@ fn channel() -> ChannelConfig {
         ignore: BTreeSet::from(["IGNORED".to_owned()]),
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
+        reconcile: None,
     }
 }
 
@@ -157,4 +158,32 @@ fn random_interleavings_end_at_the_latest_value_and_never_go_back() {
     for (sku, qty) in latest {
         assert_eq!(shown[sku].0, qty, "{sku} ends at its latest value");
     }
+}
+
+/// A channel added to the configuration after availability was stored gets every SKU from the
+/// next full read, though no stock changed.
+#[test]
+fn a_full_read_offers_unchanged_skus_to_a_new_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.record_availability(&[row("A", 10)], &[]).unwrap();
+    let channels = vec![channel()];
+    store
+        .record_availability(&[row("A", 10)], &channels)
+        .unwrap();
+    assert!(
+        store.outbox_batch("shop", 10).unwrap().is_empty(),
+        "a partial read of unchanged stock queues nothing"
+    );
+    store
+        .record_availability_with(&[row("A", 10)], &channels, true)
+        .unwrap();
+    let batch = store.outbox_batch("shop", 10).unwrap();
+    assert_eq!((batch[0].sku.as_str(), batch[0].offer), ("A", 10));
+    // Once the channel has it, a full read queues nothing more.
+    store.outbox_complete("shop", &batch, &[]).unwrap();
+    store
+        .record_availability_with(&[row("A", 10)], &channels, true)
+        .unwrap();
+    assert!(store.outbox_batch("shop", 10).unwrap().is_empty());
 }

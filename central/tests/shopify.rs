@@ -25,6 +25,7 @@ fn config(fake: &ShopifyFake, token: &str) -> ChannelConfig {
         ignore: BTreeSet::new(),
         url: fake.url(),
         secret: Secret::new(token),
+        reconcile: None,
     }
 }
 
@@ -227,6 +228,35 @@ async fn a_small_bucket_is_never_sent_a_call_it_cannot_pay_for() {
         "took {took:.2} s, minimum {minimum:.2} s"
     );
     assert_eq!(fake.level("S0599", "Main"), Some((5, 0, 5)));
+}
+
+#[tokio::test]
+async fn a_throttled_answer_is_waited_out_and_the_same_request_sent_again() {
+    let fake = ShopifyFake::start(FakeConfig {
+        bucket_max: 300.0,
+        restore_rate: 150.0,
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    fake.add_location("Main");
+    fake.add_variant("A");
+    // Another app of the same store spends the bucket: Tally's first call, sent before it
+    // knows the bucket, is refused as throttled.
+    let spent = raw(
+        &fake,
+        "{ locations(first: 250) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    assert!(spent["data"]["locations"].is_object(), "{spent}");
+    let mut shop = Shopify::new(&config(&fake, "shpat_test"));
+    let out = shop.push(&[entry("A", 4, 1)]).await.unwrap();
+    assert_eq!(out.done.len(), 1);
+    assert_eq!(fake.level("A", "Main"), Some((4, 0, 4)));
+    let stats = fake.stats();
+    assert_eq!(stats.throttled, 1, "only the call sent blind: {stats:?}");
+    assert!(out.throttle_waits >= 1);
 }
 
 #[tokio::test]

@@ -168,6 +168,12 @@ impl CentralBuilder {
         self
     }
 
+    /// An environment variable for central (a channel's `secret_env`).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> CentralBuilder {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
     /// Central's `TALLY_LOG` filter (default: inherited, else central's own `info`).
     /// Merges into `odoo` (the API key goes through the environment, not the command line).
     pub fn odoo(mut self, odoo: &tally_central::odoo::OdooConfig) -> CentralBuilder {

@@ -25,13 +25,18 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
     let live = state.hub.snapshot();
     let merging = state.merge.is_some();
     let merge_state = state.merge.as_ref().map(|m| m.snapshot());
+    let channels = state.channels.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         let agents = views::agents(&store, &live, merging)?;
         let merge = views::merge(&store, merge_state.as_ref(), true)?;
-        Ok::<_, crate::store::StoreError>((agents, merge))
+        let statuses = match &channels {
+            Some(c) => c.statuses(&store)?,
+            None => Vec::new(),
+        };
+        Ok::<_, crate::store::StoreError>((agents, merge, statuses))
     })
     .await;
-    let (agents, merge) = match loaded {
+    let (agents, merge, channel_statuses) = match loaded {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => return blocking_error(e),
         Err(e) => return blocking_error(e),
@@ -149,6 +154,7 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
         figure.set(gauge(value));
         registry.register(name, help, figure);
     }
+    crate::channels::metrics::register(&mut registry, &channel_statuses);
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     (

@@ -6,9 +6,10 @@
 //! - After each merge pass: the SKUs the pass touched ([`Touched`]).
 //! - Every `availability_poll`: the products whose quants or moves Odoo wrote since the
 //!   cursor, which catches what people and Odoo itself do (a sales order reserving, a receipt,
-//!   a scrap, an adjustment). The cursor is re-read with an overlap of [`OVERLAP`], because
-//!   Odoo stamps a record with its transaction's start time: a long transaction commits rows
-//!   dated before rows already seen.
+//!   a scrap, an adjustment). The cursor is the moment the previous poll started, on Odoo's
+//!   clock (from its answers' `Date`), read again with an overlap of [`OVERLAP`], because Odoo
+//!   stamps a record with its transaction's start time: a long transaction commits rows dated
+//!   before rows already seen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -77,10 +78,15 @@ impl Reader {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
         loop {
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 () = shutdown.cancelled() => return,
                 r = self.session(&shutdown) => r,
             };
+            // A connection that worked for a while starts the backoff again from the start.
+            if started.elapsed() > Duration::from_secs(60) {
+                failures = 0;
+            }
             if let Err(error) = result {
                 tracing::warn!(%error, "reading availability from Odoo failed");
                 self.status.update(|s| {
@@ -129,7 +135,9 @@ impl Reader {
                 }
                 _ = tick.tick() => {
                     let since = minus(&cursor, OVERLAP);
-                    let (products, latest) = state.odoo.stock_written_since(&since).await?;
+                    // The next poll follows from the moment this one starts, on Odoo's clock.
+                    let next = odoo_now(&state.odoo);
+                    let products = state.odoo.stock_written_since(&since).await?;
                     if !products.is_empty() {
                         let products: Vec<i64> = products.into_iter().collect();
                         state.learn_skus(&products).await?;
@@ -141,8 +149,8 @@ impl Reader {
                             self.read(&mut state, &code, Some((products.clone(), skus.clone()))).await?;
                         }
                     }
-                    if let Some(latest) = latest.filter(|l| *l > cursor) {
-                        cursor = latest;
+                    if next > cursor {
+                        cursor = next;
                         let store = self.store.clone();
                         let at = cursor.clone();
                         tokio::task::spawn_blocking(move || store.set_odoo_write_cursor(&at)).await??;
@@ -193,7 +201,7 @@ impl Reader {
             .await?;
         let ids: Vec<i64> = levels.iter().map(|l| l.product).collect();
         state.learn_skus(&ids).await?;
-        let asked = only.map(|(_, skus)| skus).unwrap_or_default();
+        let asked = only.clone().map(|(_, skus)| skus).unwrap_or_default();
         let rows = rows_for(
             code,
             &levels,
@@ -204,9 +212,12 @@ impl Reader {
         );
         let store = self.store.clone();
         let channels = Arc::clone(&self.channels.configs);
-        let changed =
-            tokio::task::spawn_blocking(move || store.record_availability(&rows, &channels))
-                .await??;
+        // A full read offers every SKU again (a channel added, a buffer changed since).
+        let full = only.is_none();
+        let changed = tokio::task::spawn_blocking(move || {
+            store.record_availability_with(&rows, &channels, full)
+        })
+        .await??;
         if !changed.is_empty() {
             tracing::debug!(
                 warehouse = code,

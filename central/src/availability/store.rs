@@ -57,6 +57,18 @@ impl Store {
         rows: &[Availability],
         channels: &[ChannelConfig],
     ) -> Result<BTreeSet<String>, StoreError> {
+        self.record_availability_with(rows, channels, false)
+    }
+
+    /// Like [`Store::record_availability`]; with `offer_all`, the offers of every SKU read are
+    /// compared with what each channel was sent, changed or not: after a restart, a channel
+    /// added or a buffer changed in the configuration gets what it lacks.
+    pub fn record_availability_with(
+        &self,
+        rows: &[Availability],
+        channels: &[ChannelConfig],
+        offer_all: bool,
+    ) -> Result<BTreeSet<String>, StoreError> {
         let txn = self.db().begin_write().storage()?;
         let mut changed = BTreeSet::new();
         {
@@ -75,7 +87,12 @@ impl Store {
                 table.insert(key, bytes.as_slice()).storage()?;
             }
         }
-        crate::channels::outbox::enqueue(&txn, channels, &changed)?;
+        if offer_all {
+            let all: BTreeSet<String> = rows.iter().map(|r| r.sku.clone()).collect();
+            crate::channels::outbox::enqueue(&txn, channels, &all)?;
+        } else {
+            crate::channels::outbox::enqueue(&txn, channels, &changed)?;
+        }
         txn.commit().storage()?;
         Ok(changed)
     }

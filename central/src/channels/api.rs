@@ -69,13 +69,7 @@ async fn list(State(state): State<AdminState>) -> Response {
     };
     with_store(
         &state.store,
-        move |store| {
-            channels
-                .configs
-                .iter()
-                .filter_map(|c| channels.status(store, &c.name).transpose())
-                .collect::<Result<Vec<_>, _>>()
-        },
+        move |store| channels.statuses(store),
         |list| Json(json!({"channels": list})).into_response(),
     )
     .await

@@ -40,6 +40,9 @@ pub struct ChannelFile {
     pub secret_env: Option<String>,
     /// A file (mode 0600 or stricter) holding it instead.
     pub secret_file: Option<PathBuf>,
+    /// How often to resync on its own: read what the channel shows of every SKU and set what
+    /// differs (`0s`: never). Default: `1h` for Shopify, never for webhooks.
+    pub reconcile: Option<String>,
 }
 
 /// What a channel is, with what only that kind needs.
@@ -78,6 +81,8 @@ pub struct ChannelConfig {
     pub ignore: BTreeSet<String>,
     pub url: String,
     pub secret: Secret,
+    /// Scheduled resyncs; `None`: only when asked.
+    pub reconcile: Option<std::time::Duration>,
 }
 
 impl ChannelConfig {
@@ -144,6 +149,16 @@ fn check_one(f: ChannelFile) -> Result<ChannelConfig, ConfigError> {
             )));
         }
     };
+    let reconcile = match (&f.reconcile, &kind) {
+        (Some(text), _) => {
+            Some(tally_service::parse_duration(text).map_err(&bad)?).filter(|d| !d.is_zero())
+        }
+        (None, ChannelKind::Shopify { .. }) => Some(std::time::Duration::from_secs(3600)),
+        (None, ChannelKind::Webhook) => None,
+    };
+    if reconcile.is_some_and(|d| d < std::time::Duration::from_secs(60)) {
+        return Err(bad("reconcile must be at least 60s (or 0s: never)".into()));
+    }
     let secret = match (f.secret_env, f.secret_file) {
         (Some(var), None) => std::env::var(&var)
             .ok()
@@ -169,6 +184,7 @@ fn check_one(f: ChannelFile) -> Result<ChannelConfig, ConfigError> {
         ignore: f.ignore.into_iter().collect(),
         url: f.url.trim_end_matches('/').to_owned(),
         secret: Secret::new(secret),
+        reconcile,
     })
 }
 

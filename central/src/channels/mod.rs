@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod metrics;
 pub mod offer;
 pub mod outbox;
 pub mod shopify;
@@ -78,6 +79,30 @@ impl ChannelError {
     }
 }
 
+/// The most of an answer a channel client reads (a page of 250 items is far below it).
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// An answer's body, refused past [`MAX_ANSWER_BYTES`] instead of read whole.
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    what: &str,
+) -> Result<Vec<u8>, ChannelError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ChannelError::transport(e, what))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ChannelError::contract(format!(
+                "{what} answered more than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 impl crate::breaker::Classify for ChannelError {
     fn is_outage(&self) -> bool {
         self.class == ErrorClass::Retryable
@@ -95,7 +120,21 @@ pub struct Outcome {
     pub throttle_waits: u64,
     /// Calls made (lookups included).
     pub calls: u64,
+    /// SKUs whose value the client read from the channel and found other than the offer.
+    pub drift: Vec<Drift>,
 }
+
+/// A SKU the channel showed at another value than Tally offers (found when its value was read
+/// from the channel: the first push of a SKU, a resync, a stale compare-and-set).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    pub sku: String,
+    pub channel_showed: Option<i64>,
+    pub offered: u64,
+}
+
+/// The most drift rows a status keeps.
+pub const DRIFT_SAMPLE: usize = 50;
 
 /// What the admin API shows of one channel (the dashboard's channel status).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -116,6 +155,11 @@ pub struct ChannelStatus {
     pub alert: Option<String>,
     /// `closed`, `open` or `probing`.
     pub circuit: Option<crate::breaker::CircuitState>,
+    /// SKUs found drifted since central started, and the latest of them.
+    pub drift_found: u64,
+    pub drift: Vec<Drift>,
+    /// The last resync asked for or run on schedule (RFC 3339).
+    pub last_resync: Option<String>,
 }
 
 /// In-memory figures of a running channel.
@@ -129,6 +173,9 @@ pub struct Live {
     pub circuit: Option<crate::breaker::CircuitState>,
     /// A resync was asked for: the worker forgets what it cached of the channel.
     pub resync: bool,
+    pub drift_found: u64,
+    pub drift: Vec<Drift>,
+    pub last_resync: Option<String>,
 }
 
 /// The running channels, for the admin API.
@@ -164,7 +211,10 @@ impl Channels {
     }
 
     pub fn request_resync(&self, name: &str) {
-        self.update(name, |l| l.resync = true);
+        self.update(name, |l| {
+            l.resync = true;
+            l.last_resync = Some(jiff::Timestamp::now().to_string());
+        });
     }
 
     pub(crate) fn take_resync(&self, name: &str) -> bool {
@@ -176,6 +226,17 @@ impl Channels {
     /// Wakes the workers: new rows are in the outbox.
     pub fn wake(&self) {
         self.outbox.send_modify(|n| *n += 1);
+    }
+
+    /// Every channel's status.
+    pub fn statuses(
+        &self,
+        store: &crate::store::Store,
+    ) -> Result<Vec<ChannelStatus>, crate::store::StoreError> {
+        self.configs
+            .iter()
+            .filter_map(|c| self.status(store, &c.name).transpose())
+            .collect()
     }
 
     /// The status of `name`, from the store and the running worker.
@@ -199,6 +260,9 @@ impl Channels {
             last_error: live.last_error,
             alert: live.alert,
             circuit: live.circuit,
+            drift_found: live.drift_found,
+            drift: live.drift,
+            last_resync: live.last_resync,
         }))
     }
 }

@@ -48,6 +48,7 @@ mod tests {
             ignore: BTreeSet::new(),
             url: "http://127.0.0.1:1".into(),
             secret: Secret::new("s"),
+            reconcile: None,
         }
     }
 

@@ -67,7 +67,20 @@ pub async fn run(
     let breaker = Breaker::default();
     let mut wake = channels.outbox.subscribe();
     let mut failures = 0u32;
+    let mut next_reconcile = config.reconcile.map(|every| Instant::now() + every);
     loop {
+        if let (Some(at), Some(every)) = (next_reconcile, config.reconcile)
+            && Instant::now() >= at
+        {
+            next_reconcile = Some(Instant::now() + every);
+            channels.request_resync(&name);
+            let store = store.clone();
+            let config = config.clone();
+            match tokio::task::spawn_blocking(move || store.outbox_resync(&config)).await {
+                Ok(Ok(queued)) => tracing::info!(channel = %name, queued, "scheduled resync"),
+                _ => tracing::error!(channel = %name, "cannot queue the scheduled resync"),
+            }
+        }
         if channels.take_resync(&name)
             && let Adapter::Shopify(shopify) = &mut adapter
         {
@@ -120,15 +133,21 @@ pub async fn run(
                         let recorded = {
                             let store = store.clone();
                             let name = name.clone();
+                            let (done, dead) = (outcome.done, outcome.dead);
                             tokio::task::spawn_blocking(move || {
-                                store.outbox_complete(&name, &outcome.done, &outcome.dead)
+                                store.outbox_complete(&name, &done, &dead)
                             })
                             .await
                         };
                         if !matches!(recorded, Ok(Ok(()))) {
                             tracing::error!(channel = %name, "cannot record a push in the store; it is pushed again");
                         }
+                        let drift = outcome.drift;
                         channels.update(&name, |l| {
+                            l.drift_found += drift.len() as u64;
+                            l.drift.extend(drift);
+                            let over = l.drift.len().saturating_sub(super::DRIFT_SAMPLE);
+                            l.drift.drain(..over);
                             l.calls += outcome.calls;
                             l.throttle_waits += outcome.throttle_waits;
                             l.last_error = None;

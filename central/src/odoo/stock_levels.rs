@@ -39,7 +39,6 @@ struct ProductCode {
 #[derive(Debug, Deserialize)]
 struct Written {
     product_id: (i64, Value),
-    write_date: String,
 }
 
 fn contract(what: &str, error: impl std::fmt::Display) -> OdooError {
@@ -121,30 +120,25 @@ impl OdooClient {
     }
 
     /// The products whose quants or moves Odoo wrote at or after `since` (Odoo's UTC
-    /// `YYYY-MM-DD HH:MM:SS`), and the latest write date seen. Quants change with every
+    /// `YYYY-MM-DD HH:MM:SS`), one grouped read per model. Quants change with every
     /// reservation, receipt, delivery, scrap and adjustment; moves cover a quant removed once
     /// it is empty.
-    pub async fn stock_written_since(
-        &self,
-        since: &str,
-    ) -> Result<(BTreeSet<i64>, Option<String>), OdooError> {
+    pub async fn stock_written_since(&self, since: &str) -> Result<BTreeSet<i64>, OdooError> {
         let mut products = BTreeSet::new();
-        let mut latest: Option<String> = None;
         for model in ["stock.quant", "stock.move"] {
             let answer = self
                 .execute(
-                    Call::model(model, "search_read")
+                    Call::model(model, "read_group")
                         .arg("domain", json!([["write_date", ">=", since]]))
-                        .kwarg("fields", json!(["product_id", "write_date"])),
+                        .arg("fields", json!(["product_id"]))
+                        .arg("groupby", json!(["product_id"]))
+                        .kwarg("lazy", json!(false)),
                 )
                 .await?;
-            for row in rows::<Written>(&format!("{model}.search_read"), answer)? {
+            for row in rows::<Written>(&format!("{model}.read_group"), answer)? {
                 products.insert(row.product_id.0);
-                if latest.as_ref().is_none_or(|l| *l < row.write_date) {
-                    latest = Some(row.write_date);
-                }
             }
         }
-        Ok((products, latest))
+        Ok(products)
     }
 }

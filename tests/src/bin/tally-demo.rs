@@ -4,7 +4,8 @@
 //! with `--odoo-url`), `tally-central` (TLS) merging into it and a warehouse's `tally-agent`
 //! linked to central, posts a scanner feed, cuts central off with `kill -9` while the warehouse
 //! keeps scanning, brings it back, and shows every event journaled exactly once and Odoo's
-//! stock moved by exactly the feed.
+//! stock moved by exactly the feed — and a Shopify shop (a local fake of Shopify's Admin
+//! GraphQL API) following Odoo's free stock as a sales channel.
 //!
 //! Run with `cargo run -p tally-tests --bin tally-demo`. Everything it writes stays in
 //! `target/tally-demo/` for a look afterwards. It ends by starting central and the agent again
@@ -19,6 +20,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tally_central::odoo::{OdooClient, OdooConfig};
 use tally_protocol::Secret;
+use tally_tests::channels::shopify::{FakeConfig, ShopifyFake};
 use tally_tests::odoo_orders::{Direction, open_picking};
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{
@@ -51,6 +53,8 @@ const SCANNER_TOKEN: &str = "demo-scanner-token-0123456789";
 const ADMIN_TOKEN: &str = "demo-admin-token-0123456789";
 /// The dashboard's read-only token.
 const READ_TOKEN: &str = "demo-read-token-0123456789";
+/// Units the shop is never offered of any SKU.
+const BUFFER: i64 = 1;
 
 #[tokio::main]
 async fn main() {
@@ -243,6 +247,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         show(&stock_before)
     );
 
+    step(
+        "Starting a Shopify shop (a local fake of Shopify's Admin GraphQL API) as a sales channel",
+    );
+    let shop = ShopifyFake::start(FakeConfig::default()).await?;
+    shop.add_location("Main");
+    for sku in SKUS {
+        shop.add_variant(sku);
+    }
+    let config = channel_config(&dir, &shop)?;
+    println!(
+        "  {} — channel \"shop\" in {}: warehouse {WAREHOUSE}, buffer {BUFFER}",
+        shop.url(),
+        config.display()
+    );
+
     step("Making a test CA and central's certificate (tally-central gen-cert)");
     let tls = gen_cert(&dir.join("tls")).await?;
     println!("  {}", tls.ca.display());
@@ -256,7 +275,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     step("Starting tally-central (agents connect over TLS; it merges into Odoo)");
-    let central = central_with_odoo(&central_dir, &tls, &odoo_config)
+    let central = central_with_odoo(&central_dir, &tls, &odoo_config, &config)
         .spawn()
         .await?;
     // The warehouse reaches central through a relay the demo can cut, like a WAN link.
@@ -345,7 +364,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     step("Central comes back; the agent resumes from what central has stored");
-    let central = central_with_odoo(&central_dir, &tls, &odoo_config)
+    let central = central_with_odoo(&central_dir, &tls, &odoo_config, &config)
         .spawn()
         .await?;
     link.retarget(central.sync_addr());
@@ -447,6 +466,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
 
+    step("What the Shopify shop offers: Odoo's free stock less the buffer, pushed by central");
+    show_channel(&admin, &shop).await?;
+
     step("Stopping both (SIGTERM: in-flight work finishes, exit 0)");
     let agent_exit = agent.terminate().await?;
     let central_exit = central.terminate().await?;
@@ -459,7 +481,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     step("Central and the agent again, for a look at the dashboard");
-    let central = central_with_odoo(&central_dir, &tls, &odoo_config)
+    let central = central_with_odoo(&central_dir, &tls, &odoo_config, &config)
         .spawn()
         .await?;
     let agent = AgentProcess::builder(dir.join("agent"))
@@ -498,6 +520,7 @@ fn central_with_odoo(
     dir: &Path,
     tls: &tally_tests::TlsFiles,
     odoo: &OdooConfig,
+    config: &Path,
 ) -> tally_tests::CentralBuilder {
     CentralProcess::builder(dir)
         .admin_token(ADMIN_TOKEN)
@@ -505,4 +528,75 @@ fn central_with_odoo(
         .arg(READ_TOKEN)
         .tls(tls)
         .odoo(odoo)
+        .arg("--config")
+        .arg(config)
+}
+
+/// Central's configuration file: one Shopify channel fed by warehouse WH (its access token in a
+/// 0600 file, as a deployment keeps it).
+fn channel_config(dir: &Path, shop: &ShopifyFake) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let token = dir.join("shopify-token");
+    std::fs::write(&token, "shpat_test\n")?;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600))?;
+    let config = dir.join("central.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[channels]]\nname = \"shop\"\nkind = \"shopify\"\nurl = \"{}\"\nlocation = \"Main\"\nwarehouses = [\"{WAREHOUSE}\"]\nbuffer = {BUFFER}\nsecret_file = \"{}\"\n",
+            shop.url(),
+            token.display()
+        ),
+    )?;
+    Ok(config)
+}
+
+/// Waits until the shop shows Odoo's free stock (as central read it) less the buffer for every
+/// SKU, and prints both side by side with the channel's figures.
+async fn show_channel(admin: &tally_tests::AdminClient, shop: &ShopifyFake) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let request = http
+            .get(format!("{}{path}", admin.base_url()))
+            .bearer_auth(admin.token());
+        async move { anyhow::Ok(request.send().await?.json::<Value>().await?) }
+    };
+    let rows = wait_until(
+        "the shop to show Odoo's free stock less the buffer",
+        Duration::from_secs(60),
+        || async {
+            let mut rows = Vec::new();
+            for sku in SKUS {
+                let body = get(format!("/v1/availability?sku={sku}&warehouse={WAREHOUSE}")).await?;
+                let row = body["availability"][0].clone();
+                let free: f64 = row["free"].as_str().unwrap_or("0").parse()?;
+                let offer = ((free.floor() as i64) - BUFFER).max(0);
+                let level = shop.level(sku, "Main");
+                if level.map(|l| l.0) != Some(offer) {
+                    return Ok(std::ops::ControlFlow::Continue(format!(
+                        "{sku}: Odoo free {free}, shop {level:?}"
+                    )));
+                }
+                rows.push((sku, row, level.unwrap_or_default()));
+            }
+            Ok(std::ops::ControlFlow::Break(rows))
+        },
+    )
+    .await?;
+    println!("    SKU          Odoo on hand  reserved  free  →  Shopify on hand  available");
+    for (sku, row, (on_hand, _, available)) in rows {
+        println!(
+            "    {sku:<11} {:>13} {:>9} {:>5}  →  {on_hand:>15} {available:>10}",
+            row["on_hand"].as_str().unwrap_or(""),
+            row["reserved"].as_str().unwrap_or(""),
+            row["free"].as_str().unwrap_or("")
+        );
+    }
+    let status = get("/v1/channels/shop".to_owned()).await?;
+    let c = &status["channel"];
+    println!(
+        "  channel shop: {} calls to Shopify, {} pending, last success {}",
+        c["calls"], c["pending"], c["last_success"]
+    );
+    Ok(())
 }

@@ -85,6 +85,8 @@ struct Fake {
     stats: Stats,
     /// Every on_hand set, in order: (item, location, value).
     writes: Vec<(String, String, i64)>,
+    /// While set, every request is answered `503` (an outage).
+    down: bool,
 }
 
 /// The running fake.
@@ -110,6 +112,7 @@ impl ShopifyFake {
             keys: HashMap::new(),
             stats: Stats::default(),
             writes: Vec::new(),
+            down: false,
         }));
         let app = Router::new()
             .route("/admin/api/2026-04/graphql.json", post(graphql))
@@ -202,6 +205,11 @@ impl ShopifyFake {
             .map(|l| (l.on_hand, l.committed, l.on_hand - l.committed))
     }
 
+    /// Starts or ends an outage: every request answered `503` meanwhile.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
     pub fn stats(&self) -> Stats {
         self.lock().stats.clone()
     }
@@ -226,6 +234,9 @@ fn top_error(message: &str, code: &str) -> Value {
 
 async fn graphql(State(state): State<Shared>, headers: HeaderMap, body: String) -> Response {
     let mut f = state.lock().unwrap_or_else(|e| e.into_inner());
+    if f.down {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance").into_response();
+    }
     if headers
         .get("x-shopify-access-token")
         .and_then(|v| v.to_str().ok())

@@ -190,6 +190,8 @@ pub struct Shopify {
     bucket: Bucket,
     /// The requested cost Shopify last charged per query, to wait for before the next.
     costs: HashMap<&'static str, f64>,
+    /// Items whose `on_hand` was read from Shopify during the current push.
+    fresh: HashSet<String>,
 }
 
 impl Shopify {
@@ -212,6 +214,7 @@ impl Shopify {
             on_hand: HashMap::new(),
             bucket: Bucket::new(),
             costs: HashMap::new(),
+            fresh: HashSet::new(),
         }
     }
 
@@ -246,7 +249,8 @@ impl Shopify {
             if !status.is_success() {
                 return Err(ChannelError::http(status.as_u16(), "Shopify"));
             }
-            let answer: Answer = response.json().await.map_err(|e| shape(op, e))?;
+            let body = super::read_limited(response, "Shopify").await?;
+            let answer: Answer = serde_json::from_slice(&body).map_err(|e| shape(op, e))?;
             if let Some(cost) = answer.extensions.and_then(|e| e.cost) {
                 if let Some(requested) = cost.requested_query_cost {
                     self.costs.insert(op, requested);
@@ -327,6 +331,7 @@ impl Shopify {
                     continue;
                 };
                 let item = v.inventory_item;
+                self.fresh.insert(item.id.clone());
                 self.on_hand.insert(
                     item.id.clone(),
                     item.inventory_level.and_then(|l| l.on_hand()),
@@ -363,6 +368,7 @@ impl Shopify {
             let nodes: Vec<Option<ItemNode>> =
                 serde_json::from_value(data["nodes"].clone()).map_err(|e| shape("nodes", e))?;
             for node in nodes.into_iter().flatten() {
+                self.fresh.insert(node.id.clone());
                 self.on_hand
                     .insert(node.id, node.inventory_level.and_then(|l| l.on_hand()));
             }
@@ -379,6 +385,7 @@ impl Shopify {
 
     pub async fn push(&mut self, batch: &[Entry]) -> Result<Outcome, ChannelError> {
         let mut out = Outcome::default();
+        self.fresh.clear();
         let location = self.location(&mut out).await?;
         let config = self.config.clone();
         let sku_of = |e: &Entry| config.channel_sku(&e.sku).unwrap_or(&e.sku).to_owned();
@@ -420,6 +427,24 @@ impl Shopify {
         out: &mut Outcome,
     ) -> Result<(), ChannelError> {
         for _ in 0..SET_ATTEMPTS {
+            // What was just read from Shopify: a value it already shows needs no write, any
+            // other is drift worth reporting.
+            todo.retain(|(e, item)| {
+                if !self.fresh.remove(item) {
+                    return true;
+                }
+                let shown = self.on_hand.get(item).copied().flatten();
+                if shown == i64::try_from(e.offer).ok() {
+                    out.done.push(e.clone());
+                    return false;
+                }
+                out.drift.push(super::Drift {
+                    sku: e.sku.clone(),
+                    channel_showed: shown,
+                    offered: e.offer,
+                });
+                true
+            });
             if todo.is_empty() {
                 return Ok(());
             }

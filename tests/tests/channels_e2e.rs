@@ -1,0 +1,290 @@
+//! Availability fanned out to a sales channel, end to end with real processes: scans posted to
+//! a `tally-agent` reach the Odoo simulator through `tally-central`, and then the Shopify
+//! fake's `on_hand` at the channel's location, with the channel's buffer held back; a sales
+//! order confirmed inside Odoo reaches the channel too. The oversell window: an order Shopify
+//! took and Odoo has not seen, then an unrelated scan makes Tally push before Odoo knows the
+//! order; Shopify's available never rises above what is truly free, then or after Odoo
+//! reserves the order. And a Shopify outage while central is SIGKILLed: afterwards every SKU
+//! ends at its newest value, with no older value written after a newer one.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::ensure;
+use serde_json::{Value, json};
+use tally_tests::channels::shopify::{FakeConfig, ShopifyFake};
+use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
+use tally_tests::{AgentProcess, CentralProcess, wait_synced, wait_until, with_temp_dir};
+
+const WAREHOUSE: &str = "WH";
+const STOCK: &str = "WH/Stock";
+const SCANNER_TOKEN: &str = "channels-scanner-token-0123456789";
+const BUFFER: i64 = 2;
+const WAIT: Duration = Duration::from_secs(60);
+
+fn pick(id: &str, sku: &str, qty: &str) -> Value {
+    json!({"id": id, "type": "pick", "sku": sku, "qty": qty, "location": STOCK})
+}
+
+/// Central's configuration: the simulator, a fast poll, one Shopify channel.
+fn write_config(dir: &Path, shop: &ShopifyFake) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = dir.join("shopify-token");
+    std::fs::write(&secret, "shpat_test\n")?;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let config = dir.join("central.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"merge_window = "100ms"
+availability_poll = "300ms"
+
+[[channels]]
+name = "shop"
+kind = "shopify"
+url = "{url}"
+location = "Main"
+warehouses = ["{WAREHOUSE}"]
+buffer = {BUFFER}
+secret_file = "{secret}"
+"#,
+            url = shop.url(),
+            secret = secret.display()
+        ),
+    )?;
+    Ok(config)
+}
+
+async fn start_central(dir: &Path, sim: &OdooSim, config: &Path) -> anyhow::Result<CentralProcess> {
+    let odoo = tally_central::odoo::OdooConfig {
+        url: sim.url(),
+        db: sim.db().to_owned(),
+        login: sim.login().to_owned(),
+        api_key: tally_protocol::Secret::new(sim.api_key()),
+        call_timeout: Duration::from_secs(30),
+        api: Default::default(),
+    };
+    CentralProcess::builder(dir.join("central"))
+        .plaintext()
+        .odoo(&odoo)
+        .arg("--config")
+        .arg(config)
+        .spawn()
+        .await
+}
+
+/// Waits until Shopify's `on_hand` of `sku` at Main is `on_hand`.
+async fn shop_shows(shop: &ShopifyFake, sku: &str, on_hand: i64) -> anyhow::Result<()> {
+    wait_until(
+        &format!("Shopify to show {on_hand} on hand of {sku}"),
+        WAIT,
+        || {
+            let level = shop.level(sku, "Main");
+            async move {
+                Ok(match level {
+                    Some((h, _, _)) if h == on_hand => ControlFlow::Break(()),
+                    other => {
+                        ControlFlow::Continue(format!("(on_hand, committed, available) {other:?}"))
+                    }
+                })
+            }
+        },
+    )
+    .await
+}
+
+struct World {
+    sim: OdooSim,
+    shop: ShopifyFake,
+}
+
+async fn world() -> anyhow::Result<World> {
+    let sim = OdooSim::start(SimConfig::new(Version::V18)).await?;
+    let shop = ShopifyFake::start(FakeConfig::default()).await?;
+    shop.add_location("Main");
+    for (sku, qty) in [("CHAIR-OAK", 20.0), ("LAMP-BRASS", 10.0)] {
+        sim.add_product(sku, Tracking::None)?;
+        sim.set_on_hand(sku, STOCK, None, qty)?;
+        shop.add_variant(sku);
+    }
+    Ok(World { sim, shop })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
+    with_temp_dir("channels-e2e", |dir| async move {
+        let World { sim, shop } = world().await?;
+        let config = write_config(&dir, &shop)?;
+        let central = start_central(&dir, &sim, &config).await?;
+        let token = central.admin().add_agent("shop-agent", WAREHOUSE).await?;
+        let agent = AgentProcess::builder(dir.join("agent"))
+            .token(SCANNER_TOKEN)
+            .warehouse(WAREHOUSE)
+            .agent_id("shop-agent")
+            .central(&central.sync_url(), &token, None)
+            .spawn()
+            .await?;
+        let scanner = agent.client();
+
+        // What Odoo holds reaches Shopify, less the buffer.
+        shop_shows(&shop, "CHAIR-OAK", 20 - BUFFER).await?;
+        shop_shows(&shop, "LAMP-BRASS", 10 - BUFFER).await?;
+
+        // A pick: Odoo first, then Shopify.
+        let answer = scanner
+            .post_events(&json!({"events": [pick("p1", "CHAIR-OAK", "5")]}))
+            .await?;
+        ensure!(answer.status == 201, "{}", answer.body);
+        wait_synced(&scanner, WAIT).await?;
+        shop_shows(&shop, "CHAIR-OAK", 15 - BUFFER).await?;
+        ensure!(sim.on_hand("CHAIR-OAK", STOCK) == 15.0);
+
+        // A sales order confirmed inside Odoo reserves 3 lamps: the poll brings it.
+        sim.create_sale_order(WAREHOUSE, "Walk-in", &[("LAMP-BRASS", 3.0)], None)?;
+        shop_shows(&shop, "LAMP-BRASS", 7 - BUFFER).await?;
+
+        // The oversell window. Shopify takes an order for 4 chairs; Odoo does not know it yet.
+        ensure!(
+            shop.order("CHAIR-OAK", "Main", 4),
+            "Shopify refused the order"
+        );
+        let truly_free = |odoo_free: i64, not_in_odoo: i64| odoo_free - not_in_odoo - BUFFER;
+        // An unrelated scan makes Tally push a new figure before Odoo knows the order.
+        let answer = scanner
+            .post_events(&json!({"events": [pick("p2", "CHAIR-OAK", "1")]}))
+            .await?;
+        ensure!(answer.status == 201, "{}", answer.body);
+        shop_shows(&shop, "CHAIR-OAK", 14 - BUFFER).await?;
+        let (_, committed, available) = shop.level("CHAIR-OAK", "Main").unwrap();
+        ensure!(committed == 4);
+        ensure!(
+            available <= truly_free(14, 4),
+            "Shopify offers {available}, truly free is {}",
+            truly_free(14, 4)
+        );
+        // The order reaches Odoo (a connector creates and confirms it there): reserved 4.
+        sim.create_sale_order(WAREHOUSE, "Shopify order", &[("CHAIR-OAK", 4.0)], None)?;
+        shop_shows(&shop, "CHAIR-OAK", 10 - BUFFER).await?;
+        let (_, _, available) = shop.level("CHAIR-OAK", "Main").unwrap();
+        // Odoo's free is 10 and holds the order now; Shopify still has it committed.
+        ensure!(
+            available <= truly_free(10, 0),
+            "Shopify offers {available} after Odoo reserved"
+        );
+        // Every figure Tally ever wrote was a value Odoo had free, less the buffer.
+        for written in shop.writes("CHAIR-OAK", "Main") {
+            ensure!(
+                [18, 13, 12, 8].contains(&written),
+                "an unexpected write of {written}"
+            );
+        }
+        let stats = shop.stats();
+        ensure!(stats.throttled == 0, "{stats:?}");
+
+        // Shopify ships the order itself (on_hand and committed down by 4) before Odoo moves:
+        // the channel now under-offers, never over-offers, and a resync reads what it shows
+        // and sets it straight, reporting the drift.
+        shop.fulfil("CHAIR-OAK", "Main", 4);
+        ensure!(shop.level("CHAIR-OAK", "Main") == Some((4, 0, 4)));
+        let resync = central.cli("channel", &["resync", "shop"]).await?;
+        ensure!(resync.contains("\"queued\""), "{resync}");
+        shop_shows(&shop, "CHAIR-OAK", 10 - BUFFER).await?;
+        let (_, _, available) = shop.level("CHAIR-OAK", "Main").unwrap();
+        ensure!(available == truly_free(10, 0), "{available}");
+
+        // What the admin API and the CLI show: the outbox drains (the push lands in Shopify
+        // a moment before central records it).
+        let admin = central.admin();
+        wait_until("the channel's outbox to drain", WAIT, || {
+            let admin = admin.clone();
+            async move {
+                let body = admin_get(&admin, "/v1/channels/shop").await?;
+                Ok(if body.contains("\"pending\":0,") {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(body)
+                })
+            }
+        })
+        .await?;
+        let status = central.cli("channel", &["status", "shop"]).await?;
+        ensure!(status.contains("\"dead_letters\": []"), "{status}");
+        ensure!(
+            status.contains("\"channel_showed\": 4") && status.contains("\"offered\": 8"),
+            "the resync's drift is reported: {status}"
+        );
+        let metrics = admin_get(&central.admin(), "/metrics").await?;
+        ensure!(
+            metrics.contains("tally_central_channel_pending{channel=\"shop\"}0")
+                && metrics.contains("tally_central_channel_alert{channel=\"shop\"}0"),
+            "{metrics}"
+        );
+        let list = central.cli("channel", &["list"]).await?;
+        ensure!(list.contains("\"name\": \"shop\""), "{list}");
+        let availability = central.cli("availability", &["CHAIR-OAK"]).await?;
+        ensure!(availability.contains("\"free\": \"10\""), "{availability}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
+    with_temp_dir("channels-e2e-outage", |dir| async move {
+        let World { sim, shop } = world().await?;
+        let config = write_config(&dir, &shop)?;
+        let central = start_central(&dir, &sim, &config).await?;
+        shop_shows(&shop, "CHAIR-OAK", 20 - BUFFER).await?;
+        shop_shows(&shop, "LAMP-BRASS", 10 - BUFFER).await?;
+
+        // Shopify goes down; Odoo keeps changing; central is SIGKILLed with pushes queued.
+        shop.set_down(true);
+        for (n, qty) in [17.0, 12.0, 16.0].into_iter().enumerate() {
+            sim.set_on_hand("CHAIR-OAK", STOCK, None, qty)?;
+            sim.set_on_hand("LAMP-BRASS", STOCK, None, 9.0 - n as f64)?;
+            let admin = central.admin();
+            let want = format!("\"on_hand\":\"{}\"", qty as i64);
+            wait_until("central to read the change", WAIT, || {
+                let admin = admin.clone();
+                let want = want.clone();
+                async move {
+                    let body = admin_get(&admin, "/v1/availability?sku=CHAIR-OAK").await?;
+                    Ok(if body.contains(&want) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(body)
+                    })
+                }
+            })
+            .await?;
+        }
+        central.kill9().await?;
+        // While central is down, Odoo changes once more.
+        sim.set_on_hand("CHAIR-OAK", STOCK, None, 11.0)?;
+        let central = start_central(&dir, &sim, &config).await?;
+        shop.set_down(false);
+        shop_shows(&shop, "CHAIR-OAK", 11 - BUFFER).await?;
+        shop_shows(&shop, "LAMP-BRASS", 7 - BUFFER).await?;
+        // Nothing older was written after the newest value.
+        let writes = shop.writes("CHAIR-OAK", "Main");
+        ensure!(writes.last() == Some(&(11 - BUFFER)), "{writes:?}");
+        ensure!(
+            !writes.contains(&(17 - BUFFER)),
+            "a value overtaken during the outage was pushed: {writes:?}"
+        );
+        ensure!(shop.stats().throttled == 0);
+        drop(central);
+        Ok(())
+    })
+    .await;
+}
+
+async fn admin_get(admin: &tally_tests::AdminClient, path: &str) -> anyhow::Result<String> {
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", admin.base_url()))
+        .bearer_auth(admin.token())
+        .send()
+        .await?;
+    Ok(response.text().await?.replace(' ', ""))
+}
