@@ -864,14 +864,16 @@ fn set_move_quantity(env: &mut Env, mv: Id, quantity: f64) {
     let source = env.m2o("stock.move", mv, "location_id");
     let product = env.m2o("stock.move", mv, "product_id");
     if diff > EPSILON {
-        // 19 fills a tracked product's quantity from its lots by the removal strategy, so a
-        // delivery without a lot leaves from Odoo's choice of lot; 17 and 18 add a lot-less line,
-        // which validation refuses (docs/odoo.md#lots).
+        // Odoo reserves the added quantity by its removal strategy over the source location's
+        // whole subtree, from free stock only (a sublocation's, when the source's own stock is
+        // reserved), and puts what it cannot reserve at the source (docs/odoo.md#pickings). 19
+        // fills a tracked product's quantity from its lots that way, so a delivery without a lot
+        // leaves from Odoo's choice of lot; 17 and 18 add a lot-less line, which validation
+        // refuses (docs/odoo.md#lots).
         let rest = match (source, product) {
             (Some(source), Some(product))
-                if env.version == Version::V19
-                    && is_tracked(env, product)
-                    && !bypasses_reservation(env, source, product) =>
+                if !bypasses_reservation(env, source, product)
+                    && (env.version == Version::V19 || !is_tracked(env, product)) =>
             {
                 reserve_from_quants(env, mv, product, source, diff)
             }

@@ -40,8 +40,11 @@ impl OdooClient {
         }))
     }
 
-    /// Creates the picking with every move's quantity preset and picked (docs/odoo.md#pickings), so
-    /// validation moves exactly these quantities. Lots go in picking-level move lines (docs/odoo.md#lots).
+    /// Creates the picking with a picked, picking-level move line per planned line, at the
+    /// line's own locations (and lot), so validation moves exactly these quantities from and to
+    /// where they were scanned. A move's `quantity` is never written: Odoo would reserve it by
+    /// its removal strategy anywhere in the source location's subtree, taking a sublocation's
+    /// stock when the scanned location's is reserved (docs/odoo.md#pickings).
     pub async fn create_picking(&self, picking: &PlannedPicking) -> Result<i64, OdooError> {
         let moves: Vec<Value> = picking
             .lines
@@ -58,10 +61,6 @@ impl OdooClient {
                 // Odoo 17 and 18 require a move's description; 19 removed the field.
                 if self.major_version() < 19 {
                     values["name"] = json!(picking.key);
-                }
-                if line.lot.is_none() {
-                    values["quantity"] = qty;
-                    values["picked"] = json!(true);
                 }
                 Ok(json!([0, 0, values]))
             })
@@ -83,15 +82,12 @@ impl OdooClient {
             self.create_missing_lots(picking, &mut lots).await?;
             lots
         };
-        let lot_lines: Vec<Value> = picking
+        let lines: Vec<Value> = picking
             .lines
             .iter()
-            .filter(|l| l.lot.is_some())
-            .map(|l| lot_line(picking, l, &lots))
+            .map(|l| move_line(picking, l, &lots))
             .collect::<Result<_, _>>()?;
-        if !lot_lines.is_empty() {
-            values["move_line_ids"] = json!(lot_lines);
-        }
+        values["move_line_ids"] = json!(lines);
         let answer = self
             .write(
                 Call::model("stock.picking", "create")
@@ -216,7 +212,9 @@ impl OdooClient {
 /// A picking-level move line carrying a lot: `lot_id` when the lot exists (`lots`), else
 /// `lot_name` — which a receipt turns into a new lot, and which Odoo refuses elsewhere (the
 /// events are then parked with Odoo's reason).
-fn lot_line(
+/// The picked move line of `line`, at its own locations, with its lot (by id, or by name on a
+/// receipt, which creates it).
+fn move_line(
     picking: &PlannedPicking,
     line: &Line,
     lots: &HashMap<(i64, String), i64>,
@@ -230,10 +228,11 @@ fn lot_line(
         "picked": true,
         "reference": picking.key,
     });
-    let lot = line.lot.clone().unwrap_or_default();
-    match lots.get(&(line.product, lot.clone())) {
-        Some(id) => values["lot_id"] = json!(id),
-        None => values["lot_name"] = json!(lot),
+    if let Some(lot) = &line.lot {
+        match lots.get(&(line.product, lot.clone())) {
+            Some(id) => values["lot_id"] = json!(id),
+            None => values["lot_name"] = json!(lot),
+        }
     }
     Ok(json!([0, 0, values]))
 }
