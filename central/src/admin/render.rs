@@ -271,7 +271,12 @@ pub fn status(view: &StatusView) -> String {
     }));
     let _ = writeln!(out, "notices: {}", view.notices);
     if let Some(channels) = &view.channels {
-        let _ = writeln!(out, "\nCHANNELS: {}", channels.len());
+        let _ = writeln!(out, "\nCHANNELS");
+        out.push_str(&super::channels::render_channels(
+            &super::channels::ChannelsView {
+                channels: channels.clone(),
+            },
+        ));
     }
     out.push('\n');
     let _ = writeln!(out, "WARNINGS");
