@@ -243,6 +243,15 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
                 && availability.contains("\"last_sent\": 8"),
             "what the channel was last sent: {availability}"
         );
+        // The trace of the first pick names the channel's last push of its SKU, made after the
+        // pick was merged.
+        let traced = central
+            .cli("trace", &["--agent", "shop-agent", "--id", "p1", "--json"])
+            .await?;
+        ensure!(
+            traced.contains("\"channel\": \"shop\"") && traced.contains("\"after_merge\": true"),
+            "{traced}"
+        );
         let audit = admin_get(&central.admin(), "/v1/audit").await?;
         ensure!(
             audit.contains("\"action\":\"channel-resync\"")

@@ -216,6 +216,26 @@ pub fn trace(view: &TraceView) -> String {
         &rows,
         "no steps",
     ));
+    if let Some(pushes) = &view.channels {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = pushes
+            .iter()
+            .map(|p| {
+                vec![
+                    p.channel.clone(),
+                    p.sent.to_string(),
+                    p.seq.to_string(),
+                    p.at.clone(),
+                    if p.after_merge { "yes" } else { "no" }.to_owned(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["CHANNEL", "LAST SENT", "SEQ", "AT", "AFTER THE MERGE"],
+            &rows,
+            "",
+        ));
+    }
     out
 }
 

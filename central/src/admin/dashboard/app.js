@@ -281,6 +281,12 @@ async function trace(event) {
       ol.appendChild(li);
     }
     out.appendChild(ol);
+    for (const p of t.channels || []) {
+      const line = document.createElement("p");
+      line.className = "trace-push";
+      line.textContent = "channel " + p.channel + ": last sent " + p.sent + " at " + when(p.at) + (p.after_merge ? ", after the merge" : ", before the merge: not yet pushed with this event");
+      out.appendChild(line);
+    }
   } catch (error) {
     const p = document.createElement("p");
     p.textContent = "Trace failed: " + error.message;
