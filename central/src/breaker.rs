@@ -37,7 +37,7 @@ enum Circuit {
 }
 
 /// What the admin API shows of the breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CircuitState {
     Closed,

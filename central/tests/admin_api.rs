@@ -267,3 +267,142 @@ async fn the_dashboard_is_built_in_and_locked_to_its_origin() {
         );
     }
 }
+
+fn shop() -> tally_central::channels::ChannelConfig {
+    use std::collections::{BTreeMap, BTreeSet};
+    tally_central::channels::ChannelConfig {
+        name: "shop".into(),
+        kind: tally_central::channels::ChannelKind::Webhook,
+        warehouses: BTreeSet::from(["WH".to_owned()]),
+        buffer: tally_central::channels::Buffer {
+            units: 2,
+            percent: 0,
+        },
+        cap: None,
+        skus: BTreeMap::new(),
+        ignore: BTreeSet::new(),
+        url: "http://127.0.0.1:9".into(),
+        secret: Secret::new("s"),
+        reconcile: None,
+    }
+}
+
+fn stock(sku: &str, units: i64) -> tally_central::availability::Availability {
+    let on_hand = tally_protocol::Qty::from_units(units);
+    tally_central::availability::Availability {
+        sku: sku.into(),
+        warehouse: "WH".into(),
+        on_hand,
+        reserved: tally_protocol::Qty::ZERO,
+        free: tally_central::availability::free(on_hand, tally_protocol::Qty::ZERO),
+        read_at: String::new(),
+        includes: vec![],
+    }
+}
+
+/// A channel resync is a change: the read-only token is refused, the admin token needs a
+/// reason, and the resync lands in the audit log. The channel shows in the status, and a SKU's
+/// availability shows what the channel is offered.
+#[tokio::test]
+async fn a_channel_resync_needs_the_admin_token_and_a_reason_and_is_audited() {
+    let admin = admin_with(|state| {
+        let channels = vec![shop()];
+        state
+            .store
+            .record_availability(&[stock("A", 10), stock("B", 5)], &channels)
+            .unwrap();
+        *state = state
+            .clone()
+            .with_read_token(Some(&Secret::new(READ_TOKEN)));
+        state.channels = Some(std::sync::Arc::new(tally_central::channels::Channels::new(
+            std::sync::Arc::new(channels),
+        )));
+    })
+    .await;
+    let url = |path: &str| format!("{}{path}", admin.url);
+    let resync = url("/v1/channels/shop/resync");
+    let why = serde_json::json!({"reason": "fixed the shop's locations"});
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &resync,
+        READ_TOKEN,
+        None,
+        Some(why.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["error"]["code"], "read_only");
+    let no_reason = serde_json::json!({});
+    let (status, answer) = send(
+        reqwest::Method::POST,
+        &resync,
+        ADMIN_TOKEN,
+        None,
+        Some(no_reason),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["code"], "missing_reason");
+    let (_, audit) = send(
+        reqwest::Method::GET,
+        &url("/v1/audit"),
+        READ_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(audit["total"], 0, "a refused resync is no change: {audit}");
+
+    let (status, answer) = send(reqwest::Method::POST, &resync, ADMIN_TOKEN, None, Some(why)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["queued"], 2, "{answer}");
+    let (_, audit) = send(
+        reqwest::Method::GET,
+        &url("/v1/audit"),
+        READ_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    let entry = &audit["entries"][0];
+    assert_eq!(
+        (&entry["action"], &entry["role"], &entry["target"]),
+        (&"channel-resync".into(), &"admin".into(), &"shop".into()),
+        "{audit}"
+    );
+    assert_eq!(entry["reason"], "fixed the shop's locations");
+    assert!(
+        entry["at"].as_str().is_some_and(|at| at.starts_with("20")),
+        "the time is kept: {entry}"
+    );
+    assert_eq!(entry["detail"], "2 SKUs queued");
+
+    let (_, status) = send(
+        reqwest::Method::GET,
+        &url("/v1/status"),
+        READ_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    let channel = &status["channels"][0];
+    assert_eq!(
+        (&channel["name"], &channel["pending"]),
+        (&"shop".into(), &2.into()),
+        "{status}"
+    );
+    let (_, availability) = send(
+        reqwest::Method::GET,
+        &url("/v1/availability?sku=A"),
+        READ_TOKEN,
+        None,
+        None,
+    )
+    .await;
+    let offer = &availability["channels"][0];
+    assert_eq!(
+        (&offer["channel"], &offer["offered"], &offer["last_sent"]),
+        (&"shop".into(), &8.into(), &serde_json::Value::Null),
+        "10 free less the buffer of 2, never sent yet: {availability}"
+    );
+}

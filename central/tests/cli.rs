@@ -325,3 +325,87 @@ fn reads_print_tables_or_json_and_say_when_empty() {
         stderr(&output)
     );
 }
+
+/// `channel list|status` and `availability` on a stopped central's database: what its store
+/// holds of the channels (outbox, dead letters) and of the stock, as tables or JSON.
+#[test]
+fn channels_and_availability_are_read_from_a_stopped_database() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use tally_central::availability::{Availability, free};
+    use tally_central::channels::{Buffer, ChannelConfig, ChannelKind};
+    use tally_protocol::{Qty, Secret};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = path(&data);
+    let run = |args: &[&str]| {
+        let output = central(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        stdout(&output)
+    };
+    let stock = |sku: &str, units: i64| Availability {
+        sku: sku.into(),
+        warehouse: "WH".into(),
+        on_hand: Qty::from_units(units),
+        reserved: Qty::ZERO,
+        free: free(Qty::from_units(units), Qty::ZERO),
+        read_at: "2026-01-01T00:00:00Z".into(),
+        includes: vec![],
+    };
+    let shop = ChannelConfig {
+        name: "shop".into(),
+        kind: ChannelKind::Webhook,
+        warehouses: BTreeSet::from(["WH".to_owned()]),
+        buffer: Buffer::default(),
+        cap: None,
+        skus: BTreeMap::new(),
+        ignore: BTreeSet::new(),
+        url: "http://127.0.0.1:9".into(),
+        secret: Secret::new("s"),
+        reconcile: None,
+    };
+    // An empty database: nothing to show, said so.
+    std::fs::create_dir(&data).unwrap();
+    drop(tally_central::store::Store::open(&data).unwrap());
+    assert_eq!(
+        run(&["channel", "--data-dir", d, "list"]),
+        "no channels (none configured, or none in this database)\n"
+    );
+    assert_eq!(
+        run(&["availability", "--data-dir", d, "A"]),
+        "no availability of this SKU was read from Odoo\n"
+    );
+    let output = central(&["channel", "--data-dir", d, "status", "shop"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("nothing of a channel named \"shop\""));
+
+    let store = tally_central::store::Store::open(&data).unwrap();
+    store
+        .record_availability(&[stock("A", 10), stock("B", 5)], &[shop])
+        .unwrap();
+    drop(store);
+    let list = run(&["channel", "--data-dir", d, "list"]);
+    let mut lines = list.lines();
+    assert!(
+        lines.next().unwrap().starts_with("CHANNEL  KIND  PENDING"),
+        "{list}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["shop", "-", "2"], "{list}");
+    let json: serde_json::Value =
+        serde_json::from_str(&run(&["channel", "--data-dir", d, "list", "--json"])).unwrap();
+    assert_eq!(json["channels"][0]["pending"], 2, "{json}");
+    let one = run(&["channel", "--data-dir", d, "status", "shop"]);
+    assert!(one.contains("the channel refused nothing"), "{one}");
+    let status = run(&["status", "--data-dir", d]);
+    assert!(status.contains("CHANNELS\nCHANNEL"), "{status}");
+    let availability = run(&["availability", "--data-dir", d, "A"]);
+    assert!(
+        availability.starts_with("SKU  WAREHOUSE  ON HAND"),
+        "{availability}"
+    );
+    assert!(
+        availability.contains("\nA    WH         10"),
+        "{availability}"
+    );
+}

@@ -2,8 +2,9 @@
 //! (merging into the Odoo simulator) and two agents run, one is stopped and one event is parked;
 //! the metrics of central and of the running agent are scraped, and `promtool test rules` (from
 //! Debian's `prometheus` package, which `.ci/run` installs) evaluates every rule over series
-//! built from them: as scraped (the stopped agent and the parked event alert, nothing else),
-//! and with the same series moved past each threshold (every rule alerts, on the real labels).
+//! built from them: as scraped (the stopped agent and the parked event alert, nothing else;
+//! the webhook channel is healthy), and with the same series moved past each threshold (every
+//! rule alerts, on the real labels).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +14,7 @@ use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use tally_central::odoo::OdooConfig;
 use tally_protocol::Secret;
+use tally_tests::channels::webhook::WebhookReceiver;
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{
     AgentProcess, CentralProcess, add_agent_offline, wait_synced, wait_until, with_temp_dir,
@@ -152,6 +154,16 @@ fn expected(series: &[Series]) -> BTreeMap<&'static str, Vec<BTreeMap<String, St
                 Some(("TallyOdooCircuitOpen", "critical"))
             }
             "tally_central_dead_letters" if v > 0.0 => Some(("TallyDeadLetters", "warning")),
+            "tally_central_channel_oldest_pending_seconds" if v > 900.0 => {
+                Some(("TallyChannelBehind", "warning"))
+            }
+            "tally_central_channel_alert" if v == 1.0 => Some(("TallyChannelAlert", "critical")),
+            "tally_central_channel_circuit_open" if v == 1.0 => {
+                Some(("TallyChannelCircuitOpen", "critical"))
+            }
+            "tally_central_channel_dead_letters" if v > 0.0 => {
+                Some(("TallyChannelDeadLetters", "warning"))
+            }
             "tally_agent_log_budget_bytes"
                 if v > 0.0
                     && value("tally_agent_log_bytes", &s.labels).is_some_and(|b| b / v > 0.9) =>
@@ -169,7 +181,7 @@ fn expected(series: &[Series]) -> BTreeMap<&'static str, Vec<BTreeMap<String, St
     out
 }
 
-const ALERTS: [&str; 8] = [
+const ALERTS: [&str; 12] = [
     "TallyAgentOffline",
     "TallyAgentCentralUnreachable",
     "TallyEventsUnsynced",
@@ -178,6 +190,10 @@ const ALERTS: [&str; 8] = [
     "TallyOdooCircuitOpen",
     "TallyDeadLetters",
     "TallyAgentDiskBudget",
+    "TallyChannelBehind",
+    "TallyChannelAlert",
+    "TallyChannelCircuitOpen",
+    "TallyChannelDeadLetters",
 ];
 
 /// A promtool test: `series` held for 30 minutes, every rule evaluated at 10 minutes.
@@ -217,8 +233,13 @@ fn past_thresholds(series: &[Series]) -> Vec<Series> {
                 "tally_central_agent_connected" | "tally_agent_central_connected" => 0.0,
                 "tally_central_agent_oldest_unsynced_age_seconds"
                 | "tally_agent_oldest_unacked_age_seconds"
-                | "tally_central_agent_oldest_unmerged_age_seconds" => 1000.0,
-                "tally_central_odoo_alert" | "tally_central_odoo_circuit_open" => 1.0,
+                | "tally_central_agent_oldest_unmerged_age_seconds"
+                | "tally_central_channel_oldest_pending_seconds" => 1000.0,
+                "tally_central_odoo_alert"
+                | "tally_central_odoo_circuit_open"
+                | "tally_central_channel_alert"
+                | "tally_central_channel_circuit_open" => 1.0,
+                "tally_central_channel_dead_letters" => 2.0,
                 "tally_agent_log_bytes" => budget.get(&s.labels).map_or(s.value, |b| b * 0.95),
                 _ => s.value,
             };
@@ -230,6 +251,25 @@ fn past_thresholds(series: &[Series]) -> Vec<Series> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_rule_fires_on_real_metrics_and_only_when_it_should() {
     with_temp_dir("alert-rules", |dir| async move { scenario(&dir).await }).await;
+}
+
+const HOOK_SECRET: &str = "alerts-hook-secret-0123456789";
+
+/// Central's configuration file: one webhook channel selling warehouse WH.
+fn channel_config(dir: &Path, url: &str) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = dir.join("hook-secret");
+    std::fs::write(&secret, HOOK_SECRET)?;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let config = dir.join("central.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{url}\"\nwarehouses = [\"WH\"]\nsecret_file = \"{}\"\n",
+            secret.display()
+        ),
+    )?;
+    Ok(config)
 }
 
 async fn scenario(dir: &Path) -> anyhow::Result<()> {
@@ -246,10 +286,16 @@ async fn scenario(dir: &Path) -> anyhow::Result<()> {
     let central_dir = dir.join("central");
     let dock = add_agent_offline(&central_dir, ADMIN_TOKEN, "dock-agent", "WH").await?;
     let yard = add_agent_offline(&central_dir, ADMIN_TOKEN, "yard-agent", "WH").await?;
+    // One webhook channel, so the channel series are scraped too; its receiver takes every
+    // push, so none of its rules fires as scraped.
+    let hook = WebhookReceiver::start(HOOK_SECRET).await?;
+    let config = channel_config(dir, &hook.url())?;
     let central = CentralProcess::builder(&central_dir)
         .admin_token(ADMIN_TOKEN)
         .arg("--merge-window")
         .arg("0s")
+        .arg("--config")
+        .arg(&config)
         .odoo(&odoo)
         .spawn()
         .await?;

@@ -187,8 +187,13 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
         // and sets it straight, reporting the drift.
         shop.fulfil("CHAIR-OAK", "Main", 4);
         ensure!(shop.level("CHAIR-OAK", "Main") == Some((4, 0, 4)));
-        let resync = central.cli("channel", &["resync", "shop"]).await?;
-        ensure!(resync.contains("\"queued\""), "{resync}");
+        let resync = central
+            .cli(
+                "channel",
+                &["resync", "shop", "--reason", "fulfilled in Shopify"],
+            )
+            .await?;
+        ensure!(resync.starts_with("queued "), "{resync}");
         shop_shows(&shop, "CHAIR-OAK", 10 - BUFFER).await?;
         let (_, _, available) = shop.level("CHAIR-OAK", "Main").unwrap();
         ensure!(available == truly_free(10, 0), "{available}");
@@ -208,7 +213,9 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
             }
         })
         .await?;
-        let status = central.cli("channel", &["status", "shop"]).await?;
+        let status = central
+            .cli("channel", &["status", "shop", "--json"])
+            .await?;
         ensure!(status.contains("\"dead_letters\": []"), "{status}");
         ensure!(
             status.contains("\"channel_showed\": 4") && status.contains("\"offered\": 8"),
@@ -220,10 +227,38 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
                 && metrics.contains("tally_central_channel_alert{channel=\"shop\"}0"),
             "{metrics}"
         );
-        let list = central.cli("channel", &["list"]).await?;
+        let list = central.cli("channel", &["list", "--json"]).await?;
         ensure!(list.contains("\"name\": \"shop\""), "{list}");
-        let availability = central.cli("availability", &["CHAIR-OAK"]).await?;
+        let table = central.cli("channel", &["list"]).await?;
+        ensure!(
+            table.starts_with("CHANNEL") && table.contains("\nshop "),
+            "{table}"
+        );
+        let availability = central
+            .cli("availability", &["CHAIR-OAK", "--json"])
+            .await?;
         ensure!(availability.contains("\"free\": \"10\""), "{availability}");
+        ensure!(
+            availability.contains("\"channel\": \"shop\"")
+                && availability.contains("\"last_sent\": 8"),
+            "what the channel was last sent: {availability}"
+        );
+        // The trace of the first pick names the channel's last push of its SKU, made after the
+        // pick was merged.
+        let traced = central
+            .cli("trace", &["--agent", "shop-agent", "--id", "p1", "--json"])
+            .await?;
+        ensure!(
+            traced.contains("\"channel\": \"shop\"") && traced.contains("\"after_merge\": true"),
+            "{traced}"
+        );
+        let audit = admin_get(&central.admin(), "/v1/audit").await?;
+        ensure!(
+            audit.contains("\"action\":\"channel-resync\"")
+                && audit.contains("\"role\":\"admin\",\"action\":\"channel-resync\"")
+                && audit.contains("\"reason\":\"fulfilled"),
+            "the resync is audited: {audit}"
+        );
         Ok(())
     })
     .await;

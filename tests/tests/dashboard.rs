@@ -188,6 +188,24 @@ async fn scenario(dir: &Path) -> anyhow::Result<()> {
         "the trace names picking {}: {traced}",
         picking.name
     );
+    // A SKU's availability per warehouse, as the reader last read it from Odoo (the receipt
+    // of 4 merged): asked again until the read has happened.
+    page.eval("document.getElementById('availability-sku').value = 'CHAIR-OAK'; true")
+        .await?;
+    let row = page
+        .wait_for(
+            "CHAIR-OAK's availability in WH on the page",
+            "(document.querySelector('#availability-form button').click(), \
+             Array.from(document.querySelectorAll('#availability-warehouses tbody tr')) \
+               .map((r) => Array.from(r.cells).map((c) => c.textContent).join('|')) \
+               .find((r) => r.startsWith('WH|4|0|4|')) || false)",
+            PAGE_WAIT,
+        )
+        .await?;
+    ensure!(
+        page.eval(&text("#availability-channels tbody")).await? == "No channels.",
+        "central has no channels: {row}"
+    );
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png");
     page.screenshot(&screenshot).await?;
 

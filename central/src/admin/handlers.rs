@@ -21,7 +21,7 @@ use crate::store::registry::RegistryError;
 type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
 
 /// An answer that ends a request early (boxed: a response is large).
-type Refusal = Box<Response>;
+pub(crate) type Refusal = Box<Response>;
 
 fn registry_error(e: RegistryError) -> Response {
     match e {
@@ -33,7 +33,10 @@ fn registry_error(e: RegistryError) -> Response {
 }
 
 /// A JSON body of type `T`, or the 400 naming what was expected.
-fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, expected: &str) -> Result<T, Refusal> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(
+    bytes: &Bytes,
+    expected: &str,
+) -> Result<T, Refusal> {
     serde_json::from_slice(bytes).map_err(|_| {
         Box::new(error(
             StatusCode::BAD_REQUEST,
@@ -44,7 +47,7 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes, expected: &str) -> Result
 }
 
 /// A reason checked, or the 422 saying why not.
-fn reason(reason: Option<&str>, required: bool) -> Result<Option<&str>, Refusal> {
+pub(crate) fn reason(reason: Option<&str>, required: bool) -> Result<Option<&str>, Refusal> {
     check_reason(reason, required).map_err(|m| {
         let code = if required && reason.is_none_or(|r| r.trim().is_empty()) {
             "missing_reason"

@@ -4,12 +4,13 @@
 //!
 //! - [`auth`]: the two roles (read-only and admin) and the cross-site guard;
 //! - [`views`]: the answers, one set of types shared with the command line; [`render`] prints
-//!   them as tables; [`status`] adds up the whole picture and its warnings; [`trace`] follows
+//!   them as tables; [`channels`]: the same for the sales channels and availability; [`status`] adds up the whole picture and its warnings; [`trace`] follows
 //!   one event;
 //! - [`handlers`]: the routes that read and change; [`metrics`]: `/metrics`;
 //! - [`dashboard`]: the page at `/`, built into the binary.
 
 pub mod auth;
+pub mod channels;
 pub mod dashboard;
 pub mod handlers;
 pub mod metrics;

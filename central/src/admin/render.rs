@@ -216,6 +216,26 @@ pub fn trace(view: &TraceView) -> String {
         &rows,
         "no steps",
     ));
+    if let Some(pushes) = &view.channels {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = pushes
+            .iter()
+            .map(|p| {
+                vec![
+                    p.channel.clone(),
+                    p.sent.to_string(),
+                    p.seq.to_string(),
+                    p.at.clone(),
+                    if p.after_merge { "yes" } else { "no" }.to_owned(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["CHANNEL", "LAST SENT", "SEQ", "AT", "AFTER THE MERGE"],
+            &rows,
+            "",
+        ));
+    }
     out
 }
 
@@ -271,7 +291,12 @@ pub fn status(view: &StatusView) -> String {
     }));
     let _ = writeln!(out, "notices: {}", view.notices);
     if let Some(channels) = &view.channels {
-        let _ = writeln!(out, "\nCHANNELS: {}", channels.len());
+        let _ = writeln!(out, "\nCHANNELS");
+        out.push_str(&super::channels::render_channels(
+            &super::channels::ChannelsView {
+                channels: channels.clone(),
+            },
+        ));
     }
     out.push('\n');
     let _ = writeln!(out, "WARNINGS");

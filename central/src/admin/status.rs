@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::views::{self, AgentView, DeadLetterGroup, MergeView};
 use super::{AdminState, with_store};
+use crate::channels::Channels;
 use crate::merge::MergeState;
 use crate::store::{Store, StoreError};
 use crate::sync::hub::LiveAgent;
@@ -29,9 +30,9 @@ pub struct StatusView {
     /// How many notices the merge left (see `GET /v1/notices`).
     pub notices: u64,
     pub warnings: Vec<Warning>,
-    /// Channel status, when central has channels (extension point: absent until then).
+    /// Each channel's status, when central has channels (or, stopped, its store holds any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<serde_json::Value>>,
+    pub channels: Option<Vec<crate::channels::ChannelStatus>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -45,14 +46,15 @@ pub struct DeadLetterSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Warning {
     /// `agent-offline`, `unsynced-events-old`, `unmerged-events-old`, `odoo-alert`,
-    /// `odoo-circuit-open`, `odoo-disconnected`, `dead-letters`, `central-stopped`.
+    /// `odoo-circuit-open`, `odoo-disconnected`, `dead-letters`, `central-stopped`,
+    /// `channel-behind`, `channel-alert`, `channel-circuit-open`, `channel-dead-letters`.
     pub code: String,
     /// `critical` or `warning`.
     pub severity: String,
     pub message: String,
 }
 
-fn warning(code: &str, severity: &str, message: String) -> Warning {
+pub(crate) fn warning(code: &str, severity: &str, message: String) -> Warning {
     Warning {
         code: code.to_owned(),
         severity: severity.to_owned(),
@@ -150,14 +152,19 @@ pub fn warnings(status: &StatusView) -> Vec<Warning> {
             ),
         ));
     }
+    if let Some(channels) = &status.channels {
+        out.extend(super::channels::warnings(channels));
+    }
     out
 }
 
-/// The picture from the store, the live sessions and the merge (`running`: central serves).
+/// The picture from the store, the live sessions, the merge and the channels (`running`:
+/// central serves; stopped, the channels are those its store holds anything of).
 pub fn build(
     store: &Store,
     live: &std::collections::HashMap<String, LiveAgent>,
     merge: Option<&MergeState>,
+    channels: Option<&Channels>,
     running: bool,
 ) -> Result<StatusView, StoreError> {
     let agents = views::agents(store, live, merge.is_some())?;
@@ -174,7 +181,7 @@ pub fn build(
         },
         notices: store.notices_page(0)?.1,
         warnings: Vec::new(),
-        channels: None,
+        channels: super::channels::statuses(store, channels)?,
     };
     status.warnings = warnings(&status);
     Ok(status)
@@ -183,6 +190,7 @@ pub fn build(
 pub async fn status(State(state): State<AdminState>) -> Response {
     let live = state.hub.snapshot();
     let merge = state.merge.as_ref().map(|m| m.snapshot());
-    let work = move |store: &Store| build(store, &live, merge.as_ref(), true);
+    let channels = state.channels.clone();
+    let work = move |store: &Store| build(store, &live, merge.as_ref(), channels.as_deref(), true);
     with_store(&state.store, work, |view| Json(view).into_response()).await
 }

@@ -40,10 +40,40 @@ pub struct TraceView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picking: Option<TracedPicking>,
     pub steps: Vec<Step>,
-    /// Channel pushes that carried the event's effect, when central has channels (extension
-    /// point: absent until then).
+    /// Once the event is merged: for each channel, the last push of its SKU, and whether it
+    /// was made after the merge (so it carried the event's effect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channels: Option<Vec<serde_json::Value>>,
+    pub channels: Option<Vec<TracedPush>>,
+}
+
+/// What a channel was last sent of the event's SKU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TracedPush {
+    pub channel: String,
+    /// The value the channel accepted, with its outbox sequence and time.
+    pub sent: u64,
+    pub seq: u64,
+    pub at: String,
+    /// Whether the push came after the event was merged into Odoo (it then carried the
+    /// event's effect, read back from Odoo with everything else).
+    pub after_merge: bool,
+}
+
+/// The last push of `sku` to each channel the store knows, against the merge time.
+fn pushes(store: &Store, sku: &str, merged_at: i64) -> Result<Vec<TracedPush>, StoreError> {
+    let mut out = Vec::new();
+    for channel in store.channel_names()? {
+        if let Some(p) = store.channel_pushed(&channel, sku)? {
+            out.push(TracedPush {
+                channel,
+                sent: p.offer,
+                seq: p.seq,
+                at: time(Timestamp::from_micros(p.at)),
+                after_merge: p.at >= merged_at,
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -213,6 +243,8 @@ pub fn build(
                 let at = time(Timestamp::from_micros(into.merged_at));
                 view.steps.push(step(merge_step, "done", Some(at.clone()), format!("in picking {} ({})", into.picking, into.state)));
                 view.picking = Some(TracedPicking { name: into.picking, state: into.state, merged_at: at });
+                let pushed = pushes(store, &e.sku, into.merged_at)?;
+                view.channels = Some(pushed).filter(|p| !p.is_empty());
             }
             None => view.steps.push(step(merge_step, "done", None, "merged (no picking recorded: it needed no change in Odoo, or was merged before pickings were recorded)".to_owned())),
         }

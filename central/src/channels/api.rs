@@ -4,22 +4,24 @@
 //!   reader's state;
 //! - `GET /v1/channels`: every channel's [`ChannelStatus`];
 //! - `GET /v1/channels/{name}`: one channel's status and its dead letters;
-//! - `POST /v1/channels/{name}/resync`: every SKU queued for the channel again, what it shows
-//!   read again on the way.
+//! - `POST /v1/channels/{name}/resync` with `{"reason"}`: every SKU queued for the channel
+//!   again, what it shows read again on the way (admin token; written to the audit log).
 //!
 //! [`Availability`]: crate::availability::Availability
 //! [`ChannelStatus`]: super::ChannelStatus
 
-use axum::Json;
-use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::admin::{AdminState, error, with_store};
+use crate::admin::handlers::{body, reason};
+use crate::admin::{AdminState, Role, error, with_store};
+use crate::store::audit::Actor;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -47,10 +49,21 @@ async fn availability(
         );
     }
     let reader = state.availability.as_ref().map(|r| r.snapshot());
+    let channels = state.channels.clone();
     with_store(
         &state.store,
-        move |store| store.availability(&q.sku, q.warehouse.as_deref()),
-        |rows| Json(json!({"availability": rows, "reader": reader})).into_response(),
+        move |store| {
+            crate::admin::channels::availability(
+                store,
+                &q.sku,
+                q.warehouse.as_deref(),
+                channels.as_deref(),
+            )
+        },
+        |mut view| {
+            view.reader = reader.and_then(|r| serde_json::to_value(r).ok());
+            Json(view).into_response()
+        },
     )
     .await
 }
@@ -95,7 +108,28 @@ async fn status(State(state): State<AdminState>, Path(name): Path<String>) -> Re
     .await
 }
 
-async fn resync(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResyncBody {
+    reason: Option<String>,
+}
+
+/// Queues every SKU for the channel again. The read-only token never gets here (403
+/// `read_only`); a reason is required and kept in the audit log with the role.
+async fn resync(
+    State(state): State<AdminState>,
+    Extension(role): Extension<Role>,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let asked: ResyncBody = match body(&bytes, "{\"reason\"}") {
+        Ok(asked) => asked,
+        Err(answer) => return *answer,
+    };
+    let why = match reason(asked.reason.as_deref(), true) {
+        Ok(why) => why.unwrap_or_default().to_owned(),
+        Err(answer) => return *answer,
+    };
     let Some(channels) = state.channels.clone() else {
         return no_channel(&name);
     };
@@ -104,10 +138,18 @@ async fn resync(State(state): State<AdminState>, Path(name): Path<String>) -> Re
     };
     channels.request_resync(&name);
     let woken = channels.clone();
+    let logged = why.clone();
     with_store(
         &state.store,
-        move |store| store.outbox_resync(&config),
+        move |store| {
+            let actor = Actor {
+                role: role.as_str(),
+                reason: Some(&why),
+            };
+            store.outbox_resync(&config, Some(actor))
+        },
         move |queued| {
+            tracing::info!(channel = %name, queued, reason = %logged, "channel resync asked for");
             woken.wake();
             Json(json!({"channel": name, "queued": queued})).into_response()
         },

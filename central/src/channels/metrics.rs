@@ -13,7 +13,7 @@ type Figure = (&'static str, &'static str, fn(&ChannelStatus) -> u64);
 /// Registers every channel's outbox and push figures in `registry`.
 pub fn register(registry: &mut Registry, channels: &[ChannelStatus]) {
     let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let figures: [Figure; 7] = [
+    let figures: [Figure; 8] = [
         (
             "channel_pending",
             "SKUs whose new offer waits to be pushed",
@@ -48,6 +48,11 @@ pub fn register(registry: &mut Registry, channels: &[ChannelStatus]) {
             "channel_alert",
             "1 while pushes are paused on an error a person must fix",
             |c| u64::from(c.alert.is_some()),
+        ),
+        (
+            "channel_circuit_open",
+            "1 while calls to the channel are held back after repeated failures",
+            |c| u64::from(c.circuit == Some(crate::breaker::CircuitState::Open)),
         ),
     ];
     for (name, help, value) in figures {

@@ -126,7 +126,7 @@ pub struct Outcome {
 
 /// A SKU the channel showed at another value than Tally offers (found when its value was read
 /// from the channel: the first push of a SKU, a resync, a stale compare-and-set).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Drift {
     pub sku: String,
     pub channel_showed: Option<i64>,
@@ -137,10 +137,11 @@ pub struct Drift {
 pub const DRIFT_SAMPLE: usize = 50;
 
 /// What the admin API shows of one channel (the dashboard's channel status).
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelStatus {
     pub name: String,
-    pub kind: &'static str,
+    /// `shopify` or `webhook`; empty when read from a stopped central's database.
+    pub kind: String,
     pub warehouses: Vec<String>,
     #[serde(flatten)]
     pub outbox: OutboxStats,
@@ -251,7 +252,7 @@ impl Channels {
         let live = self.live(name);
         Ok(Some(ChannelStatus {
             name: name.to_owned(),
-            kind: config.kind.as_str(),
+            kind: config.kind.as_str().to_owned(),
             warehouses: config.warehouses.iter().cloned().collect(),
             outbox: store.outbox_stats(name)?,
             errors: live.errors,

@@ -73,7 +73,7 @@ pub struct Entry {
 }
 
 /// What the outbox holds for one channel.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxStats {
     pub pending: u64,
     pub pending_risk: u64,
@@ -245,8 +245,14 @@ impl Store {
     }
 
     /// Queues every SKU with availability for `channel` again, whatever it was last sent (a
-    /// resync: what the channel shows is read again on the way). Returns how many.
-    pub fn outbox_resync(&self, channel: &ChannelConfig) -> Result<usize, StoreError> {
+    /// resync: what the channel shows is read again on the way). Returns how many. An operator's
+    /// resync (`actor`) is written to the audit log in the same transaction; a scheduled one
+    /// is not.
+    pub fn outbox_resync(
+        &self,
+        channel: &ChannelConfig,
+        actor: Option<crate::store::audit::Actor<'_>>,
+    ) -> Result<usize, StoreError> {
         let skus = self.availability_skus()?;
         let txn = self.db().begin_write().storage()?;
         {
@@ -269,6 +275,15 @@ impl Store {
             .storage()?
             .filter(|e| e.as_ref().is_ok_and(|(k, _)| k.value().0 == channel.name))
             .count();
+        if let Some(actor) = actor {
+            crate::store::audit::append(
+                &txn,
+                actor,
+                "channel-resync",
+                &channel.name,
+                format!("{queued} SKUs queued"),
+            )?;
+        }
         txn.commit().storage()?;
         Ok(queued)
     }
@@ -306,6 +321,22 @@ impl Store {
             .and_then(|v| jiff::Timestamp::from_microsecond(v.value() as i64).ok())
             .map(|t| t.to_string());
         Ok(stats)
+    }
+
+    /// The channels the store holds anything of (outbox, pushes, dead letters, counters): what
+    /// the command line lists of a stopped central, which has no channel configuration loaded.
+    pub fn channel_names(&self) -> Result<BTreeSet<String>, StoreError> {
+        let txn = self.db().begin_read().storage()?;
+        let mut names = BTreeSet::new();
+        for table in [OUTBOX, PUSHED, DEAD] {
+            for entry in txn.open_table(table).storage()?.iter().storage()? {
+                names.insert(entry.storage()?.0.value().0.to_owned());
+            }
+        }
+        for entry in txn.open_table(COUNTERS).storage()?.iter().storage()? {
+            names.insert(entry.storage()?.0.value().0.to_owned());
+        }
+        Ok(names)
     }
 
     /// The SKUs `channel` refused for good.

@@ -76,7 +76,7 @@ pub async fn run(
             channels.request_resync(&name);
             let store = store.clone();
             let config = config.clone();
-            match tokio::task::spawn_blocking(move || store.outbox_resync(&config)).await {
+            match tokio::task::spawn_blocking(move || store.outbox_resync(&config, None)).await {
                 Ok(Ok(queued)) => tracing::info!(channel = %name, queued, "scheduled resync"),
                 _ => tracing::error!(channel = %name, "cannot queue the scheduled resync"),
             }

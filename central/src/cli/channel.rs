@@ -1,66 +1,91 @@
-//! `tally-central availability` and `tally-central channel`: through the running central's
-//! admin API; `availability` reads the store itself while central is stopped.
+//! `tally-central availability` and `tally-central channel`: tables by default, the admin
+//! API's JSON with `--json`, through the same views as the other read commands. While central
+//! is stopped they read its database (channels: what the store holds; the live figures need
+//! the running central); `channel resync` needs the running central and the admin token.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
-use serde_json::Value;
+use serde_json::json;
+use tally_central::admin::channels::{self, AvailabilityView, ChannelView, ChannelsView};
 use tally_central::config::LocalConfig;
-use tally_central::store::{Store, StoreError};
+
+use crate::api::{Api, Need};
+use crate::ops::{Output, read};
+use crate::runtime;
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelAction {
     /// Every channel with its outbox (pending, oldest pending age, dead letters), last success,
-    /// errors and throttle waits.
-    List,
-    /// One channel's status and the SKUs it refused for good.
-    Status { name: String },
+    /// errors, drift, circuit and alert.
+    List(#[command(flatten)] Output),
+    /// One channel's status, its drift and the SKUs it refused for good.
+    Status {
+        name: String,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Queue every SKU for the channel again; what it shows is read again on the way.
-    Resync { name: String },
+    Resync {
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub fn availability(
     config: &LocalConfig,
     sku: &str,
     warehouse: Option<&str>,
+    output: Output,
 ) -> anyhow::Result<()> {
-    match Store::open(&config.data_dir) {
-        Ok(store) => {
-            let rows = store.availability(sku, warehouse)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"availability": rows}))?
-            );
-            Ok(())
-        }
-        Err(StoreError::InUse { .. }) => {
-            let mut path = format!("/v1/availability?sku={}", encode(sku));
-            if let Some(w) = warehouse {
-                path.push_str(&format!("&warehouse={}", encode(w)));
-            }
-            print(ask(config, reqwest::Method::GET, &path)?)
-        }
-        Err(e) => Err(e.into()),
+    let mut path = format!("/v1/availability?sku={}", encode(sku));
+    if let Some(w) = warehouse {
+        path.push_str(&format!("&warehouse={}", encode(w)));
     }
+    let view: AvailabilityView = read(config, &path, |store| {
+        channels::availability(store, sku, warehouse, None)
+    })?;
+    output.print(&view, channels::render_availability)
 }
 
 pub fn channel(config: &LocalConfig, action: ChannelAction) -> anyhow::Result<()> {
-    let (method, path) = match &action {
-        ChannelAction::List => (reqwest::Method::GET, "/v1/channels".to_owned()),
-        ChannelAction::Status { name } => (
-            reqwest::Method::GET,
-            format!("/v1/channels/{}", encode(name)),
-        ),
-        ChannelAction::Resync { name } => (
-            reqwest::Method::POST,
-            format!("/v1/channels/{}/resync", encode(name)),
-        ),
-    };
-    print(ask(config, method, &path)?)
-}
-
-fn print(body: Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(&body)?);
-    Ok(())
+    match action {
+        ChannelAction::List(output) => {
+            let view = read(config, "/v1/channels", |store| {
+                Ok(ChannelsView {
+                    channels: channels::statuses(store, None)?.unwrap_or_default(),
+                })
+            })?;
+            output.print(&view, channels::render_channels)
+        }
+        ChannelAction::Status { name, output } => {
+            let path = format!("/v1/channels/{}", encode(&name));
+            let view: Option<ChannelView> = read(config, &path, |store| {
+                channels::stored_channel(store, &name)
+            })?;
+            let Some(view) = view else {
+                bail!("central's database holds nothing of a channel named {name:?}");
+            };
+            output.print(&view, channels::render_channel)
+        }
+        ChannelAction::Resync { name, reason } => {
+            let reason = tally_central::admin::check_reason(Some(&reason), true)
+                .map_err(anyhow::Error::msg)?
+                .unwrap_or_default()
+                .to_owned();
+            runtime()?.block_on(async {
+                let api = Api::new(config, Need::Change)?;
+                let path = format!("/v1/channels/{}/resync", encode(&name));
+                let answer = api.change(&path, &json!({"reason": reason})).await?;
+                println!(
+                    "queued {} SKUs for channel {name}; what it shows is read again on the way",
+                    answer["queued"]
+                );
+                Ok(())
+            })
+        }
+    }
 }
 
 /// Percent-encodes a path or query part.
@@ -73,38 +98,4 @@ fn encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn ask(config: &LocalConfig, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
-    let Some(token) = &config.admin_token else {
-        bail!(
-            "give the admin token (--admin-token-file, TALLY_ADMIN_TOKEN or --config) to ask central's admin API"
-        );
-    };
-    let base = format!("http://{}", config.admin_listen);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .request(method, format!("{base}{path}"))
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .with_context(|| {
-                format!("central's admin API at {base} does not answer (is central running?)")
-            })?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            let message = body["error"]["message"].as_str().map(str::to_owned);
-            bail!(
-                "{}",
-                message.unwrap_or_else(|| format!("{base} answered {status}"))
-            );
-        }
-        Ok(body)
-    })
 }

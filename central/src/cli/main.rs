@@ -120,8 +120,10 @@ enum Command {
         /// Only this warehouse.
         #[arg(long)]
         warehouse: Option<String>,
+        #[command(flatten)]
+        output: ops::Output,
     },
-    /// Sales channels (through the running central's admin API).
+    /// Sales channels: their outbox, pushes, drift and errors; a resync.
     Channel {
         #[command(flatten)]
         config: ConfigArgs,
@@ -217,8 +219,9 @@ fn main() -> ExitCode {
             config,
             sku,
             warehouse,
+            output,
         } => match load_local(&config) {
-            Ok(config) => channel::availability(&config, &sku, warehouse.as_deref()),
+            Ok(config) => channel::availability(&config, &sku, warehouse.as_deref(), output),
             Err(code) => return code,
         },
         Command::Channel { config, action } => match load_local(&config) {

@@ -23,7 +23,11 @@ pub struct Output {
 }
 
 impl Output {
-    fn print<T: Serialize>(self, view: &T, table: fn(&T) -> String) -> anyhow::Result<()> {
+    pub(crate) fn print<T: Serialize>(
+        self,
+        view: &T,
+        table: fn(&T) -> String,
+    ) -> anyhow::Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(view)?);
         } else {
@@ -119,7 +123,7 @@ fn target(config: &LocalConfig, create: bool) -> anyhow::Result<Target> {
 }
 
 /// A read: built from the store, or read from the API's `path`.
-fn read<T: serde::de::DeserializeOwned>(
+pub(crate) fn read<T: serde::de::DeserializeOwned>(
     config: &LocalConfig,
     path: &str,
     offline: impl FnOnce(&Store) -> Result<T, StoreError>,
@@ -275,7 +279,7 @@ pub fn dlq(config: LocalConfig, action: DlqAction) -> anyhow::Result<()> {
 
 pub fn status(config: LocalConfig, output: Output) -> anyhow::Result<()> {
     let view = read(&config, "/v1/status", |store| {
-        status::build(store, &Default::default(), None, false)
+        status::build(store, &Default::default(), None, None, false)
     })?;
     output.print(&view, render::status)
 }

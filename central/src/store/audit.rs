@@ -1,5 +1,5 @@
 //! The audit log: every change an operator made (agents added, rotated, revoked; parked events
-//! retried or discarded), who made it (the role of the token, or `local` for the command line
+//! retried or discarded; channels resynced), who made it (the role of the token, or `local` for the command line
 //! on a stopped central's database), when, and why.
 //!
 //! Each entry is written in the transaction that makes the change, so a change is never
@@ -39,9 +39,10 @@ pub struct AuditEntry {
     /// Microseconds since the Unix epoch, central's clock.
     pub at: i64,
     pub role: String,
-    /// `agent-add`, `agent-rotate`, `agent-revoke`, `dead-letter-retry`, `dead-letter-discard`.
+    /// `agent-add`, `agent-rotate`, `agent-revoke`, `dead-letter-retry`, `dead-letter-discard`,
+    /// `channel-resync`.
     pub action: String,
-    /// The agent id, or `warehouse/SKU`.
+    /// The agent id, `warehouse/SKU`, or the channel's name.
     pub target: String,
     pub reason: Option<String>,
     /// What the change did, such as `3 events queued`.

@@ -197,22 +197,50 @@ function renderWarnings(warnings) {
   }
 }
 
-// Channels are shown as central reports them; the section stays hidden until it does.
+// The section stays hidden while central has no channels.
 function renderChannels(channels) {
   const section = $("channels-section");
   if (!Array.isArray(channels)) { section.hidden = true; return; }
   section.hidden = false;
-  const table = $("channels");
-  const keys = [...new Set(channels.flatMap((c) => Object.keys(c)))];
-  const head = table.tHead;
-  head.replaceChildren();
-  const row = head.insertRow();
-  for (const key of keys) {
-    const th = document.createElement("th");
-    th.textContent = key;
-    row.appendChild(th);
+  fill($("channels").tBodies[0], channels, [
+    (c) => c.name,
+    (c) => c.kind || "-",
+    (c) => c.pending,
+    (c) => c.oldest_pending_age_s == null ? "-" : age(c.oldest_pending_age_s),
+    (c) => when(c.last_success) || "-",
+    (c) => c.errors,
+    (c) => c.dead_letters,
+    (c) => c.drift_found,
+    (c) => c.circuit || "-",
+    (c) => c.alert || "-",
+  ], "No channels.");
+}
+
+// A SKU per warehouse (as last read from Odoo) and per channel (offered now, last sent).
+async function showAvailability(event) {
+  event.preventDefault();
+  const sku = $("availability-sku").value.trim();
+  try {
+    const a = await api("/v1/availability?" + new URLSearchParams({ sku }).toString());
+    fill($("availability-warehouses").tBodies[0], a.availability, [
+      (r) => r.warehouse,
+      (r) => r.on_hand,
+      (r) => r.reserved,
+      (r) => r.free,
+      (r) => when(r.read_at),
+    ], "No availability of " + sku + " was read from Odoo.");
+    fill($("availability-channels").tBodies[0], a.channels || [], [
+      (c) => c.channel,
+      (c) => c.offered == null ? "-" : c.offered,
+      (c) => c.last_sent == null ? "-" : c.last_sent + " (seq " + c.last_sent_seq + ")",
+      (c) => when(c.last_sent_at) || "-",
+    ], "No channels.");
+    $("availability").hidden = false;
+    $("availability-result").textContent = "";
+  } catch (error) {
+    $("availability").hidden = true;
+    $("availability-result").textContent = "Cannot read the availability: " + error.message;
   }
-  fill(table.tBodies[0], channels, keys.map((k) => (c) => typeof c[k] === "object" && c[k] !== null ? JSON.stringify(c[k]) : c[k]), "No channels.");
 }
 
 function renderNotices(n) {
@@ -253,6 +281,12 @@ async function trace(event) {
       ol.appendChild(li);
     }
     out.appendChild(ol);
+    for (const p of t.channels || []) {
+      const line = document.createElement("p");
+      line.className = "trace-push";
+      line.textContent = "channel " + p.channel + ": last sent " + p.sent + " at " + when(p.at) + (p.after_merge ? ", after the merge" : ", before the merge: not yet pushed with this event");
+      out.appendChild(line);
+    }
   } catch (error) {
     const p = document.createElement("p");
     p.textContent = "Trace failed: " + error.message;
@@ -321,5 +355,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("dlq-action").addEventListener("submit", confirmAction);
   $("dlq-cancel").addEventListener("click", () => { pending = null; $("dlq-action").hidden = true; });
   $("trace-form").addEventListener("submit", trace);
+  $("availability-form").addEventListener("submit", showAvailability);
   if (token()) signIn(); else $("token").focus();
 });
