@@ -12,6 +12,7 @@
 //! and printing the dashboard's address and a token to sign in with, serving until Ctrl-C
 //! (`--no-dashboard` exits instead).
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,7 +41,8 @@ struct Args {
     odoo_user: String,
     #[arg(long, env = "TALLY_ODOO_API_KEY", hide_env_values = true)]
     odoo_api_key: Option<String>,
-    /// Exit after the demo instead of serving the dashboard until Ctrl-C.
+    /// Exit after the demo instead of serving the dashboard until Ctrl-C (the default when
+    /// standard input is not a terminal).
     #[arg(long)]
     no_dashboard: bool,
 }
@@ -477,6 +479,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("  done. Logs and data are in {}", dir.display());
     if args.no_dashboard {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        // Run from a script or CI: nobody is there to open the page or press Ctrl-C.
+        println!("  (not run from a terminal: the dashboard is not served; run it in one to look)");
         return Ok(());
     }
 
