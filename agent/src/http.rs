@@ -17,9 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tally_protocol::{Secret, Timestamp};
+use tally_service::token::TokenDigest;
 
 use crate::ingest::{self, EventJson};
 use crate::log::writer::{AppendError, WriterHandle};
@@ -53,7 +52,7 @@ pub struct AppState {
 
 /// The accepted bearer tokens, kept only as SHA-256 digests and compared in constant time.
 pub struct TokenSet {
-    digests: Vec<[u8; 32]>,
+    digests: Vec<TokenDigest>,
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -65,20 +64,17 @@ impl std::fmt::Debug for TokenSet {
 impl TokenSet {
     pub fn new(tokens: &[Secret]) -> TokenSet {
         TokenSet {
-            digests: tokens
-                .iter()
-                .map(|t| Sha256::digest(t.expose().as_bytes()).into())
-                .collect(),
+            digests: tokens.iter().map(|t| TokenDigest::of(t.expose())).collect(),
         }
     }
 
     /// Compares against every token without stopping early, so timing does not reveal which
     /// (or how much of one) matched.
     pub fn accepts(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let digest = TokenDigest::of(presented);
         let mut matched = subtle::Choice::from(0);
         for known in &self.digests {
-            matched |= known.ct_eq(&digest);
+            matched |= known.matches(&digest);
         }
         matched.into()
     }

@@ -520,11 +520,7 @@ fn odoo_config(odoo: OdooFile) -> Result<Option<OdooConfig>, ConfigError> {
         .parse()
         .map_err(|_| invalid("odoo_url", format!("{url:?} is not a URL")))?;
     let host = uri.host().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = tally_service::is_loopback_host(host);
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") if loopback => {}

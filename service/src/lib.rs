@@ -6,8 +6,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod datafile;
 pub mod rotate;
+pub mod token;
 pub mod watchdog;
 
 use std::io::{IsTerminal, Write};
@@ -264,8 +266,43 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// Whether a URL's `host` (as `http::Uri::host` gives it, IPv6 in brackets or not) is this
+/// machine: `localhost` or a loopback address. The one rule for where plain `ws://` and
+/// `http://` are allowed (central's URL for an agent, Odoo's and a channel's for central).
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loopback_hosts_are_this_machine_only() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.8.9.1",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(super::is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "example.com",
+            "10.0.0.1",
+            "localhost.example.com",
+            "[::2]",
+            "0.0.0.0",
+        ] {
+            assert!(!super::is_loopback_host(host), "{host}");
+        }
+    }
+
     /// Guards against the scheme word being case-sensitive (`bearer` refused; issue 10, item 8).
     #[test]
     fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {

@@ -64,10 +64,7 @@ impl Endpoint {
             .trim_matches(['[', ']'])
             .to_owned();
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        let loopback = tally_service::is_loopback_host(&host);
         if !secure && !loopback {
             bail!("{url:?}: plain ws:// is only allowed to a loopback address; use wss://");
         }

@@ -1,7 +1,6 @@
 //! The sync client: keeps one session with central alive, reconnecting with capped
 //! exponential backoff, and streams the log through it ([`session`]).
 
-pub mod backoff;
 pub mod connect;
 pub mod session;
 
@@ -143,7 +142,7 @@ pub async fn run(
         let delay = if slow {
             config.backoff_max
         } else {
-            backoff::delay(
+            tally_service::backoff::delay(
                 attempt,
                 config.backoff_min,
                 config.backoff_max,

@@ -13,8 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use tally_service::token::TokenDigest;
 
 use super::{AdminState, error};
 
@@ -41,10 +40,10 @@ pub fn role(state: &AdminState, authorization: Option<&str>) -> Option<Role> {
     let presented = authorization
         .and_then(tally_service::bearer_token)
         .unwrap_or("");
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    let admin = digest.ct_eq(&state.admin_token_sha256);
-    let read = match &state.read_token_sha256 {
-        Some(read) => digest.ct_eq(read),
+    let digest = TokenDigest::of(presented);
+    let admin = digest.matches(&state.admin_token);
+    let read = match &state.read_token {
+        Some(read) => digest.matches(read),
         None => subtle::Choice::from(0),
     };
     if bool::from(admin) {

@@ -29,8 +29,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tally_protocol::Secret;
+use tally_service::token::TokenDigest;
 
 use crate::store::Store;
 use crate::sync::hub::Hub;
@@ -41,9 +41,9 @@ pub use auth::Role;
 pub struct AdminState {
     pub store: Store,
     pub hub: Hub,
-    pub admin_token_sha256: [u8; 32],
+    pub admin_token: TokenDigest,
     /// The read-only token's digest, when one is configured.
-    pub read_token_sha256: Option<[u8; 32]>,
+    pub read_token: Option<TokenDigest>,
     pub token_grace: Duration,
     /// The merge into Odoo, when one is configured.
     pub merge: Option<std::sync::Arc<crate::merge::MergeStatus>>,
@@ -58,8 +58,8 @@ impl AdminState {
         AdminState {
             store,
             hub,
-            admin_token_sha256: digest(admin_token),
-            read_token_sha256: None,
+            admin_token: digest(admin_token),
+            read_token: None,
             token_grace,
             merge: None,
             channels: None,
@@ -69,13 +69,13 @@ impl AdminState {
 
     /// Accepts `token` for reading (the dashboard and every GET), never for changes.
     pub fn with_read_token(mut self, token: Option<&Secret>) -> AdminState {
-        self.read_token_sha256 = token.map(digest);
+        self.read_token = token.map(digest);
         self
     }
 }
 
-fn digest(token: &Secret) -> [u8; 32] {
-    Sha256::digest(token.expose().as_bytes()).into()
+fn digest(token: &Secret) -> TokenDigest {
+    TokenDigest::of(token.expose())
 }
 
 pub fn router(state: AdminState) -> Router {

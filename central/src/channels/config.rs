@@ -193,11 +193,7 @@ fn check_url(url: &str) -> Result<(), String> {
         .parse()
         .map_err(|_| format!("url {url:?} is not a URL"))?;
     let host = uri.host().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = tally_service::is_loopback_host(host);
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if loopback => Ok(()),

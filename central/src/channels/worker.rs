@@ -48,11 +48,15 @@ impl Adapter {
     }
 }
 
-/// Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … at most 60 s.
+/// Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … at most 60 s
+/// ([`tally_service::backoff::delay`], as the agent's reconnects).
 pub fn backoff(failures: u32, jitter: f64) -> Duration {
-    let base = Duration::from_millis(500).saturating_mul(1u32 << failures.min(7));
-    base.min(Duration::from_secs(60))
-        .mul_f64(0.5 + jitter.clamp(0.0, 1.0) / 2.0)
+    tally_service::backoff::delay(
+        failures,
+        Duration::from_millis(500),
+        Duration::from_secs(60),
+        jitter,
+    )
 }
 
 /// Drains `config`'s outbox until `shutdown`.

@@ -6,9 +6,8 @@
 
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tally_protocol::{Secret, Timestamp};
+use tally_service::token::TokenDigest;
 
 use super::audit::{self, Actor};
 use super::{AGENTS, ResultExt, Store, StoreError};
@@ -62,7 +61,7 @@ pub enum RegistryError {
 }
 
 fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    TokenDigest::of(token).to_bytes()
 }
 
 fn new_token() -> Secret {
@@ -214,7 +213,7 @@ impl Store {
 
     /// Checks an agent's token, in constant time with respect to the token.
     pub fn verify_agent(&self, agent_id: &str, token: &Secret) -> Result<Verdict, StoreError> {
-        let presented = digest(token.expose());
+        let presented = TokenDigest::of(token.expose());
         let txn = self.db().begin_read().storage()?;
         let table = txn.open_table(AGENTS).storage()?;
         let Some(bytes) = table.get(agent_id).storage()? else {
@@ -222,9 +221,11 @@ impl Store {
         };
         let record = decode(agent_id, bytes.value())?;
         let now = Timestamp::now().as_micros();
-        let current = record.token_sha256.ct_eq(&presented);
+        let current = TokenDigest::from_bytes(record.token_sha256).matches(&presented);
         let previous = match (record.previous_token_sha256, record.previous_valid_until) {
-            (Some(old), Some(until)) if now < until => old.ct_eq(&presented),
+            (Some(old), Some(until)) if now < until => {
+                TokenDigest::from_bytes(old).matches(&presented)
+            }
             _ => subtle::Choice::from(0),
         };
         if !bool::from(current | previous) {

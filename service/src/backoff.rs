@@ -1,8 +1,9 @@
-//! Reconnect delays: capped exponential backoff with jitter, as a pure function.
+//! Retry delays: capped exponential backoff with jitter, as a pure function. The agent's
+//! reconnects to central and central's pushes to a channel both wait this way.
 
 use std::time::Duration;
 
-/// The delay before reconnect attempt `attempt` (0 for the first retry): `min · 2^attempt`,
+/// The delay before retry `attempt` (0 for the first retry): `min · 2^attempt`,
 /// capped at `max`, then scaled by a factor in [0.5, 1) from `jitter` ∈ [0, 1) so that many
 /// agents cut off by the same outage do not reconnect in lockstep.
 pub fn delay(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Duration {
