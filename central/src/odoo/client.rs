@@ -3,7 +3,6 @@
 //! into an [`OdooError`]. A [`Call`] says what to call once; each transport encodes it its
 //! own way. Knows nothing about stock; [`super::api`] builds on it.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,96 +10,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tally_protocol::Secret;
 
+use super::answers::{
+    http_date_micros, malformed, parse_json2_error, parse_jsonrpc_answer, read_limited,
+    transport_error,
+};
 use super::breaker::Breaker;
-use super::error::{ErrorKind, OdooError, classify_application, classify_http};
+use super::error::{ErrorKind, OdooError, classify_http};
+pub use super::settings::{Api, OdooConfig, Transport};
 
-/// Largest answer read from Odoo (a 1000-SKU availability read is well under this).
-const MAX_ANSWER_BYTES: usize = 64 << 20;
 /// Time added to a call's timeout per picking line it writes or validates: Odoo spends
 /// ~35 ms a line on a small server (docs/odoo.md), far more when it is loaded.
 const TIMEOUT_PER_LINE: Duration = Duration::from_millis(500);
 /// The first Odoo version that serves JSON-2; `auto` uses it from there on (19 deprecates
 /// `/jsonrpc`, and Odoo's documentation schedules its removal for 22).
 const FIRST_JSON2_MAJOR: u32 = 19;
-
-/// Which of Odoo's external APIs to use (`[odoo] api` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Api {
-    /// JSON-2 from Odoo 19 on, JSON-RPC before.
-    #[default]
-    Auto,
-    Json2,
-    JsonRpc,
-}
-
-impl Api {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Api::Auto => "auto",
-            Api::Json2 => "json2",
-            Api::JsonRpc => "jsonrpc",
-        }
-    }
-}
-
-impl FromStr for Api {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Api, String> {
-        match text {
-            "auto" => Ok(Api::Auto),
-            "json2" => Ok(Api::Json2),
-            "jsonrpc" => Ok(Api::JsonRpc),
-            other => Err(format!(
-                "{other:?} is not an Odoo API (auto, json2 or jsonrpc)"
-            )),
-        }
-    }
-}
-
-/// The transport a connected client uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    JsonRpc,
-    Json2,
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::JsonRpc => "jsonrpc",
-            Transport::Json2 => "json2",
-        })
-    }
-}
-
-/// Where and as whom to reach Odoo.
-#[derive(Clone)]
-pub struct OdooConfig {
-    /// Base URL, such as `https://erp.example.com` (`/jsonrpc` is appended).
-    pub url: String,
-    pub db: String,
-    pub login: String,
-    /// The integration user's API key (never logged).
-    pub api_key: Secret,
-    /// Timeout of one call; calls that write or validate picking lines get
-    /// [`TIMEOUT_PER_LINE`] more per line.
-    pub call_timeout: Duration,
-    pub api: Api,
-}
-
-impl std::fmt::Debug for OdooConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OdooConfig")
-            .field("url", &self.url)
-            .field("db", &self.db)
-            .field("login", &self.login)
-            .field("api_key", &self.api_key)
-            .field("api", &self.api)
-            .finish()
-    }
-}
 
 /// One call of a model's method, said once for both transports. JSON-RPC's `execute_kw`
 /// takes the record ids and [`Call::arg`]s by position and [`Call::kwarg`]s by name; JSON-2
@@ -528,135 +451,9 @@ impl OdooClient {
     }
 }
 
-fn malformed(what: &str) -> OdooError {
-    OdooError::new(
-        ErrorKind::Contract,
-        "malformed-answer",
-        format!("Odoo's answer to {what} has an unexpected shape"),
-    )
-}
-
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, OdooError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if out.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(OdooError::new(
-                ErrorKind::Permanent,
-                "too-large",
-                format!("Odoo's answer exceeds {MAX_ANSWER_BYTES} bytes"),
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
-/// An HTTP `Date` (`Sun, 06 Nov 1994 08:49:37 GMT`) in microseconds since the epoch.
-fn http_date_micros(text: &str) -> Option<i64> {
-    let parsed = jiff::fmt::rfc2822::DateTimeParser::new()
-        .parse_timestamp(text)
-        .ok()?;
-    Some(parsed.as_microsecond())
-}
-
-/// reqwest's errors name the URL but never the body, so they carry no secret.
-fn transport_error(e: reqwest::Error) -> OdooError {
-    let name = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "transport"
-    };
-    OdooError::new(ErrorKind::Retryable, name, e.without_url().to_string())
-}
-
-/// A JSON-RPC answer: its envelope's result or error, or what its status says.
-fn parse_jsonrpc_answer(
-    status: reqwest::StatusCode,
-    bytes: &[u8],
-) -> Result<Option<Value>, OdooError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(envelope) if envelope.is_object() => parse_envelope(envelope),
-        _ if !status.is_success() => Err(OdooError::new(
-            classify_http(status.as_u16()),
-            format!("http-{}", status.as_u16()),
-            format!("Odoo answered HTTP {status} without a JSON-RPC body"),
-        )),
-        _ => Err(OdooError::new(
-            ErrorKind::Retryable,
-            "non-json",
-            format!("Odoo answered HTTP {status} with a body that is not JSON-RPC"),
-        )),
-    }
-}
-
-/// Splits a JSON-RPC envelope into its result or its classified error.
-pub fn parse_envelope(mut envelope: Value) -> Result<Option<Value>, OdooError> {
-    if let Some(error) = envelope.get("error") {
-        let data = &error["data"];
-        let name = data["name"]
-            .as_str()
-            .or(error["message"].as_str())
-            .unwrap_or("unknown")
-            .to_owned();
-        let message = data["message"].as_str().unwrap_or_default().to_owned();
-        return Err(OdooError::new(
-            classify_application(&name, &message),
-            name,
-            message,
-        ));
-    }
-    Ok(envelope.get_mut("result").map(Value::take))
-}
-
-/// Turns a JSON-2 error answer (`{"name", "message", "arguments", "context", "debug"}`
-/// with an HTTP error status) into an [`OdooError`]; the `debug` traceback is left out.
-pub fn parse_json2_error(status: u16, error: &Value) -> OdooError {
-    let name = error["name"].as_str().unwrap_or("unknown").to_owned();
-    let message = error["message"].as_str().unwrap_or_default().to_owned();
-    let kind = match status {
-        401 => ErrorKind::Auth,
-        _ => classify_application(&name, &message),
-    };
-    OdooError::new(kind, name, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelopes_split_into_result_nothing_or_error() {
-        assert_eq!(
-            parse_envelope(json!({"jsonrpc":"2.0","id":1,"result":6})),
-            Ok(Some(json!(6)))
-        );
-        assert_eq!(
-            parse_envelope(json!({"jsonrpc":"2.0","id":1,"result":false})),
-            Ok(Some(json!(false)))
-        );
-        // A method returning None: no `result` key at all (docs/odoo.md#transports).
-        assert_eq!(parse_envelope(json!({"jsonrpc":"2.0","id":1})), Ok(None));
-        let error = parse_envelope(json!({"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error",
-            "data":{"name":"psycopg2.errors.SerializationFailure","debug":"Traceback ...","message":"could not serialize access due to concurrent update\n","arguments":[],"context":{}}}}))
-            .unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Retryable);
-        assert_eq!(error.name, "psycopg2.errors.SerializationFailure");
-        assert!(
-            !error.to_string().contains("Traceback"),
-            "debug tracebacks stay out of messages"
-        );
-    }
-
-    #[test]
-    fn http_dates_parse() {
-        assert_eq!(
-            http_date_micros("Thu, 01 Jan 1970 00:00:01 GMT"),
-            Some(1_000_000)
-        );
-        assert_eq!(http_date_micros("yesterday"), None);
-    }
 
     #[test]
     fn the_api_key_never_shows_in_debug_output() {

@@ -5,10 +5,12 @@
 //!
 //! Architecture invariant: only `central::odoo` builds or parses Odoo's JSON.
 
+pub mod answers;
 pub mod api;
 pub mod breaker;
 pub mod client;
 pub mod error;
+pub mod settings;
 pub mod stock_levels;
 
 pub use client::{Api, Call, OdooClient, OdooConfig, Transport};

@@ -19,17 +19,21 @@
 //! has not seen yet stays subtracted by Shopify itself (see ARCHITECTURE.md, "No oversell").
 
 pub mod bucket;
+mod graphql;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tally_protocol::Secret;
 
 use super::{ChannelConfig, ChannelError, ChannelKind, Entry, Outcome};
-use bucket::{Bucket, ThrottleStatus};
+use bucket::Bucket;
+pub use graphql::sku_query;
+use graphql::{
+    Answer, ITEMS, ItemNode, LEVELS, LOCATIONS, Location, Page, SET, UserError, Variant, shape,
+};
 
 /// Quantities per `inventorySetQuantities` call (Shopify's limit).
 pub const BATCH: usize = 250;
@@ -38,141 +42,6 @@ pub const LOOKUP: usize = 250;
 pub const API_VERSION: &str = "2026-04";
 /// The most attempts of one set before what is left waits for the worker's next round.
 const SET_ATTEMPTS: usize = 6;
-
-const LOCATIONS: &str = "query TallyLocations($after: String) {
-  locations(first: 250, after: $after) { nodes { id name } pageInfo { hasNextPage endCursor } }
-}";
-
-const ITEMS: &str = "query TallyItems($query: String!, $location: ID!, $after: String) {
-  productVariants(first: 250, query: $query, after: $after) {
-    nodes {
-      sku
-      inventoryItem { id inventoryLevel(locationId: $location) { quantities(names: [\"on_hand\"]) { name quantity } } }
-    }
-    pageInfo { hasNextPage endCursor }
-  }
-}";
-
-const LEVELS: &str = "query TallyLevels($ids: [ID!]!, $location: ID!) {
-  nodes(ids: $ids) {
-    ... on InventoryItem { id inventoryLevel(locationId: $location) { quantities(names: [\"on_hand\"]) { name quantity } } }
-  }
-}";
-
-const SET: &str = "mutation TallySet($input: InventorySetQuantitiesInput!, $key: String!) {
-  inventorySetQuantities(input: $input) @idempotent(key: $key) {
-    inventoryAdjustmentGroup { id }
-    userErrors { field message code }
-  }
-}";
-
-#[derive(Debug, Deserialize)]
-struct Answer {
-    data: Option<Value>,
-    #[serde(default)]
-    errors: Vec<GraphQlError>,
-    extensions: Option<Extensions>,
-}
-
-#[derive(Debug, Deserialize)]
-struct GraphQlError {
-    message: String,
-    #[serde(default)]
-    extensions: Option<ErrorExtensions>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorExtensions {
-    code: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Extensions {
-    cost: Option<Cost>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Cost {
-    requested_query_cost: Option<f64>,
-    throttle_status: ThrottleStatus,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageInfo {
-    has_next_page: bool,
-    end_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Page<T> {
-    nodes: Vec<T>,
-    #[serde(rename = "pageInfo")]
-    page_info: PageInfo,
-}
-
-#[derive(Debug, Deserialize)]
-struct Location {
-    id: String,
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Variant {
-    sku: Option<String>,
-    inventory_item: ItemNode,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ItemNode {
-    id: String,
-    inventory_level: Option<Level>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Level {
-    quantities: Vec<NamedQuantity>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedQuantity {
-    name: String,
-    quantity: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct UserError {
-    #[serde(default)]
-    field: Option<Vec<String>>,
-    message: String,
-    code: Option<String>,
-}
-
-impl Level {
-    fn on_hand(&self) -> Option<i64> {
-        self.quantities
-            .iter()
-            .find(|q| q.name == "on_hand")
-            .map(|q| q.quantity)
-    }
-}
-
-fn shape(what: &str, e: impl std::fmt::Display) -> ChannelError {
-    ChannelError::contract(format!(
-        "Shopify's answer to {what} has an unexpected shape: {e}"
-    ))
-}
-
-/// `sku:"A" OR sku:"B"`, quoted for Shopify's search syntax.
-pub fn sku_query(skus: &[&str]) -> String {
-    skus.iter()
-        .map(|s| format!("sku:\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(" OR ")
-}
 
 #[derive(Debug)]
 pub struct Shopify {
