@@ -42,23 +42,7 @@ fn build_binaries() -> anyhow::Result<()> {
         .and_then(Path::parent)
         .context("the example's profile directory")?
         .to_owned();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "tally-agent",
-        "-p",
-        "tally-central",
-    ]);
-    if release {
-        build.arg("--release");
-    }
-    ensure!(build.status()?.success(), "building the binaries failed");
-    tally_tests::use_binaries_from(&profile_dir);
-    Ok(())
+    tally_tests::build_binaries_into(&profile_dir)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

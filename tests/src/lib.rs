@@ -107,6 +107,35 @@ pub fn use_binaries_from(dir: &Path) {
     let _ = BINARY_DIR.set(dir.to_owned());
 }
 
+/// Builds `tally-agent` and `tally-central` with cargo into `profile_dir` (a Cargo target
+/// profile directory such as `target/debug`, the profile read from its name) and takes them
+/// from there: [`use_binaries_from`], for programs run outside `cargo test`.
+pub fn build_binaries_into(profile_dir: &Path) -> anyhow::Result<()> {
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "tally-agent",
+        "-p",
+        "tally-central",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .context("cannot run cargo to build the binaries")?;
+    ensure!(
+        status.success(),
+        "building tally-agent and tally-central failed"
+    );
+    use_binaries_from(profile_dir);
+    Ok(())
+}
+
 /// Finds the binary `name` of the package of the same name: the one in the directory given to
 /// [`use_binaries_from`] if any, else the path in the environment variable `env` if set, else
 /// `target/<profile>/<name>` next to the test executable, refused when older than a source it

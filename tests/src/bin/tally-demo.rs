@@ -76,29 +76,7 @@ fn step(text: &str) {
 fn build_binaries() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe.parent().context("the demo's own directory")?.to_owned();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = std::process::Command::new(cargo);
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "tally-agent",
-        "-p",
-        "tally-central",
-    ]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .context("cannot run cargo to build the binaries")?;
-    ensure!(
-        status.success(),
-        "building tally-agent and tally-central failed"
-    );
-    tally_tests::use_binaries_from(&profile_dir);
-    Ok(())
+    tally_tests::build_binaries_into(&profile_dir)
 }
 
 fn workspace_dir() -> anyhow::Result<PathBuf> {
