@@ -12,9 +12,10 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tally_protocol::{LogId, decode_record, encode_record};
 use tally_service::datafile::{self, BackupError, FORMAT_TABLE, Opened};
+use tally_service::restore::{Refusal, RestoreFiles};
 
 use super::{
     EVENTS, IDS, LOG_FILE, LOG_FORMAT, Log, LogError, META, META_ACKED_SEQ, META_HEAD_SEQ,
@@ -106,38 +107,9 @@ impl Log {
 /// migrates it, gives it a new log id, and keeps the replaced log as
 /// [`BEFORE_RESTORE_FILE`]. The log is replaced by one rename: a failure leaves it as it was.
 pub fn restore(data_dir: &Path, from: &Path) -> Result<Restored, RestoreError> {
-    let live = data_dir.join(LOG_FILE);
-    let aside = data_dir.join(BEFORE_RESTORE_FILE);
-    if live.exists() {
-        // A damaged log is what a restore is for: any other failure to open it is no refusal,
-        // it is kept aside as it is.
-        if let Err(DatabaseError::DatabaseAlreadyOpen) = Database::open(&live) {
-            return Err(RestoreError::Running { path: live });
-        }
-        if aside.exists() {
-            return Err(RestoreError::BeforeRestoreExists { path: aside });
-        }
-    }
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |error| RestoreError::Io { path, error }
-    };
-    // The backup is never written: its copy is checked and rewritten.
-    let work = data_dir.join(".events.redb.restoring");
-    let checked = data_dir.join(".events.redb.restored");
-    let _ = std::fs::remove_file(&work);
-    tally_service::create_private_file(&work).map_err(io(&work))?;
-    let result = (|| {
-        {
-            let mut source = std::fs::File::open(from).map_err(io(from))?;
-            let mut target = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&work)
-                .map_err(io(&work))?;
-            std::io::copy(&mut source, &mut target).map_err(io(from))?;
-        }
-        let db = Database::create(&work).map_err(|e| storage(from, e.into()))?;
+    let files = RestoreFiles::new(data_dir, LOG_FILE, BEFORE_RESTORE_FILE);
+    let (restored, previous) = files.restore(from, |work, checked| {
+        let db = Database::create(work).map_err(|e| storage(from, e.into()))?;
         let txn = db.begin_write().map_err(|e| storage(from, e.into()))?;
         let opened = datafile::upgrade(&txn, from, &LOG_FORMAT).map_err(LogError::Format)?;
         let backup_version = match opened {
@@ -155,26 +127,23 @@ pub fn restore(data_dir: &Path, from: &Path) -> Result<Restored, RestoreError> {
         // Copying every table reads every row once more, and refuses tables this release
         // does not know rather than drop them.
         let snapshot = db.begin_read().map_err(|e| storage(from, e.into()))?;
-        datafile::write_copy(&snapshot, &checked, copy_tables)?;
+        datafile::write_copy(&snapshot, checked, copy_tables)?;
         Ok(restored)
-    })();
-    let _ = std::fs::remove_file(&work);
-    let mut restored = match result {
-        Ok(restored) => restored,
-        Err(error) => {
-            let _ = std::fs::remove_file(&checked);
-            return Err(error);
+    })?;
+    Ok(Restored {
+        previous,
+        ..restored
+    })
+}
+
+impl From<Refusal> for RestoreError {
+    fn from(refusal: Refusal) -> RestoreError {
+        match refusal {
+            Refusal::Running { path } => RestoreError::Running { path },
+            Refusal::AsideExists { path } => RestoreError::BeforeRestoreExists { path },
+            Refusal::Io { path, error } => RestoreError::Io { path, error },
         }
-    };
-    if live.exists() {
-        std::fs::rename(&live, &aside).map_err(io(&live))?;
-        restored.previous = Some(aside);
     }
-    std::fs::rename(&checked, &live).map_err(io(&live))?;
-    std::fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(data_dir))?;
-    Ok(restored)
 }
 
 fn storage(path: &Path, error: redb::Error) -> RestoreError {

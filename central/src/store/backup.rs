@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use tally_service::datafile::{self, BackupError, FORMAT_TABLE, Opened};
+use tally_service::restore::{Refusal, RestoreFiles};
 
 use super::schema::*;
 use super::{STORE_FILE, STORE_FORMAT, Store, StoreError};
@@ -106,45 +107,16 @@ impl Store {
 
 /// Puts the backup `from` in place as the store of `data_dir` while central is stopped: checks
 /// and migrates a copy of it, then replaces the store by one rename, keeping the replaced one
-/// as [`BEFORE_RESTORE_FILE`]. A failure leaves the store as it was.
+/// as [`BEFORE_RESTORE_FILE`] ([`RestoreFiles`]). A failure leaves the store as it was.
 pub fn restore(data_dir: &Path, from: &Path) -> Result<Restored, RestoreError> {
-    let live = data_dir.join(STORE_FILE);
-    let aside = data_dir.join(BEFORE_RESTORE_FILE);
-    if live.exists() {
-        // A damaged store is what a restore is for: any other failure to open it is no
-        // refusal, it is kept aside as it is.
-        if let Err(DatabaseError::DatabaseAlreadyOpen) = Database::open(&live) {
-            return Err(RestoreError::Running { path: live });
-        }
-        if aside.exists() {
-            return Err(RestoreError::BeforeRestoreExists { path: aside });
-        }
-    }
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |error| RestoreError::Io { path, error }
-    };
+    let files = RestoreFiles::new(data_dir, STORE_FILE, BEFORE_RESTORE_FILE);
     let unreadable = |error: StoreError| RestoreError::Unreadable {
         path: from.to_owned(),
         error,
     };
     let storage = |error: redb::Error| unreadable(StoreError::Storage(error));
-    // The backup is never written: a copy of it is migrated, then read whole into a new file.
-    let work = data_dir.join(".central.redb.restoring");
-    let checked = data_dir.join(".central.redb.restored");
-    let _ = std::fs::remove_file(&work);
-    tally_service::create_private_file(&work).map_err(io(&work))?;
-    let result = (|| {
-        {
-            let mut source = std::fs::File::open(from).map_err(io(from))?;
-            let mut target = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&work)
-                .map_err(io(&work))?;
-            std::io::copy(&mut source, &mut target).map_err(io(from))?;
-        }
-        let db = Database::create(&work).map_err(|e| storage(e.into()))?;
+    let ((backup_version, rows), previous) = files.restore(from, |work, checked| {
+        let db = Database::create(work).map_err(|e| storage(e.into()))?;
         let txn = db.begin_write().map_err(|e| storage(e.into()))?;
         let opened = datafile::upgrade(&txn, from, &STORE_FORMAT)
             .map_err(|e| unreadable(StoreError::Format(e)))?;
@@ -158,29 +130,25 @@ pub fn restore(data_dir: &Path, from: &Path) -> Result<Restored, RestoreError> {
             Opened::Migrated { from } => from,
         };
         txn.commit().map_err(|e| storage(e.into()))?;
+        // Copying every table reads every row back, and refuses tables this release does not
+        // know rather than drop them.
         let snapshot = db.begin_read().map_err(|e| storage(e.into()))?;
-        let rows = datafile::write_copy(&snapshot, &checked, copy_tables)?;
-        Ok(Restored {
-            backup_version,
-            rows,
-            previous: None,
-        })
-    })();
-    let _ = std::fs::remove_file(&work);
-    let mut restored = match result {
-        Ok(restored) => restored,
-        Err(error) => {
-            let _ = std::fs::remove_file(&checked);
-            return Err(error);
+        let rows = datafile::write_copy(&snapshot, checked, copy_tables)?;
+        Ok((backup_version, rows))
+    })?;
+    Ok(Restored {
+        backup_version,
+        rows,
+        previous,
+    })
+}
+
+impl From<Refusal> for RestoreError {
+    fn from(refusal: Refusal) -> RestoreError {
+        match refusal {
+            Refusal::Running { path } => RestoreError::Running { path },
+            Refusal::AsideExists { path } => RestoreError::BeforeRestoreExists { path },
+            Refusal::Io { path, error } => RestoreError::Io { path, error },
         }
-    };
-    if live.exists() {
-        std::fs::rename(&live, &aside).map_err(io(&live))?;
-        restored.previous = Some(aside);
     }
-    std::fs::rename(&checked, &live).map_err(io(&live))?;
-    std::fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(data_dir))?;
-    Ok(restored)
 }
