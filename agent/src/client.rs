@@ -8,7 +8,7 @@ use hyper::Request;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tally_protocol::Secret;
-use tokio::io::AsyncWriteExt;
+use tally_service::partfile::PartFile;
 
 /// Largest answer read back.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -47,42 +47,14 @@ pub async fn download(url: &str, token: &Secret, to: &Path) -> anyhow::Result<u6
             String::from_utf8_lossy(&body)
         );
     }
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(to.file_name().context("the target is not a file name")?);
-    temp_name.push(".part");
-    let temp = to.with_file_name(temp_name);
-    let _ = std::fs::remove_file(&temp);
-    tally_service::create_private_file(&temp)
-        .with_context(|| format!("cannot create {}", temp.display()))?;
-    let result = async {
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&temp)
-            .await
-            .with_context(|| format!("cannot open {}", temp.display()))?;
-        let mut written = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?;
-            if let Ok(data) = frame.into_data() {
-                file.write_all(&data)
-                    .await
-                    .with_context(|| format!("cannot write {}", temp.display()))?;
-                written += data.len() as u64;
-            }
+    let mut file = PartFile::create(to).await?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| anyhow::anyhow!("reading the answer failed: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            file.write(&data).await?;
         }
-        file.sync_all()
-            .await
-            .with_context(|| format!("cannot write {}", temp.display()))?;
-        tokio::fs::rename(&temp, to)
-            .await
-            .with_context(|| format!("cannot write {}", to.display()))?;
-        anyhow::Ok(written)
     }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    Ok(file.finish().await?)
 }
 
 async fn send(

@@ -16,6 +16,7 @@ use tally_central::store::{STORE_FILE, Store, StoreError};
 
 use tally_service::EXIT_USAGE;
 use tally_service::datafile::EXIT_DATAERR;
+use tally_service::partfile::PartFile;
 
 /// Tally's coordinator: authenticates warehouse agents, journals their events exactly once and
 /// merges them into Odoo.
@@ -331,7 +332,6 @@ fn backup(config: &LocalConfig, to: &Path) -> anyhow::Result<()> {
 /// Streams the running central's backup into a temporary file beside `to`, fsynced, then
 /// renamed: `to` is the whole copy or as it was.
 async fn backup_online(config: &LocalConfig, to: &Path) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
     let api = api::Api::new(config, api::Need::Change)?;
     let base = api.base().to_owned();
     let mut response = api.post("/v1/backup").send().await.with_context(|| {
@@ -342,52 +342,20 @@ async fn backup_online(config: &LocalConfig, to: &Path) -> anyhow::Result<()> {
         let text = response.text().await.unwrap_or_default();
         bail!("{}", api::api_error(&base, status, &text));
     }
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(to.file_name().context("the target is not a file name")?);
-    temp_name.push(".part");
-    let temp = to.with_file_name(temp_name);
-    let _ = std::fs::remove_file(&temp);
-    tally_service::create_private_file(&temp)
-        .with_context(|| format!("cannot create {}", temp.display()))?;
-    let result = async {
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&temp)
-            .await
-            .with_context(|| format!("cannot open {}", temp.display()))?;
-        let mut bytes = 0u64;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .context("reading the backup failed")?
-        {
-            file.write_all(&chunk)
-                .await
-                .with_context(|| format!("cannot write {}", temp.display()))?;
-            bytes += chunk.len() as u64;
-        }
-        file.sync_all()
-            .await
-            .with_context(|| format!("cannot write {}", temp.display()))?;
-        tokio::fs::rename(&temp, to)
-            .await
-            .with_context(|| format!("cannot write {}", to.display()))?;
-        anyhow::Ok(bytes)
+    let mut file = PartFile::create(to).await?;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .context("reading the backup failed")?
+    {
+        file.write(&chunk).await?;
     }
-    .await;
-    match result {
-        Ok(bytes) => {
-            eprintln!(
-                "backed up the running central's store ({bytes} bytes) to {}",
-                to.display()
-            );
-            Ok(())
-        }
-        Err(error) => {
-            let _ = std::fs::remove_file(&temp);
-            Err(error)
-        }
-    }
+    let bytes = file.finish().await?;
+    eprintln!(
+        "backed up the running central's store ({bytes} bytes) to {}",
+        to.display()
+    );
+    Ok(())
 }
 
 fn restore(config: &LocalConfig, from: &Path) -> ExitCode {
