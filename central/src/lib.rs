@@ -138,10 +138,11 @@ impl Central {
                 };
                 tracker.spawn(reader.run(shutdown.clone()));
                 for channel in channels.configs.iter() {
-                    tracker.spawn(channels::worker::run(
+                    tracker.spawn(channels::worker::run_with_odoo(
                         self.store.clone(),
                         channel.clone(),
                         Arc::clone(&channels),
+                        Some(odoo.clone()),
                         shutdown.clone(),
                     ));
                 }

@@ -1,0 +1,172 @@
+//! The WooCommerce client against the WooCommerce fake of `tally-tests`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tally_protocol::Secret;
+use tally_tests::channels::woocommerce::WooFake;
+
+use super::*;
+use crate::channels::{Buffer, ErrorClass};
+
+const KEY: &str = "ck_test";
+const SECRET: &str = "cs_test";
+
+fn channel(fake: &WooFake, secret: &str) -> ChannelConfig {
+    ChannelConfig {
+        name: "woo".into(),
+        kind: ChannelKind::WooCommerce {
+            order_ref: "{number}".into(),
+        },
+        warehouses: BTreeSet::from(["WH".to_owned()]),
+        buffer: Buffer::default(),
+        cap: None,
+        skus: BTreeMap::new(),
+        ignore: BTreeSet::new(),
+        url: fake.url(),
+        secret: Secret::new(secret),
+        reconcile: None,
+    }
+}
+
+fn entry(sku: &str, offer: u64) -> Entry {
+    Entry {
+        sku: sku.into(),
+        offer,
+        seq: 1,
+        risk: false,
+    }
+}
+
+fn client(fake: &WooFake) -> WooCommerce {
+    WooCommerce::new(&channel(fake, &format!("{KEY}:{SECRET}")), None, None)
+}
+
+fn calls(fake: &WooFake, endpoint: &str) -> u64 {
+    fake.calls().get(endpoint).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn skus_resolve_in_bulk_and_writes_go_100_a_call_per_endpoint() {
+    let fake = WooFake::start(KEY, SECRET).await.unwrap();
+    for n in 0..250 {
+        fake.add_product(&format!("P{n:03}"), Some(0));
+    }
+    let shirt = fake.add_variable("SHIRT");
+    for size in ["S", "M", "L"] {
+        fake.add_variation(shirt, &format!("SHIRT-{size}"), None);
+    }
+    let mut woo = client(&fake);
+    let mut batch: Vec<Entry> = (0..250).map(|n| entry(&format!("P{n:03}"), n)).collect();
+    batch.extend(["S", "M", "L"].map(|s| entry(&format!("SHIRT-{s}"), 7)));
+    let out = woo.push(&batch).await.unwrap();
+    assert_eq!(out.done.len(), 253);
+    assert!(out.dead.is_empty(), "{:?}", out.dead);
+    assert_eq!(fake.stock("P249"), Some(249));
+    assert_eq!(fake.stock("SHIRT-M"), Some(7));
+    // P000 already showed 0: read, not written.
+    assert!(fake.writes("P000").is_empty());
+    // Lookups: 3 pages of products, one of variations. Writes: 100 + 100 + 49, and 3.
+    assert_eq!(calls(&fake, "GET /products"), 3);
+    assert_eq!(calls(&fake, "GET /products/{id}/variations"), 1);
+    assert_eq!(calls(&fake, "POST /products/batch"), 3);
+    assert_eq!(calls(&fake, "POST /products/{id}/variations/batch"), 1);
+    // The variations did not manage stock (nothing shown): drift is reported.
+    assert!(
+        out.drift
+            .iter()
+            .any(|d| d.sku == "SHIRT-S" && d.channel_showed.is_none())
+    );
+
+    // Resolved now: the next push of every SKU is writes and one read of the orders.
+    let before = fake.total_calls();
+    let batch: Vec<Entry> = (0..250)
+        .map(|n| entry(&format!("P{n:03}"), n + 1))
+        .collect();
+    let out = woo.push(&batch).await.unwrap();
+    assert_eq!(out.done.len(), 250);
+    assert_eq!(out.calls, fake.total_calls() - before);
+    assert!(out.calls <= 3 + 2, "{} calls", out.calls);
+    assert_eq!(fake.stock("P000"), Some(1));
+}
+
+#[tokio::test]
+async fn a_refused_item_is_dead_lettered_and_the_others_go_on() {
+    let fake = WooFake::start(KEY, SECRET).await.unwrap();
+    for sku in ["A", "B", "C"] {
+        fake.add_product(sku, Some(1));
+    }
+    fake.fail_sku("B");
+    let mut woo = client(&fake);
+    let out = woo
+        .push(&[
+            entry("A", 5),
+            entry("B", 5),
+            entry("C", 5),
+            entry("NOPE", 5),
+        ])
+        .await
+        .unwrap();
+    let done: BTreeSet<&str> = out.done.iter().map(|e| e.sku.as_str()).collect();
+    assert_eq!(done, BTreeSet::from(["A", "C"]));
+    let dead: BTreeMap<&str, &str> = out
+        .dead
+        .iter()
+        .map(|(e, code, _)| (e.sku.as_str(), code.as_str()))
+        .collect();
+    assert_eq!(dead["B"], "woocommerce_rest_invalid_product");
+    assert_eq!(dead["NOPE"], "sku-not-found");
+    assert_eq!((fake.stock("A"), fake.stock("B")), (Some(5), Some(1)));
+}
+
+#[tokio::test]
+async fn outages_are_retryable_and_bad_credentials_are_not() {
+    let fake = WooFake::start(KEY, SECRET).await.unwrap();
+    fake.add_product("A", Some(1));
+    for status in [503, 429, 413] {
+        fake.set_outage(Some(status));
+        let error = client(&fake).push(&[entry("A", 2)]).await.unwrap_err();
+        assert_eq!(error.class, ErrorClass::Retryable, "{status}: {error}");
+        assert!(error.message.contains(&status.to_string()), "{error}");
+    }
+    fake.set_outage(None);
+    let mut wrong = WooCommerce::new(&channel(&fake, "ck_test:wrong"), None, None);
+    let error = wrong.push(&[entry("A", 2)]).await.unwrap_err();
+    assert_eq!(error.class, ErrorClass::Auth);
+    assert!(!error.message.contains("wrong"));
+    assert_eq!(fake.stock("A"), Some(1));
+}
+
+#[tokio::test]
+async fn open_orders_are_taken_off_and_an_order_during_a_write_is_written_again() {
+    let fake = WooFake::start(KEY, SECRET).await.unwrap();
+    fake.add_product("A", Some(10));
+    fake.add_product("B", Some(10));
+    let order = fake.place_order(&[("A", 3)]).unwrap();
+    assert_eq!(fake.stock("A"), Some(7));
+    let mut woo = client(&fake);
+    // Odoo's figures (no Odoo here: no order counts as in Odoo) say 10 free: 3 are sold.
+    woo.push(&[entry("A", 10)]).await.unwrap();
+    assert_eq!(fake.stock("A"), Some(7));
+    // It showed 7 already (read with the catalog): nothing written.
+    assert!(fake.writes("A").is_empty());
+
+    // An order lands after the orders were read and before the write (the read of the
+    // previous push is still fresh, so none is made before this write): the write undoes
+    // its decrement, the read after it sees the order, and A is written again at once.
+    let late = fake.place_order(&[("A", 2), ("B", 1)]).unwrap();
+    assert_eq!(fake.stock("A"), Some(5));
+    let out = woo.push(&[entry("A", 10)]).await.unwrap();
+    assert_eq!(out.done.len(), 1);
+    assert_eq!(fake.stock("A"), Some(5));
+    assert_eq!(fake.writes("A"), vec![7, 5]);
+    assert!(fake.writes("B").is_empty(), "B was not pushed");
+
+    // Cancelled: WooCommerce gives the units back itself, and the next push no longer takes
+    // them off.
+    fake.set_order_status(order, "cancelled");
+    fake.set_order_status(late, "completed");
+    assert_eq!(fake.stock("A"), Some(8));
+    woo.forget();
+    woo.push(&[entry("A", 9)]).await.unwrap();
+    assert_eq!(fake.stock("A"), Some(9));
+}
