@@ -195,6 +195,9 @@ impl Reader {
             return Ok(());
         };
         let includes = self.positions(code).await?;
+        // Stamped before the call: the figures hold everything Odoo committed before this
+        // moment (a WooCommerce channel relies on it, see ARCHITECTURE.md "No oversell").
+        let read_at = jiff::Timestamp::now().to_string();
         let levels = state
             .odoo
             .stock_levels(view, only.as_ref().map(|(p, _)| p.as_slice()))
@@ -207,7 +210,7 @@ impl Reader {
             &levels,
             &state.sku_of,
             &asked,
-            &jiff::Timestamp::now().to_string(),
+            &read_at,
             &includes,
         );
         let store = self.store.clone();
