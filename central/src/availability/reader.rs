@@ -205,14 +205,7 @@ impl Reader {
         let ids: Vec<i64> = levels.iter().map(|l| l.product).collect();
         state.learn_skus(&ids).await?;
         let asked = only.clone().map(|(_, skus)| skus).unwrap_or_default();
-        let rows = rows_for(
-            code,
-            &levels,
-            &state.sku_of,
-            &asked,
-            &read_at,
-            &includes,
-        );
+        let rows = rows_for(code, &levels, &state.sku_of, &asked, &read_at, &includes);
         let store = self.store.clone();
         let channels = Arc::clone(&self.channels.configs);
         // A full read offers every SKU again (a channel added, a buffer changed since).
