@@ -132,7 +132,7 @@ impl Central {
                     store: self.store.clone(),
                     odoo: odoo.clone(),
                     channels: Arc::clone(&channels),
-                    touched,
+                    touched: Arc::clone(&touched),
                     poll: self.config.availability_poll,
                     status: Arc::clone(&reader_status),
                 };
@@ -142,7 +142,10 @@ impl Central {
                         self.store.clone(),
                         channel.clone(),
                         Arc::clone(&channels),
-                        Some(odoo.clone()),
+                        Some(channels::worker::OdooSide {
+                            config: odoo.clone(),
+                            touched: Arc::clone(&touched),
+                        }),
                         shutdown.clone(),
                     ));
                 }

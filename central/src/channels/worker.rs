@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ALERT_PAUSE, ChannelConfig, ChannelError, ChannelKind, Channels, Entry, ErrorClass, Outcome,
 };
+use crate::availability::Touched;
 use crate::breaker::Breaker;
 use crate::odoo::OdooConfig;
 use crate::store::Store;
@@ -25,14 +26,18 @@ pub enum Adapter {
 impl Adapter {
     /// `store` and `odoo`: WooCommerce reads the availability's read time and asks Odoo which
     /// orders it has (ARCHITECTURE.md, "No oversell").
-    pub fn new(config: &ChannelConfig, store: &Store, odoo: Option<&OdooConfig>) -> Adapter {
+    pub fn new(config: &ChannelConfig, store: &Store, odoo: Option<&OdooSide>) -> Adapter {
         match &config.kind {
             ChannelKind::Shopify { .. } => {
                 Adapter::Shopify(Box::new(super::shopify::Shopify::new(config)))
             }
-            ChannelKind::WooCommerce { .. } => Adapter::WooCommerce(Box::new(
-                super::woocommerce::WooCommerce::new(config, Some(store.clone()), odoo.cloned()),
-            )),
+            ChannelKind::WooCommerce { .. } => {
+                Adapter::WooCommerce(Box::new(super::woocommerce::WooCommerce::new(
+                    config,
+                    Some(store.clone()),
+                    odoo.map(|o| (o.config.clone(), Arc::clone(&o.touched))),
+                )))
+            }
             ChannelKind::Webhook => {
                 Adapter::Webhook(Box::new(super::webhook::Webhook::new(config)))
             }
@@ -54,6 +59,15 @@ impl Adapter {
             Adapter::Shopify(s) => s.forget(),
             Adapter::WooCommerce(w) => w.forget(),
             Adapter::Webhook(_) => {}
+        }
+    }
+
+    /// Between pushes: what the client wants to write again on its own (WooCommerce: SKUs
+    /// written with open orders taken off); `None` when nothing.
+    pub async fn recheck(&mut self) -> Option<Result<Outcome, ChannelError>> {
+        match self {
+            Adapter::WooCommerce(w) => w.recheck().await,
+            _ => None,
         }
     }
 
@@ -88,13 +102,20 @@ pub async fn run(
     run_with_odoo(store, config, channels, None, shutdown).await;
 }
 
-/// Drains `config`'s outbox until `shutdown`; `odoo`: where a WooCommerce channel asks which of
-/// its open orders Odoo has.
+/// What a channel may use of central's Odoo side: where a WooCommerce channel asks which of
+/// its open orders Odoo has, and how it asks the availability reader for a fresh read.
+#[derive(Debug, Clone)]
+pub struct OdooSide {
+    pub config: OdooConfig,
+    pub touched: Arc<Touched>,
+}
+
+/// Drains `config`'s outbox until `shutdown`, with `odoo` (see [`OdooSide`]).
 pub async fn run_with_odoo(
     store: Store,
     config: ChannelConfig,
     channels: Arc<Channels>,
-    odoo: Option<OdooConfig>,
+    odoo: Option<OdooSide>,
     shutdown: CancellationToken,
 ) {
     let name = config.name.clone();
@@ -118,6 +139,17 @@ pub async fn run_with_odoo(
         }
         if channels.take_resync(&name) {
             adapter.forget();
+        }
+        let recheck = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = adapter.recheck() => r,
+        };
+        match recheck {
+            Some(Ok(outcome)) => channels.update(&name, |l| l.calls += outcome.calls),
+            Some(Err(e)) => {
+                tracing::warn!(channel = %name, error = %e, "looking again at SKUs held by open orders failed")
+            }
+            None => {}
         }
         let batch = {
             let store = store.clone();

@@ -18,14 +18,18 @@
 //! again at once with it taken off.
 
 pub mod api;
+mod offers;
 pub mod orders;
+mod rounds;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{ChannelConfig, ChannelError, ChannelKind, Drift, Entry, Outcome};
+use super::{ChannelConfig, ChannelError, ChannelKind, Entry, Outcome};
+use crate::availability::Touched;
 use crate::odoo::{OdooClient, OdooConfig};
 use crate::store::Store;
 use api::{Api, Product};
@@ -44,6 +48,8 @@ const ROUNDS: usize = 3;
 /// A read of the orders younger than this serves the next push (the read after each write
 /// keeps it whole).
 const ORDERS_FRESH: Duration = Duration::from_secs(2);
+/// How often SKUs written with open orders taken off are looked at again.
+pub const RECHECK: Duration = Duration::from_secs(5);
 
 /// Where a SKU's stock is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,10 +88,32 @@ pub struct WooCommerce {
     orders_read: Option<Instant>,
     /// Channel SKU → Tally SKU, where they differ.
     tally_sku: HashMap<String, String>,
+    /// Asks the availability reader to read SKUs again.
+    touched: Option<Arc<Touched>>,
+    /// Tally SKU → what was last written for it, while that took open orders off.
+    watch: BTreeMap<String, Watched>,
+    next_recheck: Option<Instant>,
+}
+
+/// A SKU whose written offer took open orders off: written again when that changes (an order
+/// leaves, or Odoo's figures hold it).
+#[derive(Debug, Clone)]
+struct Watched {
+    entry: Entry,
+    target: Target,
+    written: u64,
 }
 
 impl WooCommerce {
-    pub fn new(config: &ChannelConfig, store: Option<Store>, odoo: Option<OdooConfig>) -> Self {
+    /// `store`: Odoo's figures with their read times (without it, the entries' offers, every
+    /// open order taken off). `odoo`: where to ask which orders Odoo has, and the availability
+    /// reader to ask for a fresh read.
+    pub fn new(
+        config: &ChannelConfig,
+        store: Option<Store>,
+        odoo: Option<(OdooConfig, Arc<Touched>)>,
+    ) -> Self {
+        let (odoo, touched) = odoo.unzip();
         let order_ref = match &config.kind {
             ChannelKind::WooCommerce { order_ref } => order_ref.clone(),
             _ => "{number}".to_owned(),
@@ -108,6 +136,9 @@ impl WooCommerce {
                 .iter()
                 .map(|(tally, channel)| (channel.clone(), tally.clone()))
                 .collect(),
+            touched,
+            watch: BTreeMap::new(),
+            next_recheck: None,
         }
     }
 
@@ -118,6 +149,7 @@ impl WooCommerce {
         self.loaded = None;
         self.orders.forget();
         self.orders_read = None;
+        self.watch.clear();
     }
 
     /// Reads every product and variation: SKU → id, and the stock each shows.
@@ -200,179 +232,16 @@ impl WooCommerce {
         {
             self.orders.refresh(&self.api, &mut out).await?;
         }
-        let mut accepted: HashMap<Target, Entry> = HashMap::new();
-        let mut round = todo;
-        for _ in 0..ROUNDS {
-            let values = self.values(&round).await?;
-            self.orders_read = None;
-            let written = self.write(&round, &values, &mut out).await?;
-            let changed = self.orders.refresh(&self.api, &mut out).await?;
-            self.orders_read = Some(Instant::now());
-            for (e, t) in &round {
-                if written.contains(t) {
-                    accepted.entry(*t).or_insert_with(|| e.clone());
-                }
-            }
-            // An order placed while this write was on its way was overwritten by it: its
-            // SKUs go again at once, with it taken off.
-            let touched: BTreeSet<String> = changed
-                .iter()
-                .filter_map(|id| self.orders.orders.get(id))
-                .flat_map(|o| o.line_items.iter())
-                .filter_map(|l| self.line_sku(l))
-                .collect();
-            round.retain(|(e, t)| written.contains(t) && touched.contains(&e.sku));
-            if round.is_empty() {
-                break;
-            }
-            tracing::info!(
-                channel = %self.config.name,
-                skus = round.len(),
-                "orders arrived during a write: writing their SKUs again"
-            );
-        }
+        let accepted = self.write_rounds(todo, &mut out).await?;
+        self.next_recheck = Some(Instant::now() + RECHECK);
         // A SKU refused in a later round is not also done.
         let dead: BTreeSet<&str> = out.dead.iter().map(|(e, _, _)| e.sku.as_str()).collect();
         let done: Vec<Entry> = accepted
-            .into_values()
+            .into_iter()
             .filter(|e| !dead.contains(e.sku.as_str()))
             .collect();
         out.done.extend(done);
         Ok(out)
-    }
-
-    /// What each SKU of `round` is offered now: Odoo's figures through the channel's buffer,
-    /// less every open order they do not hold.
-    async fn values(&mut self, round: &[(Entry, Target)]) -> Result<Vec<u64>, ChannelError> {
-        let mut bases = Vec::with_capacity(round.len());
-        for (e, _) in round {
-            bases.push(self.base(e).await?);
-        }
-        let skus: BTreeSet<&str> = round.iter().map(|(e, _)| e.sku.as_str()).collect();
-        // Units of each SKU held by open orders: (order reference, Tally SKU, quantity).
-        let mut held: Vec<(String, String, u64)> = Vec::new();
-        for order in self.orders.orders.values() {
-            for line in &order.line_items {
-                if let Some(sku) = self.line_sku(line).filter(|s| skus.contains(s.as_str())) {
-                    let reference = orders::reference(&self.order_ref, order);
-                    held.push((reference, sku, line.quantity.max(0) as u64));
-                }
-            }
-        }
-        let refs: BTreeSet<String> = held.iter().map(|(r, _, _)| r.clone()).collect();
-        let confirmed = self.confirmed(&refs).await?;
-        Ok(round
-            .iter()
-            .zip(bases)
-            .map(|((e, _), (offer, read_at))| {
-                let taken: u64 = held
-                    .iter()
-                    .filter(|(r, sku, _)| {
-                        *sku == e.sku && orders::take_off(confirmed.get(r).copied(), read_at)
-                    })
-                    .map(|(_, _, q)| q)
-                    .sum();
-                offer.saturating_sub(taken)
-            })
-            .collect())
-    }
-
-    /// The offer of one SKU from the stored availability and the oldest read time among the
-    /// channel's warehouses (the entry's offer, read time unknown, without a store).
-    async fn base(&self, e: &Entry) -> Result<(u64, Option<jiff::Timestamp>), ChannelError> {
-        let Some(store) = self.store.clone() else {
-            return Ok((e.offer, None));
-        };
-        let sku = e.sku.clone();
-        let rows = tokio::task::spawn_blocking(move || store.availability(&sku, None))
-            .await
-            .map_err(|e| ChannelError::retryable(format!("reading availability: {e}")))?
-            .map_err(|e| ChannelError::retryable(format!("reading availability: {e}")))?;
-        let read_at = rows
-            .iter()
-            .filter(|r| self.config.warehouses.contains(&r.warehouse))
-            .map(|r| r.read_at.parse::<jiff::Timestamp>().ok())
-            .min()
-            .flatten();
-        Ok((super::offer::offer(&self.config, &rows), read_at))
-    }
-
-    /// When Odoo confirmed each reference; one call to Odoo for all of them.
-    async fn confirmed(
-        &mut self,
-        refs: &BTreeSet<String>,
-    ) -> Result<HashMap<String, jiff::Timestamp>, ChannelError> {
-        if refs.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let Some(config) = &self.odoo_config else {
-            // Without Odoo, every open order is taken off.
-            return Ok(HashMap::new());
-        };
-        let unreachable = |e: crate::odoo::OdooError| {
-            ChannelError::retryable(format!("cannot ask Odoo which orders it has: {e}"))
-        };
-        if self.odoo.is_none() {
-            self.odoo = Some(OdooClient::connect(config).await.map_err(unreachable)?);
-        }
-        let odoo = self.odoo.as_ref().expect("connected above");
-        match orders::confirmed_in_odoo(odoo, refs).await {
-            Ok(confirmed) => Ok(confirmed),
-            Err(e) => {
-                self.odoo = None;
-                Err(unreachable(e))
-            }
-        }
-    }
-
-    /// Writes `values`, [`BATCH`] per call and endpoint; returns the targets WooCommerce
-    /// accepted. Refused items go to `out.dead`; transient ones are left for the next push.
-    async fn write(
-        &mut self,
-        round: &[(Entry, Target)],
-        values: &[u64],
-        out: &mut Outcome,
-    ) -> Result<BTreeSet<Target>, ChannelError> {
-        let mut by_path: BTreeMap<String, Vec<(&Entry, Target, u64)>> = BTreeMap::new();
-        // Already showing the value (just read): nothing to write.
-        let mut written = BTreeSet::new();
-        for ((e, t), value) in round.iter().zip(values) {
-            if let Some(shown) = self.fresh.remove(t) {
-                if shown == i64::try_from(*value).ok() {
-                    written.insert(*t);
-                    continue;
-                }
-                out.drift.push(Drift {
-                    sku: e.sku.clone(),
-                    channel_showed: shown,
-                    offered: *value,
-                });
-            }
-            by_path.entry(t.path()).or_default().push((e, *t, *value));
-        }
-        for (path, items) in by_path {
-            for chunk in items.chunks(BATCH) {
-                let updates: Vec<Value> = chunk
-                    .iter()
-                    .map(|(_, t, v)| json!({"id": t.id, "manage_stock": true, "stock_quantity": v}))
-                    .collect();
-                let answers = self.api.batch(&path, &updates, out).await?;
-                for ((e, t, _), answer) in chunk.iter().zip(answers) {
-                    match answer.error {
-                        None => {
-                            written.insert(*t);
-                        }
-                        Some(error) if error.is_transient() => {
-                            tracing::warn!(channel = %self.config.name, sku = %e.sku, code = %error.code, "WooCommerce could not take a SKU now: it goes again");
-                        }
-                        Some(error) => {
-                            out.dead.push(((*e).clone(), error.code, error.message));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(written)
     }
 }
 

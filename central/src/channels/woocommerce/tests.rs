@@ -161,12 +161,19 @@ async fn open_orders_are_taken_off_and_an_order_during_a_write_is_written_again(
     assert_eq!(fake.writes("A"), vec![7, 5]);
     assert!(fake.writes("B").is_empty(), "B was not pushed");
 
-    // Cancelled: WooCommerce gives the units back itself, and the next push no longer takes
-    // them off.
-    fake.set_order_status(order, "cancelled");
+    // Nothing to look at again before its time.
+    assert!(woo.recheck().await.is_none());
+    // The late order leaves the open ones without Odoo (completed in WooCommerce), the first
+    // is cancelled (WooCommerce gives its 3 back itself: 8). A's offer no longer has anything
+    // to take off: the recheck writes it without waiting for Odoo's figures to change.
     fake.set_order_status(late, "completed");
+    fake.set_order_status(order, "cancelled");
     assert_eq!(fake.stock("A"), Some(8));
-    woo.forget();
-    woo.push(&[entry("A", 9)]).await.unwrap();
-    assert_eq!(fake.stock("A"), Some(9));
+    woo.next_recheck = None;
+    let out = woo.recheck().await.unwrap().unwrap();
+    assert!(out.calls >= 2, "{out:?}");
+    assert_eq!(fake.stock("A"), Some(10));
+    assert!(woo.watch.is_empty());
+    woo.next_recheck = None;
+    assert!(woo.recheck().await.is_none(), "nothing is watched any more");
 }
