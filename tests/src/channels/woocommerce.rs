@@ -70,6 +70,8 @@ struct Fake {
     calls: BTreeMap<String, u64>,
     /// (SKU, stock_quantity) in the order written.
     writes: Vec<(String, i64)>,
+    /// An order to place once the next `GET /orders` is answered.
+    next_order: Option<Vec<(String, i64)>>,
 }
 
 type Shared = Arc<Mutex<Fake>>;
@@ -160,32 +162,15 @@ impl WooFake {
     /// A customer's order, as checkout makes it once paid: `processing`, each line's stock
     /// lowered. Refused (`None`) for an unknown SKU or beyond the stock (no backorders).
     pub fn place_order(&self, lines: &[(&str, i64)]) -> Option<i64> {
-        let mut f = lock(&self.state);
-        let mut ids = Vec::new();
-        for (sku, qty) in lines {
-            let item = f.items.values().find(|i| i.sku == *sku && !i.variable)?;
-            if item.manage_stock && item.stock.unwrap_or(0) < *qty {
-                return None;
-            }
-            ids.push((item.id, *qty));
-        }
-        for (id, qty) in &ids {
-            let item = f.items.get_mut(id).expect("found above");
-            if item.manage_stock {
-                item.stock = Some(item.stock.unwrap_or(0) - qty);
-            }
-        }
-        let id = f.orders.keys().next_back().map_or(1000, |k| k + 1);
-        f.orders.insert(
-            id,
-            Order {
-                id,
-                status: "processing".into(),
-                modified: now(),
-                lines: ids,
-            },
-        );
-        Some(id)
+        let lines: Vec<(String, i64)> = lines.iter().map(|(s, q)| ((*s).to_owned(), *q)).collect();
+        place(&mut lock(&self.state), &lines)
+    }
+
+    /// A customer's order placed right after the fake answers the next `GET /orders` (a
+    /// customer checking out between a client's read of the orders and its next write).
+    pub fn place_order_after_next_orders_read(&self, lines: &[(&str, i64)]) {
+        let lines = lines.iter().map(|(s, q)| ((*s).to_owned(), *q)).collect();
+        lock(&self.state).next_order = Some(lines);
     }
 
     /// Moves an order to `status`; `cancelled` gives its units back to the stock.
@@ -237,6 +222,34 @@ impl WooFake {
             .map(|(_, v)| *v)
             .collect()
     }
+}
+
+fn place(f: &mut Fake, lines: &[(String, i64)]) -> Option<i64> {
+    let mut ids = Vec::new();
+    for (sku, qty) in lines {
+        let item = f.items.values().find(|i| i.sku == *sku && !i.variable)?;
+        if item.manage_stock && item.stock.unwrap_or(0) < *qty {
+            return None;
+        }
+        ids.push((item.id, *qty));
+    }
+    for (id, qty) in &ids {
+        let item = f.items.get_mut(id).expect("found above");
+        if item.manage_stock {
+            item.stock = Some(item.stock.unwrap_or(0) - qty);
+        }
+    }
+    let id = f.orders.keys().next_back().map_or(1000, |k| k + 1);
+    f.orders.insert(
+        id,
+        Order {
+            id,
+            status: "processing".into(),
+            modified: now(),
+            lines: ids,
+        },
+    );
+    Some(id)
 }
 
 fn now() -> i64 {
@@ -428,7 +441,15 @@ async fn list_orders(
     if let Some(r) = admit(&state, "GET /orders", &headers) {
         return r;
     }
-    let f = lock(&state);
+    let mut f = lock(&state);
+    let answer = orders_page(&f, &q);
+    if let Some(lines) = f.next_order.take() {
+        place(&mut f, &lines);
+    }
+    answer
+}
+
+fn orders_page(f: &Fake, q: &BTreeMap<String, String>) -> Response {
     let statuses: Option<Vec<&str>> = q
         .get("status")
         .filter(|s| s.as_str() != "any")
@@ -469,7 +490,7 @@ async fn list_orders(
                    "date_modified_gmt": format_datetime(o.modified), "line_items": lines})
         })
         .collect();
-    page_of(items, &q)
+    page_of(items, q)
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).

@@ -37,17 +37,14 @@ use orders::OpenOrders;
 
 /// Updates per batch call (WooCommerce's limit).
 pub const BATCH: usize = 100;
-/// Rows one push takes from the outbox: many batch calls share the read of the orders that
-/// follows them.
-pub const PUSH: usize = 2500;
+/// Rows one push takes from the outbox: many batch calls share the reads of the orders before
+/// and after them.
+pub const PUSH: usize = 5000;
 /// How long a loaded catalog is trusted to lack a SKU.
 pub const RELOAD: Duration = Duration::from_secs(300);
 /// Writes of the same SKUs, when orders keep arriving during them, before the rest waits for
 /// the next push (the buffer covers what one round trip lets through).
 const ROUNDS: usize = 3;
-/// A read of the orders younger than this serves the next push (the read after each write
-/// keeps it whole).
-const ORDERS_FRESH: Duration = Duration::from_secs(2);
 /// How often SKUs written with open orders taken off are looked at again.
 pub const RECHECK: Duration = Duration::from_secs(5);
 
@@ -85,7 +82,6 @@ pub struct WooCommerce {
     fresh: HashMap<Target, Option<i64>>,
     loaded: Option<Instant>,
     orders: OpenOrders,
-    orders_read: Option<Instant>,
     /// Channel SKU → Tally SKU, where they differ.
     tally_sku: HashMap<String, String>,
     /// Asks the availability reader to read SKUs again.
@@ -130,7 +126,6 @@ impl WooCommerce {
             fresh: HashMap::new(),
             loaded: None,
             orders: OpenOrders::default(),
-            orders_read: None,
             tally_sku: config
                 .skus
                 .iter()
@@ -148,7 +143,6 @@ impl WooCommerce {
         self.sku_of_id.clear();
         self.loaded = None;
         self.orders.forget();
-        self.orders_read = None;
         self.watch.clear();
     }
 
@@ -226,12 +220,8 @@ impl WooCommerce {
         if todo.is_empty() {
             return Ok(out);
         }
-        if self
-            .orders_read
-            .is_none_or(|at| at.elapsed() > ORDERS_FRESH)
-        {
-            self.orders.refresh(&self.api, &mut out).await?;
-        }
+        // The orders WooCommerce holds stock for, as of just before the figures are computed.
+        self.orders.refresh(&self.api, &mut out).await?;
         let accepted = self.write_rounds(todo, &mut out).await?;
         self.next_recheck = Some(Instant::now() + RECHECK);
         // A SKU refused in a later round is not also done.

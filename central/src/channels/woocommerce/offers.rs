@@ -22,10 +22,7 @@ impl WooCommerce {
         &mut self,
         round: &[(Entry, Target)],
     ) -> Result<Vec<Value>, ChannelError> {
-        let mut bases = Vec::with_capacity(round.len());
-        for (e, _) in round {
-            bases.push(self.base(e).await?);
-        }
+        let bases = self.bases(round).await?;
         let skus: BTreeSet<&str> = round.iter().map(|(e, _)| e.sku.as_str()).collect();
         // Units of each SKU held by open orders: (order reference, Tally SKU, quantity).
         let mut held: Vec<(String, String, u64)> = Vec::new();
@@ -72,24 +69,35 @@ impl WooCommerce {
         Ok(values)
     }
 
-    /// The offer of one SKU from the stored availability and the oldest read time among the
+    /// The offer of each SKU from the stored availability and the oldest read time among the
     /// channel's warehouses (the entry's offer, read time unknown, without a store).
-    async fn base(&self, e: &Entry) -> Result<(u64, Option<jiff::Timestamp>), ChannelError> {
+    async fn bases(
+        &self,
+        round: &[(Entry, Target)],
+    ) -> Result<Vec<(u64, Option<jiff::Timestamp>)>, ChannelError> {
         let Some(store) = self.store.clone() else {
-            return Ok((e.offer, None));
+            return Ok(round.iter().map(|(e, _)| (e.offer, None)).collect());
         };
-        let sku = e.sku.clone();
-        let rows = tokio::task::spawn_blocking(move || store.availability(&sku, None))
-            .await
-            .map_err(|e| ChannelError::retryable(format!("reading availability: {e}")))?
-            .map_err(|e| ChannelError::retryable(format!("reading availability: {e}")))?;
-        let read_at = rows
-            .iter()
-            .filter(|r| self.config.warehouses.contains(&r.warehouse))
-            .map(|r| r.read_at.parse::<jiff::Timestamp>().ok())
-            .min()
-            .flatten();
-        Ok((crate::channels::offer::offer(&self.config, &rows), read_at))
+        let skus: Vec<String> = round.iter().map(|(e, _)| e.sku.clone()).collect();
+        let config = self.config.clone();
+        let failed = |e: String| ChannelError::retryable(format!("reading availability: {e}"));
+        tokio::task::spawn_blocking(move || {
+            skus.iter()
+                .map(|sku| {
+                    let rows = store.availability(sku, None)?;
+                    let read_at = rows
+                        .iter()
+                        .filter(|r| config.warehouses.contains(&r.warehouse))
+                        .map(|r| r.read_at.parse::<jiff::Timestamp>().ok())
+                        .min()
+                        .flatten();
+                    Ok((crate::channels::offer::offer(&config, &rows), read_at))
+                })
+                .collect::<Result<Vec<_>, crate::store::StoreError>>()
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))
     }
 
     /// When Odoo confirmed each reference; one call to Odoo for all of them.

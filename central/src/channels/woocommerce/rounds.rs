@@ -23,10 +23,8 @@ impl WooCommerce {
         let mut round = todo;
         for _ in 0..ROUNDS {
             let values = self.values(&round).await?;
-            self.orders_read = None;
             let written = self.write(&round, &values, out).await?;
             let changed = self.orders.refresh(&self.api, out).await?;
-            self.orders_read = Some(Instant::now());
             for ((e, t), v) in round.iter().zip(&values) {
                 if !written.contains(t) {
                     continue;
@@ -77,7 +75,6 @@ impl WooCommerce {
     async fn recheck_now(&mut self, out: &mut Outcome) -> Result<(), ChannelError> {
         self.fresh.clear();
         self.orders.refresh(&self.api, out).await?;
-        self.orders_read = Some(Instant::now());
         let watched: Vec<Watched> = self.watch.values().cloned().collect();
         let round: Vec<(Entry, Target)> = watched
             .iter()

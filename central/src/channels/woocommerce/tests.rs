@@ -150,15 +150,15 @@ async fn open_orders_are_taken_off_and_an_order_during_a_write_is_written_again(
     // It showed 7 already (read with the catalog): nothing written.
     assert!(fake.writes("A").is_empty());
 
-    // An order lands after the orders were read and before the write (the read of the
-    // previous push is still fresh, so none is made before this write): the write undoes
-    // its decrement, the read after it sees the order, and A is written again at once.
-    let late = fake.place_order(&[("A", 2), ("B", 1)]).unwrap();
-    assert_eq!(fake.stock("A"), Some(5));
+    // An order lands after the push read the orders and before its write: the write undoes
+    // its decrement (7 over 5), the read after it sees the order, and A is written again at
+    // once with it taken off.
+    fake.place_order_after_next_orders_read(&[("A", 2), ("B", 1)]);
     let out = woo.push(&[entry("A", 10)]).await.unwrap();
     assert_eq!(out.done.len(), 1);
     assert_eq!(fake.stock("A"), Some(5));
     assert_eq!(fake.writes("A"), vec![7, 5]);
+    let late = 1001;
     assert!(fake.writes("B").is_empty(), "B was not pushed");
 
     // Nothing to look at again before its time.
