@@ -141,7 +141,7 @@ pub const DRIFT_SAMPLE: usize = 50;
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelStatus {
     pub name: String,
-    /// `shopify` or `webhook`; empty when read from a stopped central's database.
+    /// `shopify`, `woocommerce` or `webhook`; empty when read from a stopped central's database.
     pub kind: String,
     pub warehouses: Vec<String>,
     #[serde(flatten)]

@@ -22,7 +22,8 @@ pub struct Api {
     http: reqwest::Client,
     /// `<url>/wp-json/wc/v3`.
     base: String,
-    key: String,
+    /// The consumer key and secret (both redacted in `Debug`).
+    key: Secret,
     secret: Secret,
 }
 
@@ -106,7 +107,7 @@ impl Api {
                 .build()
                 .expect("a plain HTTP client"),
             base: format!("{url}/wp-json/wc/v3"),
-            key: key.to_owned(),
+            key: Secret::new(key),
             secret: Secret::new(secret),
         }
     }
@@ -119,7 +120,7 @@ impl Api {
     ) -> Result<(Vec<u8>, reqwest::header::HeaderMap), ChannelError> {
         out.calls += 1;
         let response = request
-            .basic_auth(&self.key, Some(self.secret.expose()))
+            .basic_auth(self.key.expose(), Some(self.secret.expose()))
             .send()
             .await
             .map_err(|e| ChannelError::transport(e, "WooCommerce"))?;
@@ -242,9 +243,13 @@ mod tests {
     #[test]
     fn the_key_and_secret_are_split_and_never_shown() {
         let api = Api::new("https://shop.example", &Secret::new("ck_key:cs_secret"));
-        assert_eq!(api.key, "ck_key");
+        assert_eq!(api.key.expose(), "ck_key");
         assert_eq!(api.secret.expose(), "cs_secret");
-        assert!(!format!("{api:?}").contains("cs_secret"));
+        let shown = format!("{api:?}");
+        assert!(
+            !shown.contains("cs_secret") && !shown.contains("ck_key"),
+            "{shown}"
+        );
         assert_eq!(api.base, "https://shop.example/wp-json/wc/v3");
     }
 }
