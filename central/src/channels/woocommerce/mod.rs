@@ -222,8 +222,8 @@ impl WooCommerce {
         }
         // The orders WooCommerce holds stock for, as of just before the figures are computed.
         self.orders.refresh(&self.api, &mut out).await?;
-        let accepted = self.write_rounds(todo, &mut out).await?;
         self.next_recheck = Some(Instant::now() + RECHECK);
+        let accepted = self.write_rounds(todo, &mut out).await?;
         // A SKU refused in a later round is not also done.
         let dead: BTreeSet<&str> = out.dead.iter().map(|(e, _, _)| e.sku.as_str()).collect();
         let done: Vec<Entry> = accepted

@@ -49,7 +49,7 @@ impl WooCommerce {
                 .collect();
             round.retain(|(e, t)| written.contains(t) && touched.contains(&e.sku));
             if round.is_empty() {
-                break;
+                return Ok(accepted.into_values().collect());
             }
             tracing::info!(
                 channel = %self.config.name,
@@ -57,6 +57,16 @@ impl WooCommerce {
                 "orders arrived during a write: writing their SKUs again"
             );
         }
+        // Orders kept arriving: what is left is written by the next recheck, right away.
+        for (e, t) in round {
+            let watched = Watched {
+                entry: e.clone(),
+                target: t,
+                written: u64::MAX,
+            };
+            self.watch.insert(e.sku, watched);
+        }
+        self.next_recheck = None;
         Ok(accepted.into_values().collect())
     }
 
