@@ -396,6 +396,21 @@ mod tests {
             }
         );
         let err = |f: ChannelFile| check(vec![f]).unwrap_err().to_string();
+        // The key travels as HTTP Basic: https, or plain http on loopback only.
+        assert!(
+            err(ChannelFile {
+                url: "http://shop.example".into(),
+                ..woo()
+            })
+            .contains("https")
+        );
+        assert!(
+            check(vec![ChannelFile {
+                url: "http://127.0.0.1:8080".into(),
+                ..woo()
+            }])
+            .is_ok()
+        );
         let bad_secret = err(ChannelFile {
             secret_file: Some(only_key.clone()),
             ..woo()

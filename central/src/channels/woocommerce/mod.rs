@@ -9,13 +9,16 @@
 //! - `413`, `429` and `5xx` of a whole call fail the push: the worker backs off.
 //! - SKUs are resolved in bulk: every product, 100 a page, and the variations of each
 //!   variable product, cached for the life of the worker (a resync or a SKU unknown for more
-//!   than [`RELOAD`] reads them again).
+//!   than [`RELOAD`] reads them again). What a listing shows is compared with the offer: equal
+//!   is not written, different is reported as drift.
 //!
 //! No oversell ([`orders`], ARCHITECTURE.md "No oversell"): `stock_quantity` is an absolute set
-//! and WooCommerce lowers it itself for each order. An order WooCommerce took and Odoo's
-//! figures do not hold yet is taken off the offer before it is written; after each write, the
-//! orders changed since just before it are read, and a SKU one of them touches is written
-//! again at once with it taken off.
+//! and WooCommerce lowers it itself for each order. The open orders are read before every
+//! push, and each one Odoo's figures do not hold yet is taken off the offer ([`offers`]); after
+//! each write, the orders changed since just before it are read, and a SKU one of them touches
+//! is written again at once with it taken off ([`rounds`]). SKUs written with orders taken off
+//! are looked at again every [`RECHECK`], so that counting an order twice (by the shop and by
+//! Odoo) does not last.
 
 pub mod api;
 mod offers;
@@ -43,7 +46,7 @@ pub const PUSH: usize = 5000;
 /// How long a loaded catalog is trusted to lack a SKU.
 pub const RELOAD: Duration = Duration::from_secs(300);
 /// Writes of the same SKUs, when orders keep arriving during them, before the rest waits for
-/// the next push (the buffer covers what one round trip lets through).
+/// the next recheck (the buffer covers what one round trip lets through).
 const ROUNDS: usize = 3;
 /// How often SKUs written with open orders taken off are looked at again.
 pub const RECHECK: Duration = Duration::from_secs(5);
@@ -152,17 +155,20 @@ impl WooCommerce {
             .api
             .all::<Product>("/products", &[("orderby", "id".into())], out)
             .await?;
-        self.targets.clear();
-        self.sku_of_id.clear();
+        let mut listed = Vec::with_capacity(products.len());
         for p in products {
             if p.kind == "variable" {
                 let path = format!("/products/{}/variations", p.id);
                 let (variations, _) = self.api.all::<Product>(&path, &[], out).await?;
-                for v in variations {
-                    self.learn(v, Some(p.id));
-                }
+                listed.extend(variations.into_iter().map(|v| (v, Some(p.id))));
             }
-            self.learn(p, None);
+            listed.push((p, None));
+        }
+        // Replaced only once read whole: a listing cut short by an error keeps the old one.
+        self.targets.clear();
+        self.sku_of_id.clear();
+        for (p, parent) in listed {
+            self.learn(p, parent);
         }
         self.loaded = Some(Instant::now());
         Ok(())
