@@ -132,16 +132,20 @@ impl Central {
                     store: self.store.clone(),
                     odoo: odoo.clone(),
                     channels: Arc::clone(&channels),
-                    touched,
+                    touched: Arc::clone(&touched),
                     poll: self.config.availability_poll,
                     status: Arc::clone(&reader_status),
                 };
                 tracker.spawn(reader.run(shutdown.clone()));
                 for channel in channels.configs.iter() {
-                    tracker.spawn(channels::worker::run(
+                    tracker.spawn(channels::worker::run_with_odoo(
                         self.store.clone(),
                         channel.clone(),
                         Arc::clone(&channels),
+                        Some(channels::worker::OdooSide {
+                            config: odoo.clone(),
+                            touched: Arc::clone(&touched),
+                        }),
                         shutdown.clone(),
                     ));
                 }

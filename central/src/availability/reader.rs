@@ -195,6 +195,9 @@ impl Reader {
             return Ok(());
         };
         let includes = self.positions(code).await?;
+        // Stamped before the call: the figures hold everything Odoo committed before this
+        // moment (a WooCommerce channel relies on it, see ARCHITECTURE.md "No oversell").
+        let read_at = jiff::Timestamp::now().to_string();
         let levels = state
             .odoo
             .stock_levels(view, only.as_ref().map(|(p, _)| p.as_slice()))
@@ -202,14 +205,7 @@ impl Reader {
         let ids: Vec<i64> = levels.iter().map(|l| l.product).collect();
         state.learn_skus(&ids).await?;
         let asked = only.clone().map(|(_, skus)| skus).unwrap_or_default();
-        let rows = rows_for(
-            code,
-            &levels,
-            &state.sku_of,
-            &asked,
-            &jiff::Timestamp::now().to_string(),
-            &includes,
-        );
+        let rows = rows_for(code, &levels, &state.sku_of, &asked, &read_at, &includes);
         let store = self.store.clone();
         let channels = Arc::clone(&self.channels.configs);
         // A full read offers every SKU again (a channel added, a buffer changed since).

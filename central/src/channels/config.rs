@@ -14,7 +14,7 @@ use tally_service::{ConfigError, invalid};
 pub struct ChannelFile {
     /// A name of the operator's choosing, unique (`[a-z0-9_-]`, at most 40 characters).
     pub name: String,
-    /// `shopify` or `webhook`.
+    /// `shopify`, `woocommerce` or `webhook`.
     pub kind: String,
     /// The warehouse codes whose free stock the channel offers (summed).
     pub warehouses: Vec<String>,
@@ -32,11 +32,16 @@ pub struct ChannelFile {
     /// Tally SKUs the channel never gets.
     #[serde(default)]
     pub ignore: Vec<String>,
-    /// Shopify: the shop's base URL (`https://NAME.myshopify.com`). Webhook: the receiver's URL.
+    /// Shopify: the shop's base URL (`https://NAME.myshopify.com`). WooCommerce: the site's
+    /// base URL (`https://shop.example`, without `/wp-json`). Webhook: the receiver's URL.
     pub url: String,
     /// Shopify: the name of the Shopify location the warehouses feed.
     pub location: Option<String>,
-    /// The environment variable holding the access token (Shopify) or signing secret (webhook).
+    /// WooCommerce: the `client_order_ref` the channel's orders get in Odoo, `{number}` (the
+    /// default) and `{id}` replaced by the WooCommerce order's number and id.
+    pub order_ref: Option<String>,
+    /// The environment variable holding the access token (Shopify), `KEY:SECRET` of a REST API
+    /// key (WooCommerce) or signing secret (webhook).
     pub secret_env: Option<String>,
     /// A file (mode 0600 or stricter) holding it instead.
     pub secret_file: Option<PathBuf>,
@@ -48,7 +53,13 @@ pub struct ChannelFile {
 /// What a channel is, with what only that kind needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelKind {
-    Shopify { location: String },
+    Shopify {
+        location: String,
+    },
+    /// `order_ref`: the template of the Odoo reference of a WooCommerce order.
+    WooCommerce {
+        order_ref: String,
+    },
     Webhook,
 }
 
@@ -56,6 +67,7 @@ impl ChannelKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ChannelKind::Shopify { .. } => "shopify",
+            ChannelKind::WooCommerce { .. } => "woocommerce",
             ChannelKind::Webhook => "webhook",
         }
     }
@@ -142,18 +154,27 @@ fn check_one(f: ChannelFile) -> Result<ChannelConfig, ConfigError> {
                 bad("a shopify channel needs location (a Shopify location's name)".into())
             })?,
         },
+        "woocommerce" => ChannelKind::WooCommerce {
+            order_ref: check_order_ref(f.order_ref.as_deref().unwrap_or("{number}"))
+                .map_err(&bad)?,
+        },
         "webhook" => ChannelKind::Webhook,
         other => {
             return Err(bad(format!(
-                "kind {other:?} is not one of shopify, webhook"
+                "kind {other:?} is not one of shopify, woocommerce, webhook"
             )));
         }
     };
+    if f.order_ref.is_some() && !matches!(kind, ChannelKind::WooCommerce { .. }) {
+        return Err(bad("order_ref is for woocommerce channels only".into()));
+    }
     let reconcile = match (&f.reconcile, &kind) {
         (Some(text), _) => {
             Some(tally_service::parse_duration(text).map_err(&bad)?).filter(|d| !d.is_zero())
         }
-        (None, ChannelKind::Shopify { .. }) => Some(std::time::Duration::from_secs(3600)),
+        (None, ChannelKind::Shopify { .. } | ChannelKind::WooCommerce { .. }) => {
+            Some(std::time::Duration::from_secs(3600))
+        }
         (None, ChannelKind::Webhook) => None,
     };
     if reconcile.is_some_and(|d| d < std::time::Duration::from_secs(60)) {
@@ -171,6 +192,17 @@ fn check_one(f: ChannelFile) -> Result<ChannelConfig, ConfigError> {
             ));
         }
     };
+    if matches!(kind, ChannelKind::WooCommerce { .. })
+        && !secret
+            .split_once(':')
+            .is_some_and(|(k, s)| !k.is_empty() && !s.is_empty())
+    {
+        // Never the value itself: it is a credential.
+        return Err(bad(
+            "a woocommerce secret is KEY:SECRET (the REST API key's consumer key and secret)"
+                .into(),
+        ));
+    }
     Ok(ChannelConfig {
         name: name.clone(),
         kind,
@@ -186,6 +218,17 @@ fn check_one(f: ChannelFile) -> Result<ChannelConfig, ConfigError> {
         secret: Secret::new(secret),
         reconcile,
     })
+}
+
+/// A `client_order_ref` template: `{number}` and `{id}` only, at least one of them.
+fn check_order_ref(template: &str) -> Result<String, String> {
+    let rest = template.replace("{number}", "").replace("{id}", "");
+    if rest.contains(['{', '}']) || rest.len() == template.len() || template.len() > 64 {
+        return Err(format!(
+            "order_ref {template:?} must hold {{number}} or {{id}} (and no other {{...}}), in at most 64 characters"
+        ));
+    }
+    Ok(template.to_owned())
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -312,6 +355,85 @@ mod tests {
         let ok = check(vec![f()]).unwrap();
         assert_eq!(ok[0].secret.expose(), "shpat_secret");
         assert!(!format!("{:?}", ok[0]).contains("shpat_secret"));
+    }
+
+    #[test]
+    fn a_woocommerce_channel_needs_a_key_and_secret_and_a_sane_order_ref() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        };
+        let (good, only_key) = (file("good", "ck_1:cs_2\n"), file("bad", "ck_only\n"));
+        let woo = || ChannelFile {
+            kind: "woocommerce".into(),
+            url: "https://shop.example".into(),
+            location: None,
+            secret_env: None,
+            secret_file: Some(good.clone()),
+            ..shopify()
+        };
+        let ok = check(vec![woo()]).unwrap();
+        assert_eq!(
+            ok[0].kind,
+            ChannelKind::WooCommerce {
+                order_ref: "{number}".into()
+            }
+        );
+        assert_eq!(ok[0].kind.as_str(), "woocommerce");
+        let with_ref = check(vec![ChannelFile {
+            order_ref: Some("WC-{number}".into()),
+            ..woo()
+        }])
+        .unwrap();
+        assert_eq!(
+            with_ref[0].kind,
+            ChannelKind::WooCommerce {
+                order_ref: "WC-{number}".into()
+            }
+        );
+        let err = |f: ChannelFile| check(vec![f]).unwrap_err().to_string();
+        // The key travels as HTTP Basic: https, or plain http on loopback only.
+        assert!(
+            err(ChannelFile {
+                url: "http://shop.example".into(),
+                ..woo()
+            })
+            .contains("https")
+        );
+        assert!(
+            check(vec![ChannelFile {
+                url: "http://127.0.0.1:8080".into(),
+                ..woo()
+            }])
+            .is_ok()
+        );
+        let bad_secret = err(ChannelFile {
+            secret_file: Some(only_key.clone()),
+            ..woo()
+        });
+        assert!(bad_secret.contains("KEY:SECRET"), "{bad_secret}");
+        assert!(!bad_secret.contains("ck_only"), "{bad_secret}");
+        for template in ["WC", "WC-{name}", "{number}}"] {
+            assert!(
+                err(ChannelFile {
+                    order_ref: Some(template.into()),
+                    ..woo()
+                })
+                .contains("order_ref"),
+                "{template}"
+            );
+        }
+        assert!(
+            err(ChannelFile {
+                order_ref: Some("{number}".into()),
+                ..shopify()
+            })
+            .contains("woocommerce channels only")
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! Sales channels: availability fanned out to Shopify and signed webhooks.
+//! Sales channels: availability fanned out to Shopify, WooCommerce and signed webhooks.
 //!
 //! - [`config`]: `[[channels]]` checked into [`ChannelConfig`];
 //! - [`offer`]: what a channel is offered (pure);
 //! - [`outbox`]: the durable outbox per channel (latest value wins, drops first);
 //! - [`worker`]: one task per channel draining its outbox through its adapter, with a circuit
 //!   breaker and backoff;
-//! - one folder per kind: [`shopify`], [`webhook`].
+//! - one folder per kind: [`shopify`], [`woocommerce`], [`webhook`].
 //!
 //! Architecture invariant: a channel is only ever sent values from the outbox, and a row
 //! leaves the outbox only once the channel accepted that row's sequence number (or refused it
@@ -18,6 +18,7 @@ pub mod offer;
 pub mod outbox;
 pub mod shopify;
 pub mod webhook;
+pub mod woocommerce;
 pub mod worker;
 
 use std::collections::BTreeMap;
@@ -140,7 +141,7 @@ pub const DRIFT_SAMPLE: usize = 50;
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelStatus {
     pub name: String,
-    /// `shopify` or `webhook`; empty when read from a stopped central's database.
+    /// `shopify`, `woocommerce` or `webhook`; empty when read from a stopped central's database.
     pub kind: String,
     pub warehouses: Vec<String>,
     #[serde(flatten)]

@@ -10,21 +10,33 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ALERT_PAUSE, ChannelConfig, ChannelError, ChannelKind, Channels, Entry, ErrorClass, Outcome,
 };
+use crate::availability::Touched;
 use crate::breaker::Breaker;
+use crate::odoo::OdooConfig;
 use crate::store::Store;
 
 /// A channel's client.
 #[derive(Debug)]
 pub enum Adapter {
     Shopify(Box<super::shopify::Shopify>),
+    WooCommerce(Box<super::woocommerce::WooCommerce>),
     Webhook(Box<super::webhook::Webhook>),
 }
 
 impl Adapter {
-    pub fn new(config: &ChannelConfig) -> Adapter {
+    /// `store` and `odoo`: WooCommerce reads the availability's read time and asks Odoo which
+    /// orders it has (ARCHITECTURE.md, "No oversell").
+    pub fn new(config: &ChannelConfig, store: &Store, odoo: Option<&OdooSide>) -> Adapter {
         match &config.kind {
             ChannelKind::Shopify { .. } => {
                 Adapter::Shopify(Box::new(super::shopify::Shopify::new(config)))
+            }
+            ChannelKind::WooCommerce { .. } => {
+                Adapter::WooCommerce(Box::new(super::woocommerce::WooCommerce::new(
+                    config,
+                    Some(store.clone()),
+                    odoo.map(|o| (o.config.clone(), Arc::clone(&o.touched))),
+                )))
             }
             ChannelKind::Webhook => {
                 Adapter::Webhook(Box::new(super::webhook::Webhook::new(config)))
@@ -36,13 +48,33 @@ impl Adapter {
     pub fn batch(&self) -> usize {
         match self {
             Adapter::Shopify(_) => super::shopify::BATCH,
+            Adapter::WooCommerce(_) => super::woocommerce::PUSH,
             Adapter::Webhook(_) => super::webhook::BATCH,
+        }
+    }
+
+    /// Forgets what the client cached of the channel (a resync).
+    pub fn forget(&mut self) {
+        match self {
+            Adapter::Shopify(s) => s.forget(),
+            Adapter::WooCommerce(w) => w.forget(),
+            Adapter::Webhook(_) => {}
+        }
+    }
+
+    /// Between pushes: what the client wants to write again on its own (WooCommerce: SKUs
+    /// written with open orders taken off); `None` when nothing.
+    pub async fn recheck(&mut self) -> Option<Result<Outcome, ChannelError>> {
+        match self {
+            Adapter::WooCommerce(w) => w.recheck().await,
+            _ => None,
         }
     }
 
     pub async fn push(&mut self, batch: &[Entry]) -> Result<Outcome, ChannelError> {
         match self {
             Adapter::Shopify(s) => s.push(batch).await,
+            Adapter::WooCommerce(w) => w.push(batch).await,
             Adapter::Webhook(w) => w.push(batch).await,
         }
     }
@@ -59,15 +91,35 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     )
 }
 
-/// Drains `config`'s outbox until `shutdown`.
+/// Drains `config`'s outbox until `shutdown`, without asking Odoo anything (a WooCommerce
+/// channel then takes every open order off its offers).
 pub async fn run(
     store: Store,
     config: ChannelConfig,
     channels: Arc<Channels>,
     shutdown: CancellationToken,
 ) {
+    run_with_odoo(store, config, channels, None, shutdown).await;
+}
+
+/// What a channel may use of central's Odoo side: where a WooCommerce channel asks which of
+/// its open orders Odoo has, and how it asks the availability reader for a fresh read.
+#[derive(Debug, Clone)]
+pub struct OdooSide {
+    pub config: OdooConfig,
+    pub touched: Arc<Touched>,
+}
+
+/// Drains `config`'s outbox until `shutdown`, with `odoo` (see [`OdooSide`]).
+pub async fn run_with_odoo(
+    store: Store,
+    config: ChannelConfig,
+    channels: Arc<Channels>,
+    odoo: Option<OdooSide>,
+    shutdown: CancellationToken,
+) {
     let name = config.name.clone();
-    let mut adapter = Adapter::new(&config);
+    let mut adapter = Adapter::new(&config, &store, odoo.as_ref());
     let breaker = Breaker::default();
     let mut wake = channels.outbox.subscribe();
     let mut failures = 0u32;
@@ -85,10 +137,19 @@ pub async fn run(
                 _ => tracing::error!(channel = %name, "cannot queue the scheduled resync"),
             }
         }
-        if channels.take_resync(&name)
-            && let Adapter::Shopify(shopify) = &mut adapter
-        {
-            shopify.forget();
+        if channels.take_resync(&name) {
+            adapter.forget();
+        }
+        let recheck = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = adapter.recheck() => r,
+        };
+        match recheck {
+            Some(Ok(outcome)) => channels.update(&name, |l| l.calls += outcome.calls),
+            Some(Err(e)) => {
+                tracing::warn!(channel = %name, error = %e, "looking again at SKUs held by open orders failed")
+            }
+            None => {}
         }
         let batch = {
             let store = store.clone();

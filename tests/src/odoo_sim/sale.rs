@@ -52,8 +52,8 @@ pub fn create_order(env: &mut Env, vals: &Map<String, Value>) -> Result<Id, Odoo
     Ok(order)
 }
 
-/// `sale.order.action_confirm`: state `sale`, and one delivery from the order's warehouse,
-/// confirmed and reserved. Its `origin` is the order name; 18 appends the customer
+/// `sale.order.action_confirm`: state `sale`, `date_order` the moment of confirmation, and
+/// one delivery from the order's warehouse, confirmed and reserved. Its `origin` is the order name; 18 appends the customer
 /// reference (`"S00009 - ref"`, docs/odoo.md#open-pickings).
 pub fn confirm_orders(env: &mut Env, orders: &[Id]) -> Result<(), OdooError> {
     env.check_exist("sale.order", orders)?;
@@ -63,6 +63,10 @@ pub fn confirm_orders(env: &mut Env, orders: &[Id]) -> Result<(), OdooError> {
         }
         env.db
             .set("sale.order", *order, "state", Value::from("sale"));
+        // As Odoo's `action_confirm`: the order is dated when it is confirmed.
+        let now = env.now_text();
+        env.db
+            .set("sale.order", *order, "date_order", Value::from(now));
         let warehouse = env.m2o("sale.order", *order, "warehouse_id").unwrap_or(1);
         let picking_type = env
             .m2o("stock.warehouse", warehouse, "out_type_id")

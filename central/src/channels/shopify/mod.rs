@@ -67,7 +67,7 @@ impl Shopify {
     pub fn new(config: &ChannelConfig) -> Shopify {
         let location_name = match &config.kind {
             ChannelKind::Shopify { location } => location.clone(),
-            ChannelKind::Webhook => String::new(),
+            _ => String::new(),
         };
         Shopify {
             http: reqwest::Client::builder()
