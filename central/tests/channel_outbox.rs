@@ -24,6 +24,7 @@ fn channel() -> ChannelConfig {
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
         reconcile: None,
+        pool: None,
     }
 }
 

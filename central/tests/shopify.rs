@@ -26,6 +26,7 @@ fn config(fake: &ShopifyFake, token: &str) -> ChannelConfig {
         url: fake.url(),
         secret: Secret::new(token),
         reconcile: None,
+        pool: None,
     }
 }
 

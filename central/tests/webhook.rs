@@ -32,6 +32,7 @@ fn channel(url: String, secret: &str) -> ChannelConfig {
         url,
         secret: Secret::new(secret),
         reconcile: None,
+        pool: None,
     }
 }
 

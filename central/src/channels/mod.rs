@@ -1,7 +1,8 @@
 //! Sales channels: availability fanned out to Shopify and signed webhooks.
 //!
 //! - [`config`]: `[[channels]]` checked into [`ChannelConfig`];
-//! - [`offer`]: what a channel is offered (pure);
+//! - [`offer`]: what a channel is offered (pure), and how a pool's stock is shared;
+//! - [`pool`]: `[[pools]]` checked, each member marked with its [`pool::Pool`];
 //! - [`outbox`]: the durable outbox per channel (latest value wins, drops first);
 //! - [`worker`]: one task per channel draining its outbox through its adapter, with a circuit
 //!   breaker and backoff;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod metrics;
 pub mod offer;
 pub mod outbox;
+pub mod pool;
 pub mod shopify;
 pub mod webhook;
 pub mod worker;
