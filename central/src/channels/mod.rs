@@ -145,6 +145,9 @@ pub struct ChannelStatus {
     /// `shopify` or `webhook`; empty when read from a stopped central's database.
     pub kind: String,
     pub warehouses: Vec<String>,
+    /// The pool the channel shares its stock with (`[[pools]]`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     #[serde(flatten)]
     pub outbox: OutboxStats,
     /// Failed pushes since central started.
@@ -256,6 +259,7 @@ impl Channels {
             name: name.to_owned(),
             kind: config.kind.as_str().to_owned(),
             warehouses: config.warehouses.iter().cloned().collect(),
+            pool: config.pool.as_ref().map(|p| p.name.clone()),
             outbox: store.outbox_stats(name)?,
             errors: live.errors,
             throttle_waits: live.throttle_waits,
