@@ -17,7 +17,10 @@ use crate::availability::Availability;
 pub fn offer(channel: &ChannelConfig, rows: &[Availability]) -> u64 {
     let units = free_units(channel, rows);
     let stock = match &channel.pool {
-        Some(pool) => pool.share_of(&channel.name, units),
+        // Every row is of the one SKU offered (none: nothing to share).
+        Some(pool) => rows
+            .first()
+            .map_or(0, |r| pool.share_of(&channel.name, &r.sku, units)),
         None => units,
     };
     hold_back(channel, stock)
@@ -44,9 +47,10 @@ fn hold_back(channel: &ChannelConfig, stock: u64) -> u64 {
     channel.cap.map_or(offered, |cap| offered.min(cap))
 }
 
-/// Splits `units` between members of the given `weights` (each > 0), in the members' order.
+/// Splits `units` between members of the given `weights`, in the members' order (a weight of
+/// 0: a member that does not sell the SKU, and gets none of it).
 ///
-/// The shares sum to exactly `units` (none lost to rounding down: one unit left with two
+/// Unless every weight is 0, the shares sum to exactly `units` (none lost to rounding down: one unit left with two
 /// members still goes to one of them), no share exceeds its fair part rounded up
 /// (⌈units × weight ÷ Σweights⌉), and — unlike largest remainders — no share ever falls when
 /// `units` rises (nor rises when it falls). That last property is what keeps a pool from
@@ -196,6 +200,7 @@ mod tests {
         let pool = Arc::new(Pool {
             name: "web".into(),
             members: vec![("big".into(), 3), ("small".into(), 1)],
+            ignores: BTreeMap::new(),
         });
         let member = |name: &str, units: u64, cap: Option<u64>| ChannelConfig {
             name: name.into(),
@@ -214,12 +219,16 @@ mod tests {
         #[test]
         fn shares_never_exceed_the_stock_nor_a_fair_part_and_never_move_against_it(
             units in 0u64..100_000,
-            weights in prop::collection::vec(1u32..1000, 1..8),
+            weights in prop::collection::vec(prop_oneof![Just(0u32), 1u32..1000], 1..8),
         ) {
             let split = shares(units, &weights);
             prop_assert_eq!(split.len(), weights.len());
-            prop_assert_eq!(split.iter().sum::<u64>(), units);
             let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+            if total == 0 {
+                prop_assert!(split.iter().all(|s| *s == 0));
+                return Ok(());
+            }
+            prop_assert_eq!(split.iter().sum::<u64>(), units);
             for (share, weight) in split.iter().zip(&weights) {
                 prop_assert!(*share <= (units * u64::from(*weight)).div_ceil(total));
             }
@@ -240,6 +249,7 @@ mod tests {
             let pool = Arc::new(Pool {
                 name: "p".into(),
                 members: weights.iter().enumerate().map(|(i, w)| (format!("m{i}"), *w)).collect(),
+                ignores: BTreeMap::new(),
             });
             let rows = [row("WH", &free.to_string())];
             let offered: u64 = (0..weights.len())

@@ -31,13 +31,24 @@ pub struct PoolFile {
 pub struct Pool {
     pub name: String,
     pub members: Vec<(String, u32)>,
+    /// Member → the SKUs it never gets (its `ignore` list): a SKU is split only between the
+    /// members that sell it.
+    pub ignores: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Pool {
-    /// What `channel`, a member, may offer of a pool ATP of `units`: its [`shares`] part. A
-    /// channel that is not a member gets nothing (never the case for a checked pool).
-    pub fn share_of(&self, channel: &str, units: u64) -> u64 {
-        let weights: Vec<u32> = self.members.iter().map(|(_, w)| *w).collect();
+    /// What `channel`, a member, may offer of a pool ATP of `units` of `sku`: its [`shares`]
+    /// part among the members that do not ignore `sku`. A channel that is not a member gets
+    /// nothing (never the case for a checked pool).
+    pub fn share_of(&self, channel: &str, sku: &str, units: u64) -> u64 {
+        let weights: Vec<u32> = self
+            .members
+            .iter()
+            .map(|(name, w)| {
+                let ignores = self.ignores.get(name).is_some_and(|i| i.contains(sku));
+                if ignores { 0 } else { *w }
+            })
+            .collect();
         self.members
             .iter()
             .position(|(name, _)| name == channel)
@@ -96,9 +107,15 @@ pub fn apply(channels: &mut [ChannelConfig], pools: Vec<PoolFile>) -> Result<(),
                 Some(_) => {}
             }
         }
+        let ignores = channels
+            .iter()
+            .filter(|c| file.members.contains_key(&c.name) && !c.ignore.is_empty())
+            .map(|c| (c.name.clone(), c.ignore.clone()))
+            .collect();
         let pool = Arc::new(Pool {
             name: name.clone(),
             members: file.members.into_iter().collect(),
+            ignores,
         });
         for channel in channels.iter_mut() {
             if pool.members.iter().any(|(m, _)| *m == channel.name) {
@@ -150,9 +167,20 @@ mod tests {
         assert_eq!(web.members, [("a".to_owned(), 3), ("b".to_owned(), 1)]);
         assert_eq!(channels[1].pool.as_deref(), Some(&*web));
         assert!(channels[2].pool.is_none());
-        assert_eq!(web.share_of("a", 10), 7);
-        assert_eq!(web.share_of("b", 10), 3);
-        assert_eq!(web.share_of("c", 10), 0);
+        assert_eq!(web.share_of("a", "X", 10), 7);
+        assert_eq!(web.share_of("b", "X", 10), 3);
+        assert_eq!(web.share_of("c", "X", 10), 0);
+    }
+
+    #[test]
+    fn a_sku_a_member_ignores_goes_whole_to_the_others() {
+        let mut channels = channels();
+        channels[1].ignore.insert("SAMPLE".into());
+        apply(&mut channels, vec![pool("web", &[("a", 3), ("b", 1)])]).unwrap();
+        let web = channels[0].pool.clone().unwrap();
+        assert_eq!(web.share_of("a", "SAMPLE", 10), 10);
+        assert_eq!(web.share_of("b", "SAMPLE", 10), 0);
+        assert_eq!(web.share_of("a", "X", 10), 7);
     }
 
     #[test]
