@@ -284,6 +284,7 @@ fn shop() -> tally_central::channels::ChannelConfig {
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
         reconcile: None,
+        pool: None,
     }
 }
 

@@ -34,6 +34,7 @@ fn webhook(warehouses: &[&str], buffer: u64) -> ChannelConfig {
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
         reconcile: None,
+        pool: None,
     }
 }
 

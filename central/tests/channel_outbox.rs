@@ -24,6 +24,7 @@ fn channel() -> ChannelConfig {
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
         reconcile: None,
+        pool: None,
     }
 }
 
@@ -186,4 +187,72 @@ fn a_full_read_offers_unchanged_skus_to_a_new_channel() {
         .record_availability_with(&[row("A", 10)], &channels, true)
         .unwrap();
     assert!(store.outbox_batch("shop", 10).unwrap().is_empty());
+}
+
+#[test]
+fn a_channels_totals_are_kept_in_the_store_across_a_reopen() {
+    use tally_central::channels::Drift;
+    use tally_central::channels::figures::PushFigures;
+    let dir = tempfile::tempdir().unwrap();
+    let channels = vec![channel()];
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .record_availability(&[row("A", 10), row("B", 4)], &channels)
+            .unwrap();
+        let batch = store.outbox_batch("shop", 10).unwrap();
+        store
+            .channel_failed("shop", "Shopify answered HTTP 503")
+            .unwrap();
+        store
+            .channel_failed("shop", "Shopify answered HTTP 502")
+            .unwrap();
+        let drift = Drift {
+            sku: "A".into(),
+            channel_showed: Some(3),
+            offered: 10,
+        };
+        let figures = PushFigures {
+            calls: 3,
+            throttle_waits: 1,
+            drift: vec![drift.clone()],
+        };
+        store
+            .outbox_complete_with("shop", &batch, &[], &figures)
+            .unwrap();
+        store
+            .channel_failed("shop", "Shopify answered HTTP 500")
+            .unwrap();
+        store.outbox_resync(&channels[0], None).unwrap();
+        let figures = store.channel_figures("shop").unwrap();
+        assert_eq!(
+            (figures.errors, figures.calls, figures.throttle_waits),
+            (3, 3, 1)
+        );
+        assert_eq!((figures.drift_found, figures.drift), (1, vec![drift]));
+        assert_eq!(
+            figures.last_error.as_deref(),
+            Some("Shopify answered HTTP 500")
+        );
+        assert!(figures.last_resync.is_some());
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let before = store.channel_figures("shop").unwrap();
+    assert_eq!(before.errors, 3);
+    assert_eq!(before.calls, 3);
+    // A success clears the last error and adds to the totals.
+    let batch = store.outbox_batch("shop", 10).unwrap();
+    let figures = PushFigures {
+        calls: 2,
+        ..PushFigures::default()
+    };
+    store
+        .outbox_complete_with("shop", &batch, &[], &figures)
+        .unwrap();
+    let after = store.channel_figures("shop").unwrap();
+    assert_eq!((after.errors, after.calls, after.drift_found), (3, 5, 1));
+    assert_eq!(after.last_error, None);
+    assert_eq!(after.last_resync, before.last_resync);
+    // Another channel's totals are its own.
+    assert_eq!(store.channel_figures("other").unwrap().calls, 0);
 }

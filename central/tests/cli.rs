@@ -363,6 +363,7 @@ fn channels_and_availability_are_read_from_a_stopped_database() {
         url: "http://127.0.0.1:9".into(),
         secret: Secret::new("s"),
         reconcile: None,
+        pool: None,
     };
     // An empty database: nothing to show, said so.
     std::fs::create_dir(&data).unwrap();

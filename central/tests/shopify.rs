@@ -1,7 +1,9 @@
 //! The Shopify adapter against the Shopify fake (tests/src/channels/shopify.rs): the fake
 //! refuses what 2026-04 refuses; offers land as `on_hand` with compare-and-set; a stale
 //! value is re-read and set again; a permanent refusal of one SKU dead-letters that SKU only;
-//! a small bucket is never sent a call it cannot pay for; and 50,000 SKUs take
+//! a small bucket is never sent a call it cannot pay for; a write whose answer was lost is
+//! sent again under the same key through `IDEMPOTENCY_CONCURRENT_REQUEST` and applied once;
+//! and 50,000 SKUs take
 //! ⌈50,000 / 250⌉ mutations plus the lookups.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +28,7 @@ fn config(fake: &ShopifyFake, token: &str) -> ChannelConfig {
         url: fake.url(),
         secret: Secret::new(token),
         reconcile: None,
+        pool: None,
     }
 }
 
@@ -118,6 +121,15 @@ async fn the_fake_refuses_what_2026_04_refuses() {
     let a = raw(&fake, ok, input(vec![q(json!(0))])).await;
     assert_eq!(a["data"]["inventorySetQuantities"]["userErrors"], json!([]));
     assert_eq!(fake.level("A", "Main"), Some((5, 0, 5)));
+    // The same key again: the first answer, applied once; with other arguments: refused.
+    let a = raw(&fake, ok, input(vec![q(json!(0))])).await;
+    assert_eq!(a["data"]["inventorySetQuantities"]["userErrors"], json!([]));
+    let a = raw(&fake, ok, input(vec![q(json!(5))])).await;
+    assert_eq!(
+        a["data"]["inventorySetQuantities"]["userErrors"][0]["code"],
+        "IDEMPOTENCY_KEY_PARAMETER_MISMATCH"
+    );
+    assert_eq!(fake.writes("A", "Main"), [5]);
     // An order: available down, committed up.
     assert!(fake.order("A", "Main", 2));
     assert_eq!(fake.level("A", "Main"), Some((5, 2, 3)));
@@ -257,6 +269,42 @@ async fn a_throttled_answer_is_waited_out_and_the_same_request_sent_again() {
     let stats = fake.stats();
     assert_eq!(stats.throttled, 1, "only the call sent blind: {stats:?}");
     assert!(out.throttle_waits >= 1);
+}
+
+#[tokio::test]
+async fn a_write_still_in_flight_is_retried_with_the_same_key_and_applied_once() {
+    let fake = ShopifyFake::start(FakeConfig::default()).await.unwrap();
+    fake.add_location("Main");
+    fake.add_variant("A");
+    let mut shop = Shopify::new(&config(&fake, "shpat_test"));
+    // The write is applied but its answer is lost: Tally cannot know, and fails the push.
+    fake.in_flight(2);
+    let error = shop.push(&[entry("A", 4, 1)]).await.unwrap_err();
+    assert_eq!(
+        error.class,
+        tally_central::channels::ErrorClass::Retryable,
+        "{error}"
+    );
+    assert_eq!(fake.level("A", "Main"), Some((4, 0, 4)));
+    // The worker pushes the same row again: Shopify still has the first call in progress
+    // twice, then answers with its result.
+    let out = shop.push(&[entry("A", 4, 1)]).await.unwrap();
+    assert_eq!(out.done.len(), 1);
+    assert!(out.dead.is_empty());
+    assert_eq!(fake.stats().concurrent, 2);
+    let keys = fake.set_keys();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "one key throughout: {keys:?}"
+    );
+    // Applied once: a new key would have met a stale changeFromQuantity and set it again.
+    assert_eq!(fake.writes("A", "Main"), [4]);
+    assert_eq!(fake.level("A", "Main"), Some((4, 0, 4)));
+    // The next write is another one, under another key.
+    shop.push(&[entry("A", 6, 2)]).await.unwrap();
+    assert_ne!(fake.set_keys().last(), Some(&keys[0]));
+    assert_eq!(fake.writes("A", "Main"), [4, 6]);
 }
 
 #[tokio::test]

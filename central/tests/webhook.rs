@@ -32,6 +32,7 @@ fn channel(url: String, secret: &str) -> ChannelConfig {
         url,
         secret: Secret::new(secret),
         reconcile: None,
+        pool: None,
     }
 }
 
@@ -84,7 +85,7 @@ async fn the_worker_pushes_signed_batches_through_failures() {
     let (accepted, refused, failed) = receiver.counts();
     assert_eq!((refused, failed), (0, 2));
     assert!(accepted >= 1);
-    assert_eq!(channels.live("hook").errors, 2);
+    assert_eq!(channels.status(&store, "hook").unwrap().unwrap().errors, 2);
     shutdown.cancel();
 }
 

@@ -160,6 +160,7 @@ fn channel(shop: &ShopifyFake) -> ChannelConfig {
         url: shop.url(),
         secret: Secret::new("shpat_test"),
         reconcile: None,
+        pool: None,
     }
 }
 

@@ -30,6 +30,7 @@ fn channel(woo: &WooFake) -> ChannelConfig {
         url: woo.url(),
         secret: Secret::new("ck_bench:cs_bench"),
         reconcile: None,
+        pool: None,
     }
 }
 

@@ -5,7 +5,12 @@
 //! took and Odoo has not seen, then an unrelated scan makes Tally push before Odoo knows the
 //! order; Shopify's available never rises above what is truly free, then or after Odoo
 //! reserves the order. And a Shopify outage while central is SIGKILLed: afterwards every SKU
-//! ends at its newest value, with no older value written after a newer one.
+//! ends at its newest value, with no older value written after a newer one. The outage lasts
+//! seconds by default; `TALLY_CHANNEL_OUTAGE_SECS=600` makes it a ten-minute soak:
+//!
+//! ```sh
+//! TALLY_CHANNEL_OUTAGE_SECS=600 cargo test -p tally-tests --test channels_e2e outage
+//! ```
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -264,6 +269,52 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
     .await;
 }
 
+/// How long Shopify stays down in the outage test, in seconds: `TALLY_CHANNEL_OUTAGE_SECS`.
+/// Unset (CI): as long as three changes and a central crash take, a few seconds. Set (a
+/// soak, such as `600`): Odoo keeps changing for that long, half of it before central is
+/// SIGKILLed, half after its restart, while Shopify stays down.
+const OUTAGE_ENV: &str = "TALLY_CHANNEL_OUTAGE_SECS";
+
+fn outage() -> Duration {
+    match std::env::var(OUTAGE_ENV) {
+        Ok(secs) => Duration::from_secs(
+            secs.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{OUTAGE_ENV} must be whole seconds, not {secs:?}")),
+        ),
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// Sets Odoo's stock of CHAIR-OAK (and of LAMP-BRASS, if given) and waits until central read
+/// the chairs.
+async fn odoo_changes(
+    sim: &OdooSim,
+    central: &CentralProcess,
+    chairs: i64,
+    lamps: Option<i64>,
+) -> anyhow::Result<()> {
+    sim.set_on_hand("CHAIR-OAK", STOCK, None, chairs as f64)?;
+    if let Some(lamps) = lamps {
+        sim.set_on_hand("LAMP-BRASS", STOCK, None, lamps as f64)?;
+    }
+    let admin = central.admin();
+    let want = format!("\"on_hand\":\"{chairs}\"");
+    wait_until("central to read the change", WAIT, || {
+        let admin = admin.clone();
+        let want = want.clone();
+        async move {
+            let body = admin_get(&admin, "/v1/availability?sku=CHAIR-OAK").await?;
+            Ok(if body.contains(&want) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(body)
+            })
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
     with_temp_dir("channels-e2e-outage", |dir| async move {
@@ -272,43 +323,52 @@ async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
         let central = start_central(&dir, &sim, &config).await?;
         shop_shows(&shop, "CHAIR-OAK", 20 - BUFFER).await?;
         shop_shows(&shop, "LAMP-BRASS", 10 - BUFFER).await?;
+        let written_before = shop.writes("CHAIR-OAK", "Main").len();
 
         // Shopify goes down; Odoo keeps changing; central is SIGKILLed with pushes queued.
+        let outage = outage();
+        let down_since = std::time::Instant::now();
         shop.set_down(true);
-        for (n, qty) in [17.0, 12.0, 16.0].into_iter().enumerate() {
-            sim.set_on_hand("CHAIR-OAK", STOCK, None, qty)?;
-            sim.set_on_hand("LAMP-BRASS", STOCK, None, 9.0 - n as f64)?;
-            let admin = central.admin();
-            let want = format!("\"on_hand\":\"{}\"", qty as i64);
-            wait_until("central to read the change", WAIT, || {
-                let admin = admin.clone();
-                let want = want.clone();
-                async move {
-                    let body = admin_get(&admin, "/v1/availability?sku=CHAIR-OAK").await?;
-                    Ok(if body.contains(&want) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(body)
-                    })
-                }
-            })
-            .await?;
+        const CHAIRS: [i64; 6] = [17, 12, 16, 14, 13, 15];
+        let mut changes = 0;
+        while changes < 3 || down_since.elapsed() < outage / 2 {
+            let lamps = (changes < 3).then(|| 9 - changes as i64);
+            odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], lamps).await?;
+            changes += 1;
         }
+        let changes_before_kill = changes;
         central.kill9().await?;
         // While central is down, Odoo changes once more.
         sim.set_on_hand("CHAIR-OAK", STOCK, None, 11.0)?;
         let central = start_central(&dir, &sim, &config).await?;
+        // A soak: Shopify stays down through the rest of the outage while Odoo keeps changing,
+        // back to 11 at the end.
+        if down_since.elapsed() < outage {
+            while down_since.elapsed() < outage {
+                odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], None).await?;
+                changes += 1;
+            }
+            odoo_changes(&sim, &central, 11, None).await?;
+        }
         shop.set_down(false);
         shop_shows(&shop, "CHAIR-OAK", 11 - BUFFER).await?;
         shop_shows(&shop, "LAMP-BRASS", 7 - BUFFER).await?;
-        // Nothing older was written after the newest value.
+        // After the outage Shopify gets the newest value, at most preceded by the value queued
+        // when central was killed (the newest central knew, pushed before its first read of
+        // Odoo after the restart): nothing overtaken during the outage, nothing older after it.
         let writes = shop.writes("CHAIR-OAK", "Main");
-        ensure!(writes.last() == Some(&(11 - BUFFER)), "{writes:?}");
+        let queued_at_kill = CHAIRS[(changes_before_kill - 1) % CHAIRS.len()] - BUFFER;
+        let after = &writes[written_before..];
         ensure!(
-            !writes.contains(&(17 - BUFFER)),
-            "a value overtaken during the outage was pushed: {writes:?}"
+            after == [11 - BUFFER] || after == [queued_at_kill, 11 - BUFFER],
+            "{changes} changes in {:?} of outage, then {writes:?}",
+            down_since.elapsed()
         );
         ensure!(shop.stats().throttled == 0);
+        println!(
+            "outage of {:?}: {changes} changes in Odoo, then Shopify written {after:?}",
+            down_since.elapsed()
+        );
         drop(central);
         Ok(())
     })

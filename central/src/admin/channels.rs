@@ -69,11 +69,7 @@ pub fn statuses(
 }
 
 fn stored_status(store: &Store, name: String) -> Result<ChannelStatus, StoreError> {
-    Ok(ChannelStatus {
-        outbox: store.outbox_stats(&name)?,
-        name,
-        ..ChannelStatus::default()
-    })
+    ChannelStatus::stored(store, &name)
 }
 
 /// One channel, from the store when central is stopped (`None`: the store knows no such
@@ -257,7 +253,7 @@ pub fn render_channel(view: &ChannelView) -> String {
     out.push_str(&table(
         &["SKU", "CHANNEL SHOWED", "OFFERED"],
         &rows,
-        "no drift found since central started",
+        "no drift found",
     ));
     out.push_str("\nDEAD LETTERS\n");
     let rows: Vec<Vec<String>> = view

@@ -95,6 +95,8 @@ pub struct ChannelConfig {
     pub secret: Secret,
     /// Scheduled resyncs; `None`: only when asked.
     pub reconcile: Option<std::time::Duration>,
+    /// The pool the channel shares its stock with, if any (`[[pools]]`, [`super::pool`]).
+    pub pool: Option<std::sync::Arc<super::pool::Pool>>,
 }
 
 impl ChannelConfig {
@@ -129,12 +131,7 @@ pub fn check(files: Vec<ChannelFile>) -> Result<Vec<ChannelConfig>, ConfigError>
 fn check_one(f: ChannelFile) -> Result<ChannelConfig, ConfigError> {
     let name = f.name;
     let bad = |message: String| invalid("channels", format!("channel {name:?}: {message}"));
-    if name.is_empty()
-        || name.len() > 40
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
+    if !valid_name(&name) {
         return Err(bad(
             "a name is 1 to 40 characters of a-z, 0-9, - and _".into()
         ));
@@ -217,6 +214,7 @@ fn check_one(f: ChannelFile) -> Result<ChannelConfig, ConfigError> {
         url: f.url.trim_end_matches('/').to_owned(),
         secret: Secret::new(secret),
         reconcile,
+        pool: None,
     })
 }
 
@@ -229,6 +227,15 @@ fn check_order_ref(template: &str) -> Result<String, String> {
         ));
     }
     Ok(template.to_owned())
+}
+
+/// A channel's or a pool's name: 1 to 40 characters of `a-z`, `0-9`, `-` and `_`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 40
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn check_url(url: &str) -> Result<(), String> {

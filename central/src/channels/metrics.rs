@@ -36,12 +36,12 @@ pub fn register(registry: &mut Registry, channels: &[ChannelStatus]) {
         ),
         (
             "channel_errors",
-            "Failed pushes since central started",
+            "Failed pushes (kept across restarts)",
             |c| c.errors,
         ),
         (
             "channel_throttle_waits",
-            "Waits for the channel's rate limit since central started",
+            "Waits for the channel's rate limit (kept across restarts)",
             |c| c.throttle_waits,
         ),
         (

@@ -1,7 +1,8 @@
 //! Sales channels: availability fanned out to Shopify, WooCommerce and signed webhooks.
 //!
 //! - [`config`]: `[[channels]]` checked into [`ChannelConfig`];
-//! - [`offer`]: what a channel is offered (pure);
+//! - [`offer`]: what a channel is offered (pure), and how a pool's stock is shared;
+//! - [`pool`]: `[[pools]]` checked, each member marked with its [`pool::Pool`];
 //! - [`outbox`]: the durable outbox per channel (latest value wins, drops first);
 //! - [`worker`]: one task per channel draining its outbox through its adapter, with a circuit
 //!   breaker and backoff;
@@ -13,9 +14,11 @@
 
 pub mod api;
 pub mod config;
+pub mod figures;
 pub mod metrics;
 pub mod offer;
 pub mod outbox;
+pub mod pool;
 pub mod shopify;
 pub mod webhook;
 pub mod woocommerce;
@@ -144,40 +147,36 @@ pub struct ChannelStatus {
     /// `shopify`, `woocommerce` or `webhook`; empty when read from a stopped central's database.
     pub kind: String,
     pub warehouses: Vec<String>,
+    /// The pool the channel shares its stock with (`[[pools]]`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     #[serde(flatten)]
     pub outbox: OutboxStats,
-    /// Failed pushes since central started.
+    /// Failed pushes (totals kept in the store, across restarts).
     pub errors: u64,
-    /// Waits for the channel's rate limit since central started.
+    /// Waits for the channel's rate limit.
     pub throttle_waits: u64,
-    /// Calls made since central started.
+    /// Calls made.
     pub calls: u64,
     pub last_error: Option<String>,
     /// Set while pushes are paused on an error only a person can fix.
     pub alert: Option<String>,
     /// `closed`, `open` or `probing`.
     pub circuit: Option<crate::breaker::CircuitState>,
-    /// SKUs found drifted since central started, and the latest of them.
+    /// SKUs found drifted, and the latest of them.
     pub drift_found: u64,
     pub drift: Vec<Drift>,
     /// The last resync asked for or run on schedule (RFC 3339).
     pub last_resync: Option<String>,
 }
 
-/// In-memory figures of a running channel.
+/// What only a running channel knows (its totals are in the store: [`figures`]).
 #[derive(Debug, Default, Clone)]
 pub struct Live {
-    pub errors: u64,
-    pub throttle_waits: u64,
-    pub calls: u64,
-    pub last_error: Option<String>,
     pub alert: Option<String>,
     pub circuit: Option<crate::breaker::CircuitState>,
     /// A resync was asked for: the worker forgets what it cached of the channel.
     pub resync: bool,
-    pub drift_found: u64,
-    pub drift: Vec<Drift>,
-    pub last_resync: Option<String>,
 }
 
 /// The running channels, for the admin API.
@@ -213,10 +212,7 @@ impl Channels {
     }
 
     pub fn request_resync(&self, name: &str) {
-        self.update(name, |l| {
-            l.resync = true;
-            l.last_resync = Some(jiff::Timestamp::now().to_string());
-        });
+        self.update(name, |l| l.resync = true);
     }
 
     pub(crate) fn take_resync(&self, name: &str) -> bool {
@@ -252,20 +248,39 @@ impl Channels {
         };
         let live = self.live(name);
         Ok(Some(ChannelStatus {
-            name: name.to_owned(),
             kind: config.kind.as_str().to_owned(),
             warehouses: config.warehouses.iter().cloned().collect(),
-            outbox: store.outbox_stats(name)?,
-            errors: live.errors,
-            throttle_waits: live.throttle_waits,
-            calls: live.calls,
-            last_error: live.last_error,
+            pool: config.pool.as_ref().map(|p| p.name.clone()),
             alert: live.alert,
             circuit: live.circuit,
-            drift_found: live.drift_found,
-            drift: live.drift,
-            last_resync: live.last_resync,
+            ..ChannelStatus::stored(store, name)?
         }))
+    }
+}
+
+impl ChannelStatus {
+    /// What the store holds of `name`: its outbox and totals, without what only a running
+    /// channel knows (kind, warehouses, pool, alert, circuit).
+    pub fn stored(
+        store: &crate::store::Store,
+        name: &str,
+    ) -> Result<ChannelStatus, crate::store::StoreError> {
+        let figures = store.channel_figures(name)?;
+        Ok(ChannelStatus {
+            name: name.to_owned(),
+            outbox: store.outbox_stats(name)?,
+            errors: figures.errors,
+            throttle_waits: figures.throttle_waits,
+            calls: figures.calls,
+            last_error: figures.last_error,
+            drift_found: figures.drift_found,
+            drift: figures.drift,
+            last_resync: figures
+                .last_resync
+                .and_then(|us| jiff::Timestamp::from_microsecond(us).ok())
+                .map(|t| t.to_string()),
+            ..ChannelStatus::default()
+        })
     }
 }
 

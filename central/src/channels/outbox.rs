@@ -7,7 +7,7 @@
 //! - `channel_dead`: (channel, SKU) → why the channel refused that SKU for good
 //!   ([`ChannelDeadLetter`]);
 //! - `channel_counters`: (channel, name) → `seq` (the last sequence number given) and
-//!   `last_success` (µs).
+//!   `last_success` (µs), and the totals of [`super::figures`].
 //!
 //! Every pending row carries a sequence number, growing per channel. A push completes a row
 //! only if it still holds the sequence number that was sent, so a value that arrived while the
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tally_protocol::Timestamp;
 
 use super::ChannelConfig;
+use super::figures::PushFigures;
 use super::offer::{is_risk, offer};
 use crate::availability::store::{AVAILABILITY, rows_of};
 use crate::store::{ResultExt, Store, StoreError};
@@ -89,7 +90,7 @@ pub(crate) fn open_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PUSHED).storage()?;
     txn.open_table(DEAD).storage()?;
     txn.open_table(COUNTERS).storage()?;
-    Ok(())
+    super::figures::open_tables(txn)
 }
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -192,6 +193,18 @@ impl Store {
         done: &[Entry],
         dead: &[(Entry, String, String)],
     ) -> Result<(), StoreError> {
+        self.outbox_complete_with(channel, done, dead, &PushFigures::default())
+    }
+
+    /// [`Store::outbox_complete`], adding the push's `figures` (calls, throttle waits, drift)
+    /// to the channel's stored totals in the same transaction.
+    pub fn outbox_complete_with(
+        &self,
+        channel: &str,
+        done: &[Entry],
+        dead: &[(Entry, String, String)],
+        figures: &PushFigures,
+    ) -> Result<(), StoreError> {
         let now = Timestamp::now().as_micros();
         let txn = self.db().begin_write().storage()?;
         {
@@ -241,6 +254,7 @@ impl Store {
                     .storage()?;
             }
         }
+        super::figures::record_push(&txn, channel, figures)?;
         txn.commit().storage()
     }
 
@@ -268,6 +282,7 @@ impl Store {
             }
         }
         enqueue(&txn, std::slice::from_ref(channel), &skus)?;
+        super::figures::record_resync(&txn, &channel.name)?;
         let queued = txn
             .open_table(OUTBOX)
             .storage()?

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::figures::PushFigures;
 use super::{
     ALERT_PAUSE, ChannelConfig, ChannelError, ChannelKind, Channels, Entry, ErrorClass, Outcome,
 };
@@ -145,7 +146,22 @@ pub async fn run_with_odoo(
             r = adapter.recheck() => r,
         };
         match recheck {
-            Some(Ok(outcome)) => channels.update(&name, |l| l.calls += outcome.calls),
+            Some(Ok(outcome)) => {
+                // Only its calls and what it found count: the outbox has no row of it.
+                let (store, channel) = (store.clone(), name.clone());
+                let figures = PushFigures {
+                    calls: outcome.calls,
+                    throttle_waits: outcome.throttle_waits,
+                    drift: outcome.drift,
+                };
+                let recorded = tokio::task::spawn_blocking(move || {
+                    store.outbox_complete_with(&channel, &[], &[], &figures)
+                })
+                .await;
+                if !matches!(recorded, Ok(Ok(()))) {
+                    tracing::error!(channel = %name, "cannot count a recheck's calls in the store");
+                }
+            }
             Some(Err(e)) => {
                 tracing::warn!(channel = %name, error = %e, "looking again at SKUs held by open orders failed")
             }
@@ -199,23 +215,20 @@ pub async fn run_with_odoo(
                             let store = store.clone();
                             let name = name.clone();
                             let (done, dead) = (outcome.done, outcome.dead);
+                            let figures = PushFigures {
+                                calls: outcome.calls,
+                                throttle_waits: outcome.throttle_waits,
+                                drift: outcome.drift,
+                            };
                             tokio::task::spawn_blocking(move || {
-                                store.outbox_complete(&name, &done, &dead)
+                                store.outbox_complete_with(&name, &done, &dead, &figures)
                             })
                             .await
                         };
                         if !matches!(recorded, Ok(Ok(()))) {
                             tracing::error!(channel = %name, "cannot record a push in the store; it is pushed again");
                         }
-                        let drift = outcome.drift;
                         channels.update(&name, |l| {
-                            l.drift_found += drift.len() as u64;
-                            l.drift.extend(drift);
-                            let over = l.drift.len().saturating_sub(super::DRIFT_SAMPLE);
-                            l.drift.drain(..over);
-                            l.calls += outcome.calls;
-                            l.throttle_waits += outcome.throttle_waits;
-                            l.last_error = None;
                             l.alert = None;
                             l.circuit = Some(circuit);
                         });
@@ -227,9 +240,19 @@ pub async fn run_with_odoo(
                     Err(error) => {
                         let person = error.class != ErrorClass::Retryable;
                         tracing::warn!(channel = %name, %error, "pushing to the channel failed");
+                        let recorded = {
+                            let store = store.clone();
+                            let name = name.clone();
+                            let message = error.message.clone();
+                            tokio::task::spawn_blocking(move || {
+                                store.channel_failed(&name, &message)
+                            })
+                            .await
+                        };
+                        if !matches!(recorded, Ok(Ok(()))) {
+                            tracing::error!(channel = %name, "cannot count a failed push in the store");
+                        }
                         channels.update(&name, |l| {
-                            l.errors += 1;
-                            l.last_error = Some(error.message.clone());
                             l.alert = person.then(|| error.message.clone());
                             l.circuit = Some(circuit);
                         });

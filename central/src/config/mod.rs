@@ -149,6 +149,8 @@ struct FileConfig {
     availability_poll: Option<String>,
     #[serde(default)]
     channels: Vec<crate::channels::config::ChannelFile>,
+    #[serde(default)]
+    pools: Vec<crate::channels::pool::PoolFile>,
     // The flat `odoo_*` keys came before the `[odoo]` table; still read, with a warning.
     odoo_url: Option<String>,
     odoo_db: Option<String>,
@@ -438,7 +440,8 @@ impl ConfigArgs {
         {
             return Err(invalid("availability_poll", "must be between 100ms and 1h"));
         }
-        let channels = crate::channels::config::check(std::mem::take(&mut file.channels))?;
+        let mut channels = crate::channels::config::check(std::mem::take(&mut file.channels))?;
+        crate::channels::pool::apply(&mut channels, std::mem::take(&mut file.pools))?;
         Ok(Config {
             availability_poll,
             channels,

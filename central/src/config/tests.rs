@@ -229,3 +229,47 @@ fn the_merge_window_defaults_to_a_second_and_is_bounded() {
         assert_eq!(refused(with(bad)), "merge_window");
     }
 }
+
+#[test]
+fn pools_are_read_from_the_file_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("central.toml");
+    let channel = |name: &str, warehouse: &str| {
+        format!(
+            "[[channels]]\nname = \"{name}\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nwarehouses = [\"{warehouse}\"]\nsecret_env = \"PATH\"\n"
+        )
+    };
+    let load = |pools: &str| {
+        let text = [
+            channel("shop", "WH"),
+            channel("market", "WH"),
+            channel("far", "WH2"),
+        ]
+        .concat();
+        std::fs::write(&file, format!("{text}{pools}")).unwrap();
+        ConfigArgs {
+            config: Some(file.clone()),
+            ..args()
+        }
+        .load()
+    };
+    let config = load("[[pools]]\nname = \"web\"\nmembers = { shop = 3, market = 1 }\n").unwrap();
+    let pooled: Vec<_> = config
+        .channels
+        .iter()
+        .map(|c| c.pool.as_ref().map(|p| p.name.as_str()))
+        .collect();
+    assert_eq!(pooled, [Some("web"), Some("web"), None]);
+    let error = load("[[pools]]\nname = \"web\"\nmembers = { shop = 1, far = 1 }\n").unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::Invalid { key: "pools", message } if message.contains("same warehouses") && message.contains("\"far\"")),
+        "{error}"
+    );
+    let error = load("[[pools]]\nname = \"web\"\nmembers = { shop = -1 }\n").unwrap_err();
+    assert!(
+        error.to_string().contains("members = { shop = -1 }"),
+        "{error}"
+    );
+    let error = load("[[pools]]\nname = \"web\"\nmembers = { shop = 0 }\n").unwrap_err();
+    assert!(error.to_string().contains("members.shop"), "{error}");
+}

@@ -46,7 +46,8 @@ fn copy_tables(
         + copy(from, to, outbox::OUTBOX)?
         + copy(from, to, outbox::PUSHED)?
         + copy(from, to, outbox::DEAD)?
-        + copy(from, to, outbox::COUNTERS)?;
+        + copy(from, to, outbox::COUNTERS)?
+        + copy(from, to, crate::channels::figures::NOTES)?;
     Ok((TABLES.to_vec(), rows))
 }
 

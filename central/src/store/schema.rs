@@ -24,7 +24,8 @@
 //! | `channel_outbox` | (channel, SKU) | the value to push, with its sequence number | `channels::outbox` |
 //! | `channel_pushed` | (channel, SKU) | what the channel was last sent | `channels::outbox` |
 //! | `channel_dead` | (channel, SKU) | a push the channel refused for good, with why | `channels::outbox` |
-//! | `channel_counters` | (channel, name) | per-channel counters | `channels::outbox` |
+//! | `channel_counters` | (channel, name) | per-channel counters and totals | `channels::outbox`, `channels::figures` |
+//! | `channel_notes` | (channel, name) | a channel's last error and latest drift | `channels::figures` |
 //!
 //! A new table goes here, in `create_all`, in [`TABLES`] and in the backup's list
 //! (`backup.rs`, which fails any backup that misses one).
@@ -59,7 +60,7 @@ pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("me
 
 /// The name of every table of the store, `format` included (checked against an opened store
 /// by the test below).
-pub const TABLES: [&str; 21] = [
+pub const TABLES: [&str; 22] = [
     "format",
     "agents",
     "agent_clock",
@@ -81,6 +82,7 @@ pub const TABLES: [&str; 21] = [
     "channel_pushed",
     "channel_dead",
     "channel_counters",
+    "channel_notes",
 ];
 
 /// Opens (creating where missing) every table but `format`, which the format check owns.

@@ -8,8 +8,11 @@
 //! `inventorySetQuantities` refuses what 2026-04 refuses (no `@idempotent(key:)`, a quantity
 //! without `changeFromQuantity`, more than 250 quantities, one item and location twice),
 //! compares `changeFromQuantity` with the current value (`CHANGE_FROM_QUANTITY_STALE`), applies
-//! all or nothing, and answers a repeated key with the first answer. Orders lower `available`
-//! and raise `committed`; fulfilling lowers `on_hand` and `committed`.
+//! all or nothing, and answers a repeated key with the first answer (the same key with other
+//! arguments: `IDEMPOTENCY_KEY_PARAMETER_MISMATCH`). A write can be made to stay "in flight"
+//! ([`ShopifyFake::in_flight`]): applied, its answer lost, and its key answered
+//! `IDEMPOTENCY_CONCURRENT_REQUEST` for a while. Orders lower `available` and raise
+//! `committed`; fulfilling lowers `on_hand` and `committed`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -60,6 +63,8 @@ pub struct Stats {
     pub quantities_set: u64,
     /// `CHANGE_FROM_QUANTITY_STALE` answers.
     pub stale: u64,
+    /// `IDEMPOTENCY_CONCURRENT_REQUEST` answers.
+    pub concurrent: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -87,6 +92,14 @@ struct Fake {
     writes: Vec<(String, String, i64)>,
     /// While set, every request is answered `503` (an outage).
     down: bool,
+    /// Set by [`ShopifyFake::in_flight`]: the next new write's `concurrent` answers.
+    next_in_flight: Option<u32>,
+    /// Key → how many more requests with it are answered `IDEMPOTENCY_CONCURRENT_REQUEST`.
+    in_flight: HashMap<String, u32>,
+    /// The answer being built is lost (`504`), as when a write outlives the gateway.
+    lose_answer: bool,
+    /// The idempotency key of every `inventorySetQuantities` received, in order.
+    set_keys: Vec<String>,
 }
 
 /// The running fake.
@@ -113,6 +126,10 @@ impl ShopifyFake {
             stats: Stats::default(),
             writes: Vec::new(),
             down: false,
+            next_in_flight: None,
+            in_flight: HashMap::new(),
+            lose_answer: false,
+            set_keys: Vec::new(),
         }));
         let app = Router::new()
             .route("/admin/api/2026-04/graphql.json", post(graphql))
@@ -210,6 +227,20 @@ impl ShopifyFake {
         self.lock().down = down;
     }
 
+    /// The next `inventorySetQuantities` with a new key is applied, but its answer is lost
+    /// (`504`, as when the write outlives the gateway's timeout), and Shopify keeps it in
+    /// progress for the next `concurrent` requests with that key, answering them
+    /// `IDEMPOTENCY_CONCURRENT_REQUEST`; after that the key answers with the first answer, as
+    /// any repeated key.
+    pub fn in_flight(&self, concurrent: u32) {
+        self.lock().next_in_flight = Some(concurrent);
+    }
+
+    /// The idempotency key of every `inventorySetQuantities` received, in order.
+    pub fn set_keys(&self) -> Vec<String> {
+        self.lock().set_keys.clone()
+    }
+
     pub fn stats(&self) -> Stats {
         self.lock().stats.clone()
     }
@@ -265,7 +296,11 @@ async fn graphql(State(state): State<Shared>, headers: HeaderMap, body: String) 
             return Json(json!({"errors": [error]})).into_response();
         }
     };
-    Json(f.execute(&document, &variables)).into_response()
+    let answer = f.execute(&document, &variables);
+    if std::mem::take(&mut f.lose_answer) {
+        return (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout").into_response();
+    }
+    Json(answer).into_response()
 }
 
 /// A GraphQL value with variables substituted, as JSON.
@@ -568,6 +603,16 @@ impl Fake {
                 ));
             }
         }
+        self.set_keys.push(key.clone());
+        if let Some(left) = self.in_flight.get_mut(&key).filter(|left| **left > 0) {
+            *left -= 1;
+            self.stats.concurrent += 1;
+            let error = json!({"field": null, "message": "This request is currently in progress, please try again.", "code": "IDEMPOTENCY_CONCURRENT_REQUEST"});
+            return Ok(project(
+                &json!({"inventoryAdjustmentGroup": null, "userErrors": [error]}),
+                &field.selection_set,
+            ));
+        }
         if let Some((args, answer)) = self.keys.get(&key) {
             if *args == input {
                 return Ok(project(answer, &field.selection_set));
@@ -673,6 +718,10 @@ impl Fake {
         } else {
             json!({"inventoryAdjustmentGroup": null, "userErrors": errors})
         };
+        if let Some(concurrent) = self.next_in_flight.take() {
+            self.in_flight.insert(key.clone(), concurrent);
+            self.lose_answer = true;
+        }
         self.keys.insert(key, (input, answer.clone()));
         Ok(project(&answer, &field.selection_set))
     }

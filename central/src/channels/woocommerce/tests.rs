@@ -25,6 +25,7 @@ fn channel(fake: &WooFake, secret: &str) -> ChannelConfig {
         url: fake.url(),
         secret: Secret::new(secret),
         reconcile: None,
+        pool: None,
     }
 }
 
