@@ -27,8 +27,8 @@ use tally_central::merge::engine::Engine;
 use tally_central::merge::plan::{Line, PickingKind, PlannedPicking};
 use tally_central::odoo::{OdooClient, OdooConfig};
 use tally_central::store::Store;
+use tally_fakes::odoo_sim::{Latency, OdooSim, SimConfig, Version};
 use tally_protocol::*;
-use tally_tests::odoo_sim::{Latency, OdooSim, SimConfig, Version};
 
 const EVENTS: usize = 10_000;
 const SKUS: usize = 200;

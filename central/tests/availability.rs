@@ -13,9 +13,9 @@ use tally_central::availability::{Availability, Touched};
 use tally_central::channels::{Buffer, ChannelConfig, ChannelKind, Channels};
 use tally_central::odoo::OdooConfig;
 use tally_central::store::Store;
+use tally_fakes::odoo_sim::{OdooSim, SimConfig, Version};
+use tally_fakes::wait::wait_until;
 use tally_protocol::{Qty, Secret};
-use tally_tests::odoo_sim::{OdooSim, SimConfig, Version};
-use tally_tests::wait::wait_until;
 use tokio_util::sync::CancellationToken;
 
 fn webhook(warehouses: &[&str], buffer: u64) -> ChannelConfig {

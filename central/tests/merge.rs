@@ -10,11 +10,17 @@ use tally_central::merge::engine::Engine;
 use tally_central::odoo::{ErrorKind, OdooClient, OdooConfig};
 use tally_central::store::Store;
 use tally_central::store::journal::{self, JournalHandle};
-use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Secret, Timestamp};
-use tally_tests::odoo_orders::{Direction, open_picking};
-use tally_tests::odoo_sim::{
+use tally_fakes::odoo_sim::{
     ADMIN_UID, Fault, FaultKind, Latency, OdooSim, SaleOrderInfo, SimConfig, Version,
 };
+use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Secret, Timestamp};
+
+// Orders as Odoo users make them: the harness's module, compiled into this test from its source
+// (it needs only central's Odoo client; depending on tally-tests would build central twice).
+#[path = "../../tests/src/odoo_orders.rs"]
+#[allow(dead_code)] // name_and_state serves the harness's end-to-end tests
+mod odoo_orders;
+use odoo_orders::{Direction, open_picking};
 
 const LOG: LogId = LogId([0xab; 16]);
 
@@ -187,7 +193,7 @@ async fn an_unknown_sku_parks_only_its_own_key() {
 
     // The product is created in Odoo and the parked events are given up on: the key flows again.
     s.sim
-        .add_product("NO-SUCH-SKU", tally_tests::odoo_sim::Tracking::None)
+        .add_product("NO-SUCH-SKU", tally_fakes::odoo_sim::Tracking::None)
         .unwrap();
     assert_eq!(
         s.store
@@ -224,7 +230,7 @@ async fn parked_events_retried_after_the_fix_land_in_order_before_anything_newer
 
     // The product is created in Odoo; a newer event arrives before the retry is applied.
     s.sim
-        .add_product("NEW-SKU", tally_tests::odoo_sim::Tracking::None)
+        .add_product("NEW-SKU", tally_fakes::odoo_sim::Tracking::None)
         .unwrap();
     assert_eq!(s.store.retry_dead_letters("WH", "NEW-SKU").unwrap(), 3);
     s.journal(4, &[(Pick, "NEW-SKU", 1, None)]).await;
@@ -1107,7 +1113,7 @@ async fn quantities_beyond_what_odoo_holds_exactly_are_parked_and_nothing_is_boo
     let s = setup(Version::V18).await;
     for sku in ["BIG-RECEIPT", "WRAPPED", "FINE", "BIG-COUNT"] {
         s.sim
-            .add_product(sku, tally_tests::odoo_sim::Tracking::None)
+            .add_product(sku, tally_fakes::odoo_sim::Tracking::None)
             .unwrap();
     }
     // Ten receipts of the largest quantity one event may carry: 10^10 units together, beyond
@@ -1177,7 +1183,7 @@ async fn the_exact_bound_holds_in_every_phase_and_for_counts_computed_together()
     let s = setup(Version::V18).await;
     for sku in ["A", "B", "C", "D"] {
         s.sim
-            .add_product(sku, tally_tests::odoo_sim::Tracking::None)
+            .add_product(sku, tally_fakes::odoo_sim::Tracking::None)
             .unwrap();
     }
     s.sim.add_location(STOCK, "Shelf 2").unwrap();
@@ -1281,7 +1287,7 @@ async fn a_slow_merge_commit_stalls_neither_another_lane_nor_the_sync_listener()
         .unwrap();
 
     // The other lane merges everything while WH's commit is held.
-    tally_tests::wait::wait_until("the WH2 lane to merge", Duration::from_secs(20), || {
+    tally_fakes::wait::wait_until("the WH2 lane to merge", Duration::from_secs(20), || {
         let cursor = s.store.merge_cursor("wh2-agent", LOG);
         async move {
             let cursor = cursor?;

@@ -17,8 +17,8 @@ use tally_central::merge::engine::Engine;
 use tally_central::odoo::{OdooClient, OdooConfig};
 use tally_central::store::Store;
 use tally_central::store::journal::{self, JournalHandle};
+use tally_fakes::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Version};
 use tally_protocol::{Event, EventKind, LogId, LoggedEvent, Qty, Secret, Timestamp};
-use tally_tests::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Version};
 
 const LOG: LogId = LogId([0xcd; 16]);
 const AGENT: &str = "wh-agent";
@@ -178,7 +178,7 @@ async fn merge_through(s: &Setup, last: u64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_of_many_stocks_end_as_the_sequential_reading_says_through_failures() {
-    let seed = tally_tests::test_seed().unwrap();
+    let seed = tally_fakes::test_seed().unwrap();
     println!("merge_counts: seed {seed} (TALLY_TEST_SEED replays it)");
     let mut rng = StdRng::seed_from_u64(seed);
     for feed in 0..FEEDS {

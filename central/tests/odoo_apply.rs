@@ -9,8 +9,8 @@ use tally_central::merge::apply::{Applied, RetryPolicy, apply_once, resume};
 use tally_central::merge::plan::{Line, PickingKind, PlannedPicking};
 use tally_central::odoo::breaker::{Breaker, CircuitState};
 use tally_central::odoo::{ErrorKind, OdooClient, OdooConfig};
+use tally_fakes::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Tracking, Version};
 use tally_protocol::{Qty, Secret};
-use tally_tests::odoo_sim::{Fault, FaultKind, OdooSim, SimConfig, Tracking, Version};
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 

@@ -1,4 +1,4 @@
-//! The Shopify adapter against the Shopify fake (tests/src/channels/shopify.rs): the fake
+//! The Shopify adapter against the Shopify fake (fakes/src/channels/shopify.rs): the fake
 //! refuses what 2026-04 refuses; offers land as `on_hand` with compare-and-set; a stale
 //! value is re-read and set again; a permanent refusal of one SKU dead-letters that SKU only;
 //! a small bucket is never sent a call it cannot pay for; a write whose answer was lost is
@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 use tally_central::channels::shopify::{LOOKUP, Shopify};
 use tally_central::channels::{Buffer, ChannelConfig, ChannelKind, Entry};
+use tally_fakes::channels::shopify::{FakeConfig, ShopifyFake};
 use tally_protocol::Secret;
-use tally_tests::channels::shopify::{FakeConfig, ShopifyFake};
 
 fn config(fake: &ShopifyFake, token: &str) -> ChannelConfig {
     ChannelConfig {

@@ -12,9 +12,9 @@ use tally_central::availability::{Availability, free};
 use tally_central::channels::webhook::signature;
 use tally_central::channels::{Buffer, ChannelConfig, ChannelKind, Channels, worker};
 use tally_central::store::Store;
+use tally_fakes::channels::webhook::WebhookReceiver;
+use tally_fakes::wait::wait_until;
 use tally_protocol::{Qty, Secret};
-use tally_tests::channels::webhook::WebhookReceiver;
-use tally_tests::wait::wait_until;
 use tokio_util::sync::CancellationToken;
 
 fn channel(url: String, secret: &str) -> ChannelConfig {

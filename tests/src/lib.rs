@@ -15,26 +15,29 @@
 //!
 //! `tally-central` is found the same way ([`central_binary`], `TALLY_CENTRAL_BIN`): the
 //! `tally-central` package has integration tests too, so `cargo test --workspace` builds it.
+//! So is `tally-odoo-sim` ([`odoo_sim_binary`], `TALLY_ODOO_SIM_BIN`), of the `tally-fakes`
+//! package, whose integration tests have it built.
 //!
 //! # Modules
 //!
 //! - [`central`]: [`CentralProcess`] (a real `tally-central run`), its [`AdminClient`], TLS
 //!   material ([`gen_cert`]) and [`check_journal`] (central's journal against an agent's log).
-//! - [`proxy`]: [`Proxy`], a TCP proxy for fault injection between agents and central.
-//! - [`odoo_sim`]: [`OdooSim`], an in-memory simulator of Odoo 17, 18 and 19 (JSON-RPC, and
-//!   JSON-2 in its 19 mode; the behaviour `docs/odoo.md` records), with a fault switch, a
-//!   latency model and an inspection API; also served by the `tally-odoo-sim` binary.
-//! - [`wait`]: [`wait_until`], polling an observable condition with a deadline, and
-//!   [`wait_synced`], until an agent reports its whole log acknowledged by central.
+//! - [`odoo_orders`]: receipts and deliveries made in Odoo as its users make them.
+//! - [`wait`]: [`wait_synced`], until an agent reports its whole log acknowledged by central
+//!   (and, re-exported, the generic [`wait_until`]).
+//!
+//! Re-exported from `tally-fakes` (the stand-ins that depend on no Tally crate, so that
+//! central's own tests use them without this harness): [`odoo_sim`] ([`OdooSim`]),
+//! [`channels`] (the Shopify and webhook fakes), [`proxy`] ([`Proxy`], a TCP proxy for fault
+//! injection between agents and central) and [`test_seed`].
 
 pub mod browser;
 pub mod central;
-pub mod channels;
 pub mod odoo_orders;
-pub mod odoo_sim;
 mod process;
-pub mod proxy;
 pub mod wait;
+
+pub use tally_fakes::{SEED_ENV, channels, odoo_sim, proxy, test_seed};
 
 pub use central::{
     ADMIN_TOKEN, AdminClient, CENTRAL_BIN_ENV, CentralBuilder, CentralProcess, TlsFiles,
@@ -85,6 +88,15 @@ pub const AGENT_BIN_ENV: &str = "TALLY_AGENT_BIN";
 pub fn agent_binary() -> anyhow::Result<PathBuf> {
     static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     cached_binary(&BINARY, "tally-agent", AGENT_BIN_ENV)
+}
+
+/// The environment variable that names the `tally-odoo-sim` binary to run.
+pub const ODOO_SIM_BIN_ENV: &str = "TALLY_ODOO_SIM_BIN";
+
+/// The `tally-odoo-sim` binary (of the `tally-fakes` package), found like [`agent_binary`].
+pub fn odoo_sim_binary() -> anyhow::Result<PathBuf> {
+    static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    cached_binary(&BINARY, "tally-odoo-sim", ODOO_SIM_BIN_ENV)
 }
 
 /// [`find_binary`] once per process: the first answer, kept in `cell`, is every answer.
@@ -163,7 +175,7 @@ fn find_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
     let built = match std::fs::metadata(&binary).and_then(|m| m.modified()) {
         Ok(built) => built,
         Err(_) => bail!(
-            "the {name} binary is not at {}: build it first with `cargo build -p {name}` \
+            "the {name} binary is not at {}: build it first with `cargo build --bin {name}` \
              (`cargo test --workspace` builds it too), or point {env} at one",
             binary.display()
         ),
@@ -174,7 +186,7 @@ fn find_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
     if let Some(source) = newer_source(&dep_info, built) {
         bail!(
             "the {name} binary at {} is older than {}: rebuild it with \
-             `cargo build -p {name}` (or run `cargo test --workspace`)",
+             `cargo build --bin {name}` (or run `cargo test --workspace`)",
             binary.display(),
             source.display()
         );
@@ -302,17 +314,6 @@ where
             stderr.display(),
             tail(&stderr, 60)
         );
-    }
-}
-
-/// The environment variable that fixes a randomized test's seed, to replay its schedule.
-pub const SEED_ENV: &str = "TALLY_TEST_SEED";
-
-/// The seed of a randomized test: [`SEED_ENV`] if set, else a random one.
-pub fn test_seed() -> anyhow::Result<u64> {
-    match std::env::var(SEED_ENV) {
-        Ok(text) => text.parse().context("TALLY_TEST_SEED must be a number"),
-        Err(_) => Ok(rand::random()),
     }
 }
 

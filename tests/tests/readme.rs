@@ -72,10 +72,7 @@ fn bin_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     let binaries = [
         ("tally-agent", tally_tests::agent_binary()?),
         ("tally-central", tally_tests::central::central_binary()?),
-        (
-            "tally-odoo-sim",
-            PathBuf::from(env!("CARGO_BIN_EXE_tally-odoo-sim")),
-        ),
+        ("tally-odoo-sim", tally_tests::odoo_sim_binary()?),
     ];
     for (name, path) in binaries {
         std::os::unix::fs::symlink(&path, bin.join(name))

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use tally_fakes::channels::woocommerce::WooFake;
 use tally_protocol::Secret;
-use tally_tests::channels::woocommerce::WooFake;
 
 use super::*;
 use crate::channels::{Buffer, ErrorClass};
@@ -196,7 +196,7 @@ fn figures(store: &Store, free: i64, read_at: jiff::Timestamp) {
 
 #[tokio::test]
 async fn an_order_counts_as_in_odoo_only_once_odoos_figures_were_read_after_its_confirmation() {
-    use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
+    use tally_fakes::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
     let sim = OdooSim::start(SimConfig::new(Version::V18)).await.unwrap();
     sim.add_product("A", Tracking::None).unwrap();
     sim.set_on_hand("A", "WH/Stock", None, 10.0).unwrap();
@@ -256,7 +256,7 @@ async fn an_order_counts_as_in_odoo_only_once_odoos_figures_were_read_after_its_
     let a_minute_ago = orders::odoo_datetime(&sim.now()).unwrap() - seconds(60);
     let date = a_minute_ago.strftime("%Y-%m-%d %H:%M:%S").to_string();
     sim.execute(
-        tally_tests::odoo_sim::ADMIN_UID,
+        tally_fakes::odoo_sim::ADMIN_UID,
         "sale.order",
         "write",
         serde_json::json!([[sale.id], {"date_order": date}]),

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tally_tests::odoo_sim::{
+use tally_fakes::odoo_sim::{
     ADMIN_UID, Fault, FaultKind, Latency, OdooSim, SimConfig, Tracking, Version,
 };
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tally_tests::odoo_sim::{Latency, OdooSim, SimConfig, Version};
+use tally_fakes::odoo_sim::{Latency, OdooSim, SimConfig, Version};
 
 /// A simulator of Odoo 17, 18 or 19's external API (POST /jsonrpc; POST /json/2/… as 19) for
 /// tests, demos and benchmarks. Not a real Odoo.

@@ -3,14 +3,14 @@
 //! refusals, lots, quants and pending counts, what a count reads, fills of open pickings and
 //! their backorders, contract errors — runs against the simulator of each version, and every
 //! answer is compared with what a real server of that version answered to the same script,
-//! recorded in `tests/transcripts/odoo<version>.json`: HTTP status, error class and first line
+//! recorded in `fakes/transcripts/odoo<version>.json`: HTTP status, error class and first line
 //! of its message (digits aside), the JSON shape of a result, and by value the facts the
 //! script derives (states, quantities moved, reservations, backorders' demand). 17 and 18 run
 //! over JSON-RPC; 19 over JSON-2 and again over JSON-RPC.
 //!
 //! To record again against a real server (set up as docs/odoo.md#live-servers says):
 //! `TALLY_ODOO_RECORD=1 TALLY_ODOO_URL=… TALLY_ODOO_DB=… TALLY_ODOO_USER=… TALLY_ODOO_API_KEY=…
-//! cargo test -p tally-tests --test odoo_sim_parity`; only the test of the server's version
+//! cargo test -p tally-fakes --test odoo_sim_parity`; only the test of the server's version
 //! records, the others replay. Recording moves stock of LAMP-BRASS and LOT-WINE in that
 //! database (and leaves its pickings, lots and cancelled backorders behind): not while another
 //! test checks that database's stock.
@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use odoo_parity::{Run, Session, Transport, differences, script};
 use serde_json::{Value, json};
-use tally_tests::odoo_sim::{ADMIN_UID, OdooSim, SimConfig, Tracking, Version};
+use tally_fakes::odoo_sim::{ADMIN_UID, OdooSim, SimConfig, Tracking, Version};
 
 fn transports(version: Version) -> &'static [Transport] {
     match version {

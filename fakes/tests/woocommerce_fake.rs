@@ -4,7 +4,7 @@
 //! injectable outage.
 
 use serde_json::{Value, json};
-use tally_tests::channels::woocommerce::WooFake;
+use tally_fakes::channels::woocommerce::WooFake;
 
 const API: &str = "/wp-json/wc/v3";
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tally_tests::odoo_sim::{ADMIN_UID, OdooSim, SimConfig, Tracking, Version};
+use tally_fakes::odoo_sim::{ADMIN_UID, OdooSim, SimConfig, Tracking, Version};
 
 #[tokio::test]
 async fn confirming_an_order_dates_it_and_it_is_found_by_its_customer_reference() {
