@@ -85,6 +85,9 @@ pub struct WooCommerce {
     fresh: HashMap<Target, Option<i64>>,
     loaded: Option<Instant>,
     orders: OpenOrders,
+    /// Order reference → when central first saw it confirmed in Odoo (the answer's arrival,
+    /// on central's clock), for the open orders.
+    seen_in_odoo: HashMap<String, jiff::Timestamp>,
     /// Channel SKU → Tally SKU, where they differ.
     tally_sku: HashMap<String, String>,
     /// Asks the availability reader to read SKUs again.
@@ -137,6 +140,7 @@ impl WooCommerce {
             touched,
             watch: BTreeMap::new(),
             next_recheck: None,
+            seen_in_odoo: HashMap::new(),
         }
     }
 
@@ -146,6 +150,7 @@ impl WooCommerce {
         self.sku_of_id.clear();
         self.loaded = None;
         self.orders.forget();
+        self.seen_in_odoo.clear();
         self.watch.clear();
     }
 

@@ -16,7 +16,7 @@ pub struct Value {
 
 impl WooCommerce {
     /// The offer of each SKU of `round`; one call to Odoo for all the open orders involved.
-    /// A SKU holding an order Odoo confirmed after its figures were read is read again (the
+    /// A SKU holding an order seen in Odoo after its figures were read is read again (the
     /// availability reader is asked to), so that the order is not taken off twice for long.
     pub(super) async fn values(
         &mut self,
@@ -36,7 +36,6 @@ impl WooCommerce {
         }
         let refs: BTreeSet<String> = held.iter().map(|(r, _, _)| r.clone()).collect();
         let confirmed = self.confirmed(&refs).await?;
-        let now = jiff::Timestamp::now();
         let mut reread = BTreeSet::new();
         let values = round
             .iter()
@@ -44,11 +43,11 @@ impl WooCommerce {
             .map(|((e, _), (offer, read_at))| {
                 let mut taken = 0u64;
                 for (reference, _, qty) in held.iter().filter(|(_, sku, _)| *sku == e.sku) {
-                    let in_odoo = confirmed.get(reference).copied();
-                    if orders::take_off(in_odoo, read_at) {
+                    let seen = confirmed.get(reference).copied();
+                    if orders::take_off(seen, read_at) {
                         taken += qty;
                         // In Odoo, but the figures are older: a fresh read settles it.
-                        if in_odoo.is_some_and(|at| !orders::take_off(Some(at), Some(now))) {
+                        if seen.is_some() {
                             reread.insert(e.sku.clone());
                         }
                     }
@@ -100,7 +99,8 @@ impl WooCommerce {
         .map_err(|e| failed(e.to_string()))
     }
 
-    /// When Odoo confirmed each reference; one call to Odoo for all of them.
+    /// When central first saw each of `refs` confirmed in Odoo (on central's clock, when the
+    /// answer arrived); one call to Odoo for all of them.
     async fn confirmed(
         &mut self,
         refs: &BTreeSet<String>,
@@ -119,12 +119,25 @@ impl WooCommerce {
             self.odoo = Some(OdooClient::connect(config).await.map_err(unreachable)?);
         }
         let odoo = self.odoo.as_ref().expect("connected above");
-        match orders::confirmed_in_odoo(odoo, refs).await {
-            Ok(confirmed) => Ok(confirmed),
+        let confirmed = match orders::confirmed_in_odoo(odoo, refs).await {
+            Ok(confirmed) => confirmed,
             Err(e) => {
                 self.odoo = None;
-                Err(unreachable(e))
+                return Err(unreachable(e));
             }
+        };
+        let answered = jiff::Timestamp::now();
+        // Only the orders still open are remembered.
+        let open: BTreeSet<String> = self
+            .orders
+            .orders
+            .values()
+            .map(|o| orders::reference(&self.order_ref, o))
+            .collect();
+        self.seen_in_odoo.retain(|r, _| open.contains(r));
+        for reference in confirmed {
+            self.seen_in_odoo.entry(reference).or_insert(answered);
         }
+        Ok(self.seen_in_odoo.clone())
     }
 }

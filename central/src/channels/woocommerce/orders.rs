@@ -5,7 +5,7 @@
 //! (every status, so that an order leaving the open ones is seen leaving), from the `Date` of
 //! the previous read's first answer less [`OVERLAP`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,11 +18,6 @@ use crate::odoo::OdooClient;
 /// How far each read looks back before the previous one: WooCommerce stores whole seconds
 /// and dates a change when its request started.
 pub const OVERLAP: Duration = Duration::from_secs(10);
-
-/// How long after Odoo confirmed an order a read of Odoo's stock is trusted to hold it: 1 s
-/// as Odoo stores whole seconds, 1 s for the precision of the clock offset between central
-/// and Odoo (read from `Date` headers), 1 s for the confirming transaction to commit.
-pub const IN_ODOO_MARGIN: Duration = Duration::from_secs(3);
 
 /// The statuses for which WooCommerce holds an order's units out of `stock_quantity` and
 /// Odoo may not have the order yet.
@@ -126,14 +121,14 @@ pub fn reference(template: &str, order: &Order) -> String {
         .replace("{id}", &order.id.to_string())
 }
 
-/// When Odoo confirmed a sales order for each of `refs` (state `sale` or `done`; `date_order`,
-/// which Odoo sets at confirmation), on central's clock. One call for all of them.
+/// Which of `refs` Odoo has as a confirmed sales order (state `sale` or `done`). One call for
+/// all of them.
 pub async fn confirmed_in_odoo(
     odoo: &OdooClient,
     refs: &BTreeSet<String>,
-) -> Result<HashMap<String, jiff::Timestamp>, crate::odoo::OdooError> {
+) -> Result<BTreeSet<String>, crate::odoo::OdooError> {
     if refs.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(BTreeSet::new());
     }
     let rows = odoo
         .search_read(
@@ -142,43 +137,26 @@ pub async fn confirmed_in_odoo(
                 ["client_order_ref", "in", refs],
                 ["state", "in", ["sale", "done"]]
             ]),
-            &["client_order_ref", "date_order"],
+            &["client_order_ref"],
             None,
         )
         .await?;
-    let offset = jiff::SignedDuration::from_micros(odoo.clock_offset_micros());
-    let mut confirmed: HashMap<String, jiff::Timestamp> = HashMap::new();
-    for row in rows {
-        let (Some(reference), Some(date)) = (
-            row["client_order_ref"].as_str(),
-            row["date_order"].as_str().and_then(odoo_datetime),
-        ) else {
-            continue;
-        };
-        // Odoo's clock to central's.
-        let date = date - offset;
-        let earliest = confirmed.entry(reference.to_owned()).or_insert(date);
-        *earliest = (*earliest).min(date);
-    }
-    Ok(confirmed)
-}
-
-/// An Odoo datetime (`2026-12-03 10:00:00`, UTC).
-pub fn odoo_datetime(text: &str) -> Option<jiff::Timestamp> {
-    jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S", text)
-        .ok()
-        .and_then(|t| t.to_zoned(jiff::tz::TimeZone::UTC).ok())
-        .map(|z| z.timestamp())
+    Ok(rows
+        .iter()
+        .filter_map(|row| row["client_order_ref"].as_str())
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Whether an open order's units must still be taken off an offer computed from Odoo's
-/// figures read at `read_at`: unless Odoo confirmed the order ([`IN_ODOO_MARGIN`]) before
-/// that read. Unknown read time or no confirmation: taken off (under-offer, never over).
-pub fn take_off(confirmed: Option<jiff::Timestamp>, read_at: Option<jiff::Timestamp>) -> bool {
-    match (confirmed, read_at) {
-        (Some(confirmed), Some(read_at)) => {
-            confirmed + jiff::SignedDuration::try_from(IN_ODOO_MARGIN).unwrap_or_default() > read_at
-        }
+/// figures whose read started at `read_at`: unless central had already seen the order
+/// confirmed in Odoo (`seen`, when that answer arrived) before the read started. Odoo answers
+/// each call from a snapshot of committed data, so an answer showing the order confirmed
+/// comes after the commit that reserved it, and a read started later holds the reservation.
+/// Unknown read time or not seen confirmed: taken off (under-offer, never over).
+pub fn take_off(seen: Option<jiff::Timestamp>, read_at: Option<jiff::Timestamp>) -> bool {
+    match (seen, read_at) {
+        (Some(seen), Some(read_at)) => seen >= read_at,
         _ => true,
     }
 }
@@ -227,21 +205,16 @@ mod tests {
     }
 
     #[test]
-    fn an_order_counts_as_in_odoo_only_when_confirmed_before_the_read_with_a_margin() {
+    fn an_order_counts_as_in_odoo_only_for_figures_read_after_it_was_seen_confirmed() {
         let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
         let read = Some(t("2026-12-03T10:00:10Z"));
-        // Not in Odoo, or read time unknown: taken off.
+        // Not seen in Odoo, or read time unknown: taken off.
         assert!(take_off(None, read));
         assert!(take_off(Some(t("2026-12-03T10:00:00Z")), None));
-        // Confirmed well before the read: Odoo's figures hold it.
-        assert!(!take_off(Some(t("2026-12-03T10:00:00Z")), read));
-        assert!(!take_off(Some(t("2026-12-03T10:00:07Z")), read));
-        // Within the margin or after the read: taken off (counted twice for a moment).
-        assert!(take_off(Some(t("2026-12-03T10:00:08Z")), read));
+        // Seen confirmed before the read started: Odoo's figures hold it.
+        assert!(!take_off(Some(t("2026-12-03T10:00:09.999Z")), read));
+        // Seen at or after the start of the read: taken off (counted twice for a moment).
+        assert!(take_off(Some(t("2026-12-03T10:00:10Z")), read));
         assert!(take_off(Some(t("2026-12-03T10:00:12Z")), read));
-        assert_eq!(
-            odoo_datetime("2026-12-03 10:00:07"),
-            Some(t("2026-12-03T10:00:07Z"))
-        );
     }
 }
