@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod datafile;
+pub mod layers;
 pub mod rotate;
 pub mod token;
 pub mod watchdog;
