@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tally_agent::config::{Config, ConfigArgs, DataDirArgs, StatusArgs};
 use tally_agent::ingest::EventJson;
 use tally_agent::log::{LOG_FILE, Log, LogError};
@@ -14,6 +14,7 @@ use tally_agent::service::ServiceCommand;
 
 use tally_service::EXIT_USAGE;
 use tally_service::datafile::EXIT_DATAERR;
+use tally_service::layers::FromEnv;
 
 /// Tally's warehouse agent: durable local capture of stock events, synced to tally-central.
 #[derive(Debug, Parser)]
@@ -79,8 +80,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            // Which values came from TALLY_* variables rather than flags, for error messages.
+            if let Command::Run(config) | Command::CheckConfig(config) = &mut cli.command {
+                config.from_env = FromEnv::of(&matches);
+            }
+            cli
+        }
         Err(error) => {
             let _ = error.print();
             return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });

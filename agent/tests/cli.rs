@@ -14,6 +14,21 @@ fn agent(args: &[&str]) -> Output {
     command.args(args).output().expect("tally-agent runs")
 }
 
+/// `tally-agent` with `args` and the environment variables `env` (and no other `TALLY_*`).
+fn agent_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally-agent"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TALLY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("tally-agent runs")
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -50,6 +65,66 @@ fn flag_values_clap_cannot_parse_exit_64() {
         );
     }
     assert!(agent(&["--version"]).status.success());
+}
+
+/// A flag beats its environment variable, which beats the configuration file; a refused value
+/// is named with the flag, variable or file that set it.
+#[test]
+fn flags_beat_the_environment_which_beats_the_file_and_errors_name_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nwarehouse = \"WH\"\nagent_id = \"wh-1\"\nscanner_tokens = [\"file-token-0123456789\"]\nretention = \"a fortnight\"\n",
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let check = |flag: Option<&str>, env: Option<&str>| {
+        let mut args = vec!["check-config", "--config", config];
+        if let Some(flag) = flag {
+            args.extend(["--retention", flag]);
+        }
+        let env: Vec<(&str, &str)> = env.map(|v| ("TALLY_RETENTION", v)).into_iter().collect();
+        agent_with_env(&args, &env)
+    };
+    // Every layer refused: the error is the flag's.
+    let cases = [
+        (
+            Some("a flag's week"),
+            Some("an env's week"),
+            "\"a flag's week\"",
+            "(set by --retention)".to_owned(),
+        ),
+        (
+            None,
+            Some("an env's week"),
+            "\"an env's week\"",
+            "(set by TALLY_RETENTION)".to_owned(),
+        ),
+        (None, None, "\"a fortnight\"", format!("(set in {config})")),
+    ];
+    for (flag, env, value, origin) in cases {
+        let output = check(flag, env);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(64), "{text}");
+        assert!(
+            text.contains("retention: ") && text.contains(value),
+            "{text}"
+        );
+        assert!(text.contains(&origin), "{origin}: {text}");
+    }
+    // A good value on a higher layer wins over bad ones below it.
+    for (flag, env) in [(Some("14d"), Some("an env's week")), (None, Some("14d"))] {
+        let output = check(flag, env);
+        assert!(
+            output.status.success(),
+            "{flag:?} {env:?}: {}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]

@@ -17,6 +17,21 @@ fn central(args: &[&str]) -> Output {
     command.args(args).output().expect("tally-central runs")
 }
 
+/// `tally-central` with `args` and the environment variables `env` (and no other `TALLY_*`).
+fn central_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally-central"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TALLY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("tally-central runs")
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -409,4 +424,56 @@ fn channels_and_availability_are_read_from_a_stopped_database() {
         availability.contains("\nA    WH         10"),
         "{availability}"
     );
+}
+
+/// An error names the flag, variable or file that set the refused value; a flag beats its
+/// variable, which beats the file.
+#[test]
+fn a_refused_value_is_named_with_the_layer_that_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("central.toml");
+    std::fs::write(&config, "merge_window = \"3h\"\n").unwrap();
+    let data = dir.path().join("data");
+    let base = [
+        "check-config",
+        "--config",
+        path(&config),
+        "--data-dir",
+        path(&data),
+        "--admin-token",
+        ADMIN_TOKEN,
+        "--listen",
+        "127.0.0.1:0",
+        "--insecure-plaintext",
+    ];
+    let with = |flag: Option<&str>, env: Option<&str>| {
+        let mut args = base.to_vec();
+        if let Some(flag) = flag {
+            args.extend(["--merge-window", flag]);
+        }
+        let env: Vec<(&str, &str)> = env.map(|v| ("TALLY_MERGE_WINDOW", v)).into_iter().collect();
+        central_with_env(&args, &env)
+    };
+    let cases = [
+        (Some("4h"), Some("5h"), "(set by --merge-window)".to_owned()),
+        (None, Some("5h"), "(set by TALLY_MERGE_WINDOW)".to_owned()),
+        (None, None, format!("(set in {})", config.display())),
+    ];
+    for (flag, env, origin) in cases {
+        let output = with(flag, env);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(64), "{text}");
+        assert!(
+            text.contains(&format!("merge_window: must be at most 1h {origin}")),
+            "{text}"
+        );
+    }
+    for (flag, env) in [(Some("2s"), Some("5h")), (None, Some("2s"))] {
+        let output = with(flag, env);
+        assert!(
+            output.status.success(),
+            "{flag:?} {env:?}: {}",
+            stderr(&output)
+        );
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod datafile;
+pub mod layers;
 pub mod partfile;
 pub mod restore;
 pub mod rotate;

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ops::{AgentAction, DlqAction, Output, TraceArgs};
 use tally_central::config::{Config, ConfigArgs, LocalConfig, Transport};
 use tally_central::store::{STORE_FILE, Store, StoreError};
 
 use tally_service::EXIT_USAGE;
 use tally_service::datafile::EXIT_DATAERR;
+use tally_service::layers::FromEnv;
 use tally_service::partfile::PartFile;
 
 /// Tally's coordinator: authenticates warehouse agents, journals their events exactly once and
@@ -142,9 +143,38 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The configuration arguments of the command, if it has them.
+    fn config_mut(&mut self) -> Option<&mut ConfigArgs> {
+        match self {
+            Command::Run(config) | Command::CheckConfig(config) => Some(config),
+            Command::Agent { config, .. }
+            | Command::Dlq { config, .. }
+            | Command::Status { config, .. }
+            | Command::Trace { config, .. }
+            | Command::Audit { config, .. }
+            | Command::Notices { config, .. }
+            | Command::Backup { config, .. }
+            | Command::Restore { config, .. }
+            | Command::Availability { config, .. }
+            | Command::Channel { config, .. } => Some(config),
+            Command::GenCert { .. } => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            // Which values came from TALLY_* variables rather than flags, for error messages.
+            if let Some(config) = cli.command.config_mut() {
+                config.from_env = FromEnv::of(&matches);
+            }
+            cli
+        }
         Err(error) => {
             let _ = error.print();
             return ExitCode::from(if error.use_stderr() { EXIT_USAGE } else { 0 });

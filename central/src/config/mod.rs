@@ -9,11 +9,12 @@ use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
 pub use tally_service::ConfigError;
-use tally_service::{invalid, parse_duration, read_secret_file, read_toml, refuse_placeholder};
+use tally_service::layers::{FromEnv, Layered, Layers};
+use tally_service::{invalid, parse_duration, read_toml, refuse_placeholder};
 
 use crate::merge::MergeSettings;
 use crate::odoo::OdooConfig;
-use odoo::{OdooFile, odoo_config};
+use odoo::OdooFile;
 
 mod odoo;
 #[cfg(test)]
@@ -122,6 +123,10 @@ pub struct ConfigArgs {
     /// `json2` or `jsonrpc` [default: auto].
     #[arg(long, env = "TALLY_ODOO_API", value_name = "API")]
     pub odoo_api: Option<String>,
+    /// Which of the values above clap took from the environment rather than a flag, for error
+    /// messages (filled in by the command line; empty counts every value as a flag).
+    #[arg(skip)]
+    pub from_env: FromEnv,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,46 +161,6 @@ struct FileConfig {
     odoo_db: Option<String>,
     odoo_user: Option<String>,
     odoo_api_key: Option<String>,
-}
-
-impl FileConfig {
-    /// The `[odoo]` table with the old flat keys folded in. Setting one value both ways is
-    /// refused rather than guessed at.
-    fn odoo(&mut self) -> Result<(OdooFile, Vec<String>), ConfigError> {
-        let mut odoo = std::mem::take(&mut self.odoo);
-        let mut deprecated = Vec::new();
-        let flat = [
-            ("odoo_url", self.odoo_url.take(), &mut odoo.url),
-            ("odoo_db", self.odoo_db.take(), &mut odoo.db),
-            ("odoo_user", self.odoo_user.take(), &mut odoo.user),
-            ("odoo_api_key", self.odoo_api_key.take(), &mut odoo.api_key),
-        ];
-        for (key, old, new) in flat {
-            let Some(old) = old else { continue };
-            if new.is_some() {
-                return Err(invalid(
-                    key,
-                    format!("is set both as {key} and in [odoo]; keep the [odoo] one"),
-                ));
-            }
-            *new = Some(old);
-            deprecated.push(format!(
-                "the configuration key {key} is deprecated: write it as {} in the [odoo] table",
-                key.trim_start_matches("odoo_")
-            ));
-        }
-        if let Some(old) = self.odoo_max_writes.take() {
-            if odoo.max_writes.is_some() {
-                return Err(invalid(
-                    "odoo_max_writes",
-                    "is set both as odoo_max_writes and in [odoo]; keep the [odoo] one",
-                ));
-            }
-            odoo.max_writes = Some(old);
-            deprecated.push("the configuration key odoo_max_writes is deprecated: write it as max_writes in the [odoo] table".to_owned());
-        }
-        Ok((odoo, deprecated))
-    }
 }
 
 /// How the sync listener speaks.
@@ -267,19 +232,33 @@ impl ConfigArgs {
         }
     }
 
+    /// Flags (or their variables) over the file over the defaults, each value with its origin.
+    fn layers(&self) -> Layers {
+        Layers::new::<ConfigArgs>(self.config.as_deref(), &self.from_env)
+    }
+
     /// What `agent` and `dlq` need, validated; everything else in the file is left alone.
     pub fn load_local(&self) -> Result<LocalConfig, ConfigError> {
         let mut file = self.read_file()?;
-        let admin_token = self.admin_token(&mut file)?;
-        let read_token = self.read_token(&mut file, admin_token.as_ref())?;
+        let layers = self.layers();
+        let admin_token = self.admin_token(&layers, &mut file)?;
+        let read_token = self.read_token(&layers, &mut file, admin_token.as_ref())?;
         Ok(LocalConfig {
-            data_dir: self.data_dir(&mut file)?,
-            admin_listen: self.admin_listen(&file)?,
+            data_dir: self.data_dir(&layers, &mut file)?,
+            admin_listen: self.admin_listen(&layers, &file)?,
             admin_token,
             read_token,
-            admin_tls: self.admin_tls || file.admin_tls,
-            admin_ca_file: self.admin_ca_file.clone().or(file.admin_ca_file.take()),
-            token_grace: self.token_grace(&mut file)?,
+            admin_tls: layers
+                .switch("admin_tls", self.admin_tls, file.admin_tls)
+                .value,
+            admin_ca_file: layers
+                .pick(
+                    "admin_ca_file",
+                    self.admin_ca_file.clone(),
+                    file.admin_ca_file.take(),
+                )
+                .map(|picked| picked.value),
+            token_grace: self.token_grace(&layers, &mut file)?,
         })
     }
 
@@ -287,91 +266,110 @@ impl ConfigArgs {
     /// is the admin token (the read-only role would then be the admin's).
     fn read_token(
         &self,
+        layers: &Layers,
         file: &mut FileConfig,
         admin: Option<&Secret>,
     ) -> Result<Option<Secret>, ConfigError> {
-        let token = secret_from(
+        let token = layers.secret(
             "read_token",
+            "read_token_file",
             self.read_token_file.as_deref(),
             self.read_token.as_deref(),
             file.read_token.take(),
         )?;
         let Some(token) = token else { return Ok(None) };
-        check_token("read_token", &token)?;
-        if admin.is_some_and(|admin| admin.expose() == token) {
-            return Err(invalid(
-                "read_token",
-                "must differ from the admin token (it grants reading only)",
-            ));
+        check_token(&token)?;
+        if admin.is_some_and(|admin| admin.expose() == token.value) {
+            return Err(token.invalid("must differ from the admin token (it grants reading only)"));
         }
-        Ok(Some(Secret::new(token)))
+        Ok(Some(Secret::new(token.value)))
     }
 
-    fn data_dir(&self, file: &mut FileConfig) -> Result<PathBuf, ConfigError> {
-        self.data_dir
-            .clone()
-            .or(file.data_dir.take())
+    fn data_dir(&self, layers: &Layers, file: &mut FileConfig) -> Result<PathBuf, ConfigError> {
+        layers
+            .pick("data_dir", self.data_dir.clone(), file.data_dir.take())
+            .map(|picked| picked.value)
             .ok_or_else(|| invalid("data_dir", "is required (--data-dir or TALLY_DATA_DIR)"))
     }
 
-    fn admin_listen(&self, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
-        let admin_listen = self
-            .admin_listen
-            .or(file.admin_listen)
-            .unwrap_or_else(|| "127.0.0.1:8922".parse().expect("valid default"));
-        if !(admin_listen.ip().is_loopback() || self.admin_tls || file.admin_tls) {
-            return Err(invalid(
-                "admin_listen",
-                format!(
-                    "{admin_listen} is not a loopback address; the admin API may leave loopback only over TLS (admin_tls)"
-                ),
-            ));
-        }
-        Ok(admin_listen)
+    fn admin_listen(&self, layers: &Layers, file: &FileConfig) -> Result<SocketAddr, ConfigError> {
+        let admin_listen = layers.pick_or(
+            "admin_listen",
+            self.admin_listen,
+            file.admin_listen,
+            "127.0.0.1:8922".parse().expect("valid default"),
+        );
+        let tls = layers.switch("admin_tls", self.admin_tls, file.admin_tls);
+        admin_listen.check(
+            admin_listen.value.ip().is_loopback() || tls.value,
+            format!(
+                "{} is not a loopback address; the admin API may leave loopback only over TLS (admin_tls)",
+                admin_listen.value
+            ),
+        )?;
+        Ok(admin_listen.value)
     }
 
     /// The admin token, if one is given, checked.
-    fn admin_token(&self, file: &mut FileConfig) -> Result<Option<Secret>, ConfigError> {
-        let token = secret_from(
+    fn admin_token(
+        &self,
+        layers: &Layers,
+        file: &mut FileConfig,
+    ) -> Result<Option<Secret>, ConfigError> {
+        let token = layers.secret(
             "admin_token",
+            "admin_token_file",
             self.admin_token_file.as_deref(),
             self.admin_token.as_deref(),
             file.admin_token.take(),
         )?;
         let Some(token) = token else { return Ok(None) };
-        check_token("admin_token", &token)?;
-        Ok(Some(Secret::new(token)))
+        check_token(&token)?;
+        Ok(Some(Secret::new(token.value)))
     }
 
-    fn token_grace(&self, file: &mut FileConfig) -> Result<Duration, ConfigError> {
-        match self.token_grace.clone().or(file.token_grace.take()) {
-            Some(text) => parse_duration(&text).map_err(|m| invalid("token_grace", m)),
-            None => Ok(Duration::from_secs(24 * 3600)),
-        }
+    fn token_grace(&self, layers: &Layers, file: &mut FileConfig) -> Result<Duration, ConfigError> {
+        Ok(duration(
+            layers,
+            "token_grace",
+            self.token_grace.clone(),
+            file.token_grace.take(),
+            Duration::from_secs(24 * 3600),
+        )?
+        .value)
     }
 
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut file = self.read_file()?;
+        let layers = self.layers();
         let (odoo_file, deprecated) = file.odoo()?;
-        let data_dir = self.data_dir(&mut file)?;
-        let listen = self
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| "0.0.0.0:8921".parse().expect("valid default"));
-        let plaintext = self.insecure_plaintext || file.insecure_plaintext;
-        let cert = self.tls_cert.clone().or(file.tls_cert.take());
-        let key = self.tls_key.clone().or(file.tls_key.take());
-        let transport = match (plaintext, cert, key) {
+        let data_dir = self.data_dir(&layers, &mut file)?;
+        let listen = layers
+            .pick_or(
+                "listen",
+                self.listen,
+                file.listen,
+                "0.0.0.0:8921".parse().expect("valid default"),
+            )
+            .value;
+        let plaintext = layers.switch(
+            "insecure_plaintext",
+            self.insecure_plaintext,
+            file.insecure_plaintext,
+        );
+        let cert = layers.pick("tls_cert", self.tls_cert.clone(), file.tls_cert.take());
+        let key = layers.pick("tls_key", self.tls_key.clone(), file.tls_key.take());
+        let transport = match (plaintext.value, cert, key) {
             (true, _, _) if !listen.ip().is_loopback() => {
-                return Err(invalid(
-                    "insecure_plaintext",
-                    format!(
-                        "plain ws:// is only allowed on a loopback address, not {listen}; configure tls_cert and tls_key"
-                    ),
-                ));
+                return Err(plaintext.invalid(format!(
+                    "plain ws:// is only allowed on a loopback address, not {listen}; configure tls_cert and tls_key"
+                )));
             }
             (true, _, _) => Transport::Plaintext,
-            (false, Some(cert), Some(key)) => Transport::Tls { cert, key },
+            (false, Some(cert), Some(key)) => Transport::Tls {
+                cert: cert.value,
+                key: key.value,
+            },
             (false, _, _) => {
                 return Err(invalid(
                     "tls_cert",
@@ -379,71 +377,66 @@ impl ConfigArgs {
                 ));
             }
         };
-        let admin_listen = self.admin_listen(&file)?;
-        let admin_tls = self.admin_tls || file.admin_tls;
-        if admin_tls && matches!(transport, Transport::Plaintext) {
-            return Err(invalid(
-                "admin_tls",
+        let admin_listen = self.admin_listen(&layers, &file)?;
+        let admin_tls = layers.switch("admin_tls", self.admin_tls, file.admin_tls);
+        if admin_tls.value && matches!(transport, Transport::Plaintext) {
+            return Err(admin_tls.invalid(
                 "serves the admin API with the sync listener's tls_cert and tls_key, which are not configured",
             ));
         }
-        let admin_token = self.admin_token(&mut file)?.ok_or_else(|| {
+        let admin_token = self.admin_token(&layers, &mut file)?.ok_or_else(|| {
             invalid(
                 "admin_token",
                 "is required (--admin-token-file, TALLY_ADMIN_TOKEN or the configuration file)",
             )
         })?;
-        let read_token = self.read_token(&mut file, Some(&admin_token))?;
-        let token_grace = self.token_grace(&mut file)?;
-        let merge_window = match self.merge_window.clone().or(file.merge_window) {
-            Some(text) => parse_duration(&text).map_err(|m| invalid("merge_window", m))?,
-            None => Duration::from_secs(1),
-        };
-        if merge_window > Duration::from_secs(3600) {
-            return Err(invalid("merge_window", "must be at most 1h"));
-        }
-        let max_writes = self.odoo_max_writes.or(odoo_file.max_writes).unwrap_or(1);
-        if !(1..=64).contains(&max_writes) {
-            return Err(invalid("odoo_max_writes", "must be between 1 and 64"));
-        }
-        let max_connections = self
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(10_000);
-        if max_connections == 0 {
-            return Err(invalid("max_connections", "must be at least 1"));
-        }
-        let odoo = odoo_config(OdooFile {
-            url: self.odoo_url.clone().or(odoo_file.url),
-            db: self.odoo_db.clone().or(odoo_file.db),
-            user: self.odoo_user.clone().or(odoo_file.user),
-            api_key: match (&self.odoo_api_key_file, &self.odoo_api_key) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        "odoo_api_key",
-                        "give the key either directly or in --odoo-api-key-file, not both",
-                    ));
-                }
-                (Some(path), None) => Some(read_secret_file("odoo_api_key", path)?),
-                (None, Some(key)) => Some(key.clone()),
-                (None, None) => odoo_file.api_key,
-            },
-            api: self.odoo_api.clone().or(odoo_file.api),
-            max_writes: None,
-        })?;
-        let availability_poll = match file.availability_poll.take() {
-            Some(text) => parse_duration(&text).map_err(|m| invalid("availability_poll", m))?,
-            None => Duration::from_secs(10),
-        };
-        if availability_poll < Duration::from_millis(100)
-            || availability_poll > Duration::from_secs(3600)
-        {
-            return Err(invalid("availability_poll", "must be between 100ms and 1h"));
-        }
+        let read_token = self.read_token(&layers, &mut file, Some(&admin_token))?;
+        let token_grace = self.token_grace(&layers, &mut file)?;
+        let merge_window = duration(
+            &layers,
+            "merge_window",
+            self.merge_window.clone(),
+            file.merge_window,
+            Duration::from_secs(1),
+        )?;
+        merge_window.check(
+            merge_window.value <= Duration::from_secs(3600),
+            "must be at most 1h",
+        )?;
+        let max_writes = layers.pick_or(
+            "odoo_max_writes",
+            self.odoo_max_writes,
+            odoo_file.max_writes,
+            1,
+        );
+        max_writes.check(
+            (1..=64).contains(&max_writes.value),
+            "must be between 1 and 64",
+        )?;
+        let max_connections = layers.pick_or(
+            "max_connections",
+            self.max_connections,
+            file.max_connections,
+            10_000,
+        );
+        max_connections.check(max_connections.value > 0, "must be at least 1")?;
+        let odoo = self.odoo(&layers, odoo_file)?;
+        let availability_poll = duration(
+            &layers,
+            "availability_poll",
+            None,
+            file.availability_poll.take(),
+            Duration::from_secs(10),
+        )?;
+        availability_poll.check(
+            (Duration::from_millis(100)..=Duration::from_secs(3600))
+                .contains(&availability_poll.value),
+            "must be between 100ms and 1h",
+        )?;
         let mut channels = crate::channels::config::check(std::mem::take(&mut file.channels))?;
         crate::channels::pool::apply(&mut channels, std::mem::take(&mut file.pools))?;
         Ok(Config {
-            availability_poll,
+            availability_poll: availability_poll.value,
             channels,
             data_dir,
             listen,
@@ -451,45 +444,39 @@ impl ConfigArgs {
             admin_listen,
             admin_token,
             read_token,
-            admin_tls,
+            admin_tls: admin_tls.value,
             token_grace,
-            max_connections,
+            max_connections: max_connections.value,
             odoo,
             merge: MergeSettings {
-                window: merge_window,
-                max_writes,
+                window: merge_window.value,
+                max_writes: max_writes.value,
             },
             deprecated,
         })
     }
 }
 
-/// A secret given as a file, directly, or in the configuration file (in that precedence);
-/// the file and the value at once are refused.
-fn secret_from(
+/// The duration of `key` (such as "90s"), parsed; `default` when no layer sets it.
+fn duration(
+    layers: &Layers,
     key: &'static str,
-    path: Option<&std::path::Path>,
-    value: Option<&str>,
-    from_file: Option<String>,
-) -> Result<Option<String>, ConfigError> {
-    match (path, value) {
-        (Some(_), Some(_)) => Err(invalid(
-            key,
-            "give the token either directly or in a file, not both",
-        )),
-        (Some(path), None) => Ok(Some(read_secret_file(key, path)?)),
-        (None, Some(token)) => Ok(Some(token.to_owned())),
-        (None, None) => Ok(from_file),
+    cli: Option<String>,
+    file: Option<String>,
+    default: Duration,
+) -> Result<Layered<Duration>, ConfigError> {
+    match layers.pick(key, cli, file) {
+        Some(picked) => picked.parse(|text| parse_duration(text)),
+        None => Ok(layers.pick_or(key, None, None, default)),
     }
 }
 
 /// A token's shape, checked without ever echoing it.
-fn check_token(key: &'static str, token: &str) -> Result<(), ConfigError> {
-    if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
-        return Err(invalid(
-            key,
-            "must be at least 16 characters without white space",
-        ));
-    }
-    refuse_placeholder(key, token)
+fn check_token(token: &Layered<String>) -> Result<(), ConfigError> {
+    let value = &token.value;
+    token.check(
+        value.chars().count() >= 16 && !value.chars().any(char::is_whitespace),
+        "must be at least 16 characters without white space",
+    )?;
+    token.attribute(refuse_placeholder(token.key, value))
 }

@@ -273,3 +273,61 @@ fn pools_are_read_from_the_file_and_checked() {
     let error = load("[[pools]]\nname = \"web\"\nmembers = { shop = 0 }\n").unwrap_err();
     assert!(error.to_string().contains("members.shop"), "{error}");
 }
+
+#[test]
+fn flags_beat_the_file_and_errors_name_where_the_value_was_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("central.toml");
+    std::fs::write(&path, "max_connections = 7\ntoken_grace = \"a while\"\n").unwrap();
+    let with_file = ConfigArgs {
+        config: Some(path.clone()),
+        ..args()
+    };
+    let error = with_file.load().unwrap_err().to_string();
+    assert!(
+        error.starts_with("token_grace: \"a while\" is not a duration")
+            && error.ends_with(&format!("(set in {})", path.display())),
+        "{error}"
+    );
+    // A flag beats the file's value; the file's other values stay.
+    let flagged = ConfigArgs {
+        token_grace: Some("2h".into()),
+        ..with_file.clone()
+    };
+    let config = flagged.load().unwrap();
+    assert_eq!(config.token_grace, Duration::from_secs(2 * 3600));
+    assert_eq!(config.max_connections, 7);
+    // The same value refused, named by the flag, or by the variable when clap read it there.
+    let zero = ConfigArgs {
+        max_connections: Some(0),
+        ..flagged
+    };
+    assert_eq!(
+        zero.load().unwrap_err().to_string(),
+        "max_connections: must be at least 1 (set by --max-connections)"
+    );
+    let from_env = ConfigArgs {
+        from_env: FromEnv::ids(["max_connections"]),
+        ..zero
+    };
+    assert_eq!(
+        from_env.load().unwrap_err().to_string(),
+        "max_connections: must be at least 1 (set by TALLY_MAX_CONNECTIONS)"
+    );
+}
+
+#[test]
+fn a_secret_given_directly_and_in_a_file_names_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, "admin-token-from-a-file\n").unwrap();
+    let both = ConfigArgs {
+        admin_token_file: Some(file),
+        from_env: FromEnv::ids(["admin_token"]),
+        ..args()
+    };
+    assert_eq!(
+        both.load().unwrap_err().to_string(),
+        "admin_token: give it either directly (TALLY_ADMIN_TOKEN) or in a file (--admin-token-file), not both"
+    );
+}

@@ -11,7 +11,8 @@ use clap::Args;
 use serde::Deserialize;
 use tally_protocol::Secret;
 pub use tally_service::ConfigError;
-use tally_service::{invalid, parse_duration, read_secret_file, read_toml, refuse_placeholder};
+use tally_service::layers::{FromEnv, Layered, Layers};
+use tally_service::{invalid, parse_duration, read_toml, refuse_placeholder};
 
 use crate::sync::connect::Endpoint;
 
@@ -99,6 +100,10 @@ pub struct ConfigArgs {
     /// File holding the metrics token (instead of --metrics-token).
     #[arg(long, env = "TALLY_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Which of the values above clap took from the environment rather than a flag, for error
+    /// messages (filled in by the command line; empty counts every value as a flag).
+    #[arg(skip)]
+    pub from_env: FromEnv,
 }
 
 /// The configuration file's keys. Unknown keys are an error, so a typo is not silently ignored.
@@ -166,98 +171,105 @@ impl ConfigArgs {
             Some(path) => read_toml(path)?,
             None => FileConfig::default(),
         };
-        let data_dir = self
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .ok_or_else(|| invalid("data_dir", "is required (--data-dir or TALLY_DATA_DIR)"))?;
-        let listen = self
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-        let warehouse =
-            self.warehouse.clone().or(file.warehouse).ok_or_else(|| {
-                invalid("warehouse", "is required (--warehouse or TALLY_WAREHOUSE)")
-            })?;
-        check_name("warehouse", &warehouse)?;
-        let agent_id = self
-            .agent_id
-            .clone()
-            .or(file.agent_id)
+        let layers = Layers::new::<ConfigArgs>(self.config.as_deref(), &self.from_env);
+        let data_dir = layers
+            .pick("data_dir", self.data_dir.clone(), file.data_dir)
+            .ok_or_else(|| invalid("data_dir", "is required (--data-dir or TALLY_DATA_DIR)"))?
+            .value;
+        let listen = layers
+            .pick_or(
+                "listen",
+                self.listen,
+                file.listen,
+                DEFAULT_LISTEN.parse().expect("valid default"),
+            )
+            .value;
+        let warehouse = layers
+            .pick("warehouse", self.warehouse.clone(), file.warehouse)
+            .ok_or_else(|| invalid("warehouse", "is required (--warehouse or TALLY_WAREHOUSE)"))?;
+        warehouse.attribute(check_name("warehouse", &warehouse.value))?;
+        let agent_id = layers
+            .pick("agent_id", self.agent_id.clone(), file.agent_id)
             .ok_or_else(|| invalid("agent_id", "is required (--agent-id or TALLY_AGENT_ID)"))?;
-        check_name("agent_id", &agent_id)?;
+        agent_id.attribute(check_name("agent_id", &agent_id.value))?;
         let max_log_bytes = size(
+            &layers,
             "max_log_bytes",
-            self.max_log_bytes.as_deref(),
+            self.max_log_bytes.clone(),
             file.max_log_bytes,
             DEFAULT_MAX_LOG_BYTES,
         )?;
-        if max_log_bytes < 1 << 20 {
-            return Err(invalid("max_log_bytes", "must be at least 1MiB"));
-        }
+        max_log_bytes.check(max_log_bytes.value >= 1 << 20, "must be at least 1MiB")?;
         let max_body_bytes = size(
+            &layers,
             "max_body_bytes",
-            self.max_body_bytes.as_deref(),
+            self.max_body_bytes.clone(),
             file.max_body_bytes,
             DEFAULT_MAX_BODY_BYTES,
         )?;
-        if !(1024..=64 << 20).contains(&max_body_bytes) {
-            return Err(invalid("max_body_bytes", "must be between 1KiB and 64MiB"));
-        }
+        max_body_bytes.check(
+            (1024..=64 << 20).contains(&max_body_bytes.value),
+            "must be between 1KiB and 64MiB",
+        )?;
         let tokens = match (&self.scanner_token_file, self.scanner_tokens.is_empty()) {
             (Some(_), false) => {
                 return Err(invalid(
                     "scanner_tokens",
-                    "give the tokens either directly or in --scanner-token-file, not both",
+                    format!(
+                        "give the tokens either directly ({}) or in a file ({}), not both",
+                        layers.command_line("scanner_tokens").name(),
+                        layers.command_line("scanner_token_file").name()
+                    ),
                 ));
             }
-            (Some(path), true) => read_token_lines(path)?,
-            (None, false) => self.scanner_tokens.clone(),
-            (None, true) => file.scanner_tokens,
+            (Some(path), true) => Some(Layered {
+                key: "scanner_tokens",
+                value: read_token_lines(path)?,
+                origin: layers.command_line("scanner_token_file"),
+            }),
+            (None, cli) => layers.pick(
+                "scanner_tokens",
+                (!cli).then(|| self.scanner_tokens.clone()),
+                (!file.scanner_tokens.is_empty()).then_some(file.scanner_tokens),
+            ),
         };
-        if tokens.is_empty() {
+        let Some(tokens) = tokens.filter(|tokens| !tokens.value.is_empty()) else {
             return Err(invalid(
                 "scanner_tokens",
                 "at least one token is required (--scanner-token-file, TALLY_SCANNER_TOKENS or the configuration file)",
             ));
-        }
-        for (i, token) in tokens.iter().enumerate() {
-            check_token("scanner_tokens", &format!("token {}", i + 1), token)?;
-        }
-        let metrics_token = match (&self.metrics_token_file, &self.metrics_token) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "metrics_token",
-                    "give the token either directly or in --metrics-token-file, not both",
-                ));
-            }
-            (Some(path), None) => Some(read_secret_file("metrics_token", path)?),
-            (None, Some(token)) => Some(token.clone()),
-            (None, None) => file.metrics_token,
         };
+        for (i, token) in tokens.value.iter().enumerate() {
+            tokens.attribute(check_token(
+                "scanner_tokens",
+                &format!("token {}", i + 1),
+                token,
+            ))?;
+        }
+        let metrics_token = layers.secret(
+            "metrics_token",
+            "metrics_token_file",
+            self.metrics_token_file.as_deref(),
+            self.metrics_token.as_deref(),
+            file.metrics_token,
+        )?;
         if let Some(token) = &metrics_token {
-            check_token("metrics_token", "the token", token)?;
-            if tokens.contains(token) {
-                return Err(invalid(
-                    "metrics_token",
-                    "must differ from every scanner token (a scraper must not be able to post events)",
-                ));
-            }
+            token.attribute(check_token("metrics_token", "the token", &token.value))?;
+            token.check(
+                !tokens.value.contains(&token.value),
+                "must differ from every scanner token (a scraper must not be able to post events)",
+            )?;
         }
-        let central_url = self.central_url.clone().or(file.central_url);
-        let central_token = match (&self.central_token_file, &self.central_token) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "central_token",
-                    "give the token either directly or in --central-token-file, not both",
-                ));
-            }
-            (Some(path), None) => Some(read_secret_file("central_token", path)?),
-            (None, Some(token)) => Some(token.clone()),
-            (None, None) => file.central_token,
-        };
+        let central_url = layers.pick("central_url", self.central_url.clone(), file.central_url);
+        let central_token = layers.secret(
+            "central_token",
+            "central_token_file",
+            self.central_token_file.as_deref(),
+            self.central_token.as_deref(),
+            file.central_token,
+        )?;
         if let Some(token) = &central_token {
-            refuse_placeholder("central_token", token)?;
+            token.attribute(refuse_placeholder("central_token", &token.value))?;
         }
         let central = match (central_url, central_token) {
             (None, None) => None,
@@ -268,24 +280,27 @@ impl ConfigArgs {
                 return Err(invalid("central_url", "is required with central_token"));
             }
             (Some(url), Some(token)) => {
-                let ca_file = self.ca_file.clone().or(file.ca_file);
-                let server_name = self.server_name.clone().or(file.server_name);
-                let endpoint = Endpoint::new(&url, ca_file.as_deref(), server_name.as_deref())
-                    .map_err(|e| invalid("central_url", format!("{e:#}")))?;
+                let ca_file = layers.pick("ca_file", self.ca_file.clone(), file.ca_file);
+                let server_name =
+                    layers.pick("server_name", self.server_name.clone(), file.server_name);
+                let endpoint = Endpoint::new(
+                    &url.value,
+                    ca_file.map(|picked| picked.value).as_deref(),
+                    server_name.map(|picked| picked.value).as_deref(),
+                )
+                .map_err(|e| url.invalid(format!("{e:#}")))?;
                 Some(CentralLink {
                     endpoint,
-                    token: Secret::new(token),
+                    token: Secret::new(token.value),
                 })
             }
         };
-        let duration = |key: &'static str,
-                        flag: Option<&String>,
-                        file: Option<String>|
-         -> Result<Duration, ConfigError> {
-            match flag.cloned().or(file) {
-                Some(text) => parse_duration(&text).map_err(|m| invalid(key, m)),
-                None => Ok(Duration::from_secs(7 * 86_400)),
-            }
+        let week = Duration::from_secs(7 * 86_400);
+        let duration = |key: &'static str, cli: Option<&String>, file: Option<String>| match layers
+            .pick(key, cli.cloned(), file)
+        {
+            Some(picked) => Ok(picked.parse(|text| parse_duration(text))?.value),
+            None => Ok::<_, ConfigError>(week),
         };
         let retention = duration("retention", self.retention.as_ref(), file.retention)?;
         let id_retention = duration(
@@ -296,15 +311,15 @@ impl ConfigArgs {
         Ok(Config {
             data_dir,
             listen,
-            warehouse,
-            agent_id,
-            max_log_bytes,
-            scanner_tokens: tokens.into_iter().map(Secret::new).collect(),
-            max_body_bytes: max_body_bytes as usize,
+            warehouse: warehouse.value,
+            agent_id: agent_id.value,
+            max_log_bytes: max_log_bytes.value,
+            scanner_tokens: tokens.value.into_iter().map(Secret::new).collect(),
+            max_body_bytes: max_body_bytes.value as usize,
             central,
             retention,
             id_retention,
-            metrics_token: metrics_token.map(Secret::new),
+            metrics_token: metrics_token.map(|token| Secret::new(token.value)),
         })
     }
 }
@@ -442,17 +457,21 @@ fn check_name(key: &'static str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// The size of `key`: a number of bytes or a text such as "512MiB"; `default` when no layer
+/// sets it.
 fn size(
+    layers: &Layers,
     key: &'static str,
-    flag: Option<&str>,
+    cli: Option<String>,
     file: Option<Size>,
     default: u64,
-) -> Result<u64, ConfigError> {
-    match (flag, file) {
-        (Some(text), _) => parse_size(text).map_err(|m| invalid(key, m)),
-        (None, Some(Size::Bytes(n))) => Ok(n),
-        (None, Some(Size::Text(text))) => parse_size(&text).map_err(|m| invalid(key, m)),
-        (None, None) => Ok(default),
+) -> Result<Layered<u64>, ConfigError> {
+    match layers.pick(key, cli.map(Size::Text), file) {
+        Some(picked) => picked.parse(|size| match size {
+            Size::Bytes(n) => Ok(*n),
+            Size::Text(text) => parse_size(text),
+        }),
+        None => Ok(layers.pick_or(key, None, None, default)),
     }
 }
 
@@ -488,299 +507,4 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args() -> ConfigArgs {
-        ConfigArgs {
-            data_dir: Some("/tmp/x".into()),
-            warehouse: Some("WH".into()),
-            agent_id: Some("wh-1".into()),
-            scanner_tokens: vec!["a-token-of-sixteen".into()],
-            ..ConfigArgs::default()
-        }
-    }
-
-    #[test]
-    fn defaults_fill_what_is_not_given() {
-        let config = args().load().unwrap();
-        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(config.max_log_bytes, 10 << 30);
-        assert_eq!(config.max_body_bytes, 4 << 20);
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agent.toml");
-        std::fs::write(
-            &path,
-            "data_dir = \"/from/file\"\nwarehouse = \"FILEWH\"\nagent_id = \"file\"\nmax_log_bytes = \"2GiB\"\nscanner_tokens = [\"file-token-0123456789\"]\n",
-        )
-        .unwrap();
-        let from_file = ConfigArgs {
-            config: Some(path.clone()),
-            ..ConfigArgs::default()
-        }
-        .load()
-        .unwrap();
-        assert_eq!(from_file.warehouse, "FILEWH");
-        assert_eq!(from_file.max_log_bytes, 2 << 30);
-        let overridden = ConfigArgs {
-            config: Some(path),
-            warehouse: Some("FLAG".into()),
-            ..ConfigArgs::default()
-        }
-        .load()
-        .unwrap();
-        assert_eq!(overridden.warehouse, "FLAG");
-        assert_eq!(overridden.data_dir, PathBuf::from("/from/file"));
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        let cases: Vec<(ConfigArgs, &str)> = vec![
-            (
-                ConfigArgs {
-                    data_dir: None,
-                    ..args()
-                },
-                "data_dir",
-            ),
-            (
-                ConfigArgs {
-                    warehouse: Some("W H".into()),
-                    ..args()
-                },
-                "warehouse",
-            ),
-            (
-                ConfigArgs {
-                    agent_id: Some(String::new()),
-                    ..args()
-                },
-                "agent_id",
-            ),
-            (
-                ConfigArgs {
-                    max_log_bytes: Some("10 parsecs".into()),
-                    ..args()
-                },
-                "max_log_bytes",
-            ),
-            (
-                ConfigArgs {
-                    max_log_bytes: Some("1KiB".into()),
-                    ..args()
-                },
-                "max_log_bytes",
-            ),
-            (
-                ConfigArgs {
-                    scanner_tokens: vec![],
-                    ..args()
-                },
-                "scanner_tokens",
-            ),
-            (
-                ConfigArgs {
-                    scanner_tokens: vec!["short".into()],
-                    ..args()
-                },
-                "scanner_tokens",
-            ),
-            (
-                ConfigArgs {
-                    metrics_token: Some("short".into()),
-                    ..args()
-                },
-                "metrics_token",
-            ),
-            (
-                // A scraper holding a scanner token could post events.
-                ConfigArgs {
-                    metrics_token: Some(args().scanner_tokens[0].clone()),
-                    ..args()
-                },
-                "metrics_token",
-            ),
-        ];
-        for (args, key) in cases {
-            match args.load() {
-                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
-                other => panic!("expected an error for {key}, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn token_errors_do_not_echo_the_token() {
-        let err = ConfigArgs {
-            scanner_tokens: vec!["has space in it but long".into()],
-            ..args()
-        }
-        .load()
-        .unwrap_err();
-        assert!(!err.to_string().contains("has space"));
-    }
-
-    #[test]
-    fn unknown_file_keys_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agent.toml");
-        std::fs::write(&path, "data_dri = \"/x\"\n").unwrap();
-        let err = ConfigArgs {
-            config: Some(path),
-            ..ConfigArgs::default()
-        }
-        .load()
-        .unwrap_err();
-        assert!(err.to_string().contains("data_dri"), "{err}");
-    }
-
-    #[test]
-    fn the_central_link_needs_url_and_token_and_tls_off_loopback() {
-        let with = |url: &str, token: Option<&str>| ConfigArgs {
-            central_url: Some(url.into()),
-            central_token: token.map(Into::into),
-            ..args()
-        };
-        assert!(args().load().unwrap().central.is_none());
-        assert!(
-            with("wss://central.example.com:8921/v1/sync", Some("t"))
-                .load()
-                .unwrap()
-                .central
-                .is_some()
-        );
-        assert!(
-            with("ws://127.0.0.1:8921/v1/sync", Some("t"))
-                .load()
-                .unwrap()
-                .central
-                .is_some()
-        );
-        for (url, token, key) in [
-            ("ws://central.example.com/v1/sync", Some("t"), "central_url"),
-            ("https://central.example.com/", Some("t"), "central_url"),
-            ("wss://central.example.com/", None, "central_token"),
-        ] {
-            match with(url, token).load() {
-                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{url}"),
-                other => panic!("{url}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn the_samples_placeholders_are_refused() {
-        let placeholder = ConfigArgs {
-            scanner_tokens: vec!["CHANGE-ME-to-a-long-random-token".into()],
-            ..args()
-        };
-        let central = ConfigArgs {
-            central_url: Some("wss://central.example.com/v1/sync".into()),
-            central_token: Some("tly1_CHANGE-ME".into()),
-            ..args()
-        };
-        for (args, key) in [(placeholder, "scanner_tokens"), (central, "central_token")] {
-            match args.load() {
-                Err(ConfigError::Invalid { key: k, message }) => {
-                    assert_eq!(k, key);
-                    assert!(message.contains("placeholder"), "{message}");
-                }
-                other => panic!("{key}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn tokens_come_from_files_and_not_both_ways() {
-        let dir = tempfile::tempdir().unwrap();
-        let scanners = dir.path().join("scanner.token");
-        std::fs::write(
-            &scanners,
-            "first-token-0123456789\n\nsecond-token-0123456789\n",
-        )
-        .unwrap();
-        let central = dir.path().join("central.token");
-        std::fs::write(&central, "tly1_from-a-file\n").unwrap();
-        let from_files = ConfigArgs {
-            scanner_tokens: vec![],
-            scanner_token_file: Some(scanners.clone()),
-            central_url: Some("wss://central.example.com/v1/sync".into()),
-            central_token_file: Some(central.clone()),
-            ..args()
-        }
-        .load()
-        .unwrap();
-        let tokens: Vec<&str> = from_files
-            .scanner_tokens
-            .iter()
-            .map(Secret::expose)
-            .collect();
-        assert_eq!(
-            tokens,
-            ["first-token-0123456789", "second-token-0123456789"]
-        );
-        assert_eq!(
-            from_files.central.unwrap().token.expose(),
-            "tly1_from-a-file"
-        );
-        let both = ConfigArgs {
-            scanner_token_file: Some(scanners),
-            ..args()
-        };
-        assert!(matches!(
-            both.load(),
-            Err(ConfigError::Invalid {
-                key: "scanner_tokens",
-                ..
-            })
-        ));
-
-        let status = StatusArgs {
-            scanner_token_file: Some(dir.path().join("scanner.token")),
-            ..StatusArgs::default()
-        };
-        let (url, token) = status.target().unwrap();
-        assert_eq!(url, format!("http://{DEFAULT_LISTEN}"));
-        assert_eq!(token.expose(), "first-token-0123456789");
-    }
-
-    #[test]
-    fn status_and_export_read_only_what_they_need_from_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agent.toml");
-        // No warehouse, agent id or central link: status and export do not need them.
-        std::fs::write(
-            &path,
-            "data_dir = \"/var/lib/x\"\nlisten = \"0.0.0.0:9000\"\nscanner_tokens = [\"file-token-0123456789\"]\n",
-        )
-        .unwrap();
-        let (url, token) = StatusArgs {
-            config: Some(path.clone()),
-            ..StatusArgs::default()
-        }
-        .target()
-        .unwrap();
-        assert_eq!(url, "http://127.0.0.1:9000");
-        assert_eq!(token.expose(), "file-token-0123456789");
-        let export = DataDirArgs {
-            config: Some(path),
-            data_dir: None,
-        };
-        assert_eq!(export.data_dir().unwrap(), PathBuf::from("/var/lib/x"));
-        assert!(StatusArgs::default().target().is_err());
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
-        assert_eq!(parse_size("3 MB"), Ok(3_000_000));
-        assert!(parse_size("GiB").is_err());
-        assert!(parse_size("99999999999TiB").is_err());
-    }
-}
+mod tests;
