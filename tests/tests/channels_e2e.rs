@@ -12,91 +12,28 @@
 //! TALLY_CHANNEL_OUTAGE_SECS=600 cargo test -p tally-tests --test channels_e2e outage
 //! ```
 
+mod channels_support;
+
 use std::ops::ControlFlow;
-use std::path::Path;
-use std::time::Duration;
 
 use anyhow::ensure;
-use serde_json::{Value, json};
+use serde_json::json;
 use tally_tests::channels::shopify::{FakeConfig, ShopifyFake};
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{AgentProcess, CentralProcess, wait_synced, wait_until, with_temp_dir};
 
-const WAREHOUSE: &str = "WH";
-const STOCK: &str = "WH/Stock";
+use channels_support::{
+    RECOVERY, STOCK, WAIT, WAREHOUSE, admin_get, central_reads, outage, pick, shop_shows,
+    shop_shows_within, shopify_channel, start_central,
+};
+
 const SCANNER_TOKEN: &str = "channels-scanner-token-0123456789";
 const BUFFER: i64 = 2;
-const WAIT: Duration = Duration::from_secs(60);
-
-fn pick(id: &str, sku: &str, qty: &str) -> Value {
-    json!({"id": id, "type": "pick", "sku": sku, "qty": qty, "location": STOCK})
-}
 
 /// Central's configuration: the simulator, a fast poll, one Shopify channel.
-fn write_config(dir: &Path, shop: &ShopifyFake) -> anyhow::Result<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let secret = dir.join("shopify-token");
-    std::fs::write(&secret, "shpat_test\n")?;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    let config = dir.join("central.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"merge_window = "100ms"
-availability_poll = "300ms"
-
-[[channels]]
-name = "shop"
-kind = "shopify"
-url = "{url}"
-location = "Main"
-warehouses = ["{WAREHOUSE}"]
-buffer = {BUFFER}
-secret_file = "{secret}"
-"#,
-            url = shop.url(),
-            secret = secret.display()
-        ),
-    )?;
-    Ok(config)
-}
-
-async fn start_central(dir: &Path, sim: &OdooSim, config: &Path) -> anyhow::Result<CentralProcess> {
-    let odoo = tally_central::odoo::OdooConfig {
-        url: sim.url(),
-        db: sim.db().to_owned(),
-        login: sim.login().to_owned(),
-        api_key: tally_protocol::Secret::new(sim.api_key()),
-        call_timeout: Duration::from_secs(30),
-        api: Default::default(),
-    };
-    CentralProcess::builder(dir.join("central"))
-        .plaintext()
-        .odoo(&odoo)
-        .arg("--config")
-        .arg(config)
-        .spawn()
-        .await
-}
-
-/// Waits until Shopify's `on_hand` of `sku` at Main is `on_hand`.
-async fn shop_shows(shop: &ShopifyFake, sku: &str, on_hand: i64) -> anyhow::Result<()> {
-    wait_until(
-        &format!("Shopify to show {on_hand} on hand of {sku}"),
-        WAIT,
-        || {
-            let level = shop.level(sku, "Main");
-            async move {
-                Ok(match level {
-                    Some((h, _, _)) if h == on_hand => ControlFlow::Break(()),
-                    other => {
-                        ControlFlow::Continue(format!("(on_hand, committed, available) {other:?}"))
-                    }
-                })
-            }
-        },
-    )
-    .await
+fn write_config(dir: &std::path::Path, shop: &ShopifyFake) -> anyhow::Result<std::path::PathBuf> {
+    let shop = shopify_channel(dir, "shop", shop, &format!("buffer = {BUFFER}"))?;
+    channels_support::write_config(dir, &shop)
 }
 
 struct World {
@@ -269,23 +206,6 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
     .await;
 }
 
-/// How long Shopify stays down in the outage test, in seconds: `TALLY_CHANNEL_OUTAGE_SECS`.
-/// Unset (CI): as long as three changes and a central crash take, a few seconds. Set (a
-/// soak, such as `600`): Odoo keeps changing for that long, half of it before central is
-/// SIGKILLed, half after its restart, while Shopify stays down.
-const OUTAGE_ENV: &str = "TALLY_CHANNEL_OUTAGE_SECS";
-
-fn outage() -> Duration {
-    match std::env::var(OUTAGE_ENV) {
-        Ok(secs) => Duration::from_secs(
-            secs.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("{OUTAGE_ENV} must be whole seconds, not {secs:?}")),
-        ),
-        Err(_) => Duration::ZERO,
-    }
-}
-
 /// Sets Odoo's stock of CHAIR-OAK (and of LAMP-BRASS, if given) and waits until central read
 /// the chairs.
 async fn odoo_changes(
@@ -298,21 +218,7 @@ async fn odoo_changes(
     if let Some(lamps) = lamps {
         sim.set_on_hand("LAMP-BRASS", STOCK, None, lamps as f64)?;
     }
-    let admin = central.admin();
-    let want = format!("\"on_hand\":\"{chairs}\"");
-    wait_until("central to read the change", WAIT, || {
-        let admin = admin.clone();
-        let want = want.clone();
-        async move {
-            let body = admin_get(&admin, "/v1/availability?sku=CHAIR-OAK").await?;
-            Ok(if body.contains(&want) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(body)
-            })
-        }
-    })
-    .await
+    central_reads(central, "CHAIR-OAK", chairs).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,9 +256,12 @@ async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
             }
             odoo_changes(&sim, &central, 11, None).await?;
         }
+        let outage_took = down_since.elapsed();
         shop.set_down(false);
-        shop_shows(&shop, "CHAIR-OAK", 11 - BUFFER).await?;
-        shop_shows(&shop, "LAMP-BRASS", 7 - BUFFER).await?;
+        let back = std::time::Instant::now();
+        shop_shows_within(&shop, "CHAIR-OAK", 11 - BUFFER, RECOVERY).await?;
+        shop_shows_within(&shop, "LAMP-BRASS", 7 - BUFFER, RECOVERY).await?;
+        let recovered_in = back.elapsed();
         // After the outage Shopify gets the newest value, at most preceded by the value queued
         // when central was killed (the newest central knew, pushed before its first read of
         // Odoo after the restart): nothing overtaken during the outage, nothing older after it.
@@ -361,25 +270,15 @@ async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
         let after = &writes[written_before..];
         ensure!(
             after == [11 - BUFFER] || after == [queued_at_kill, 11 - BUFFER],
-            "{changes} changes in {:?} of outage, then {writes:?}",
-            down_since.elapsed()
+            "{changes} changes in {outage_took:?} of outage, then {writes:?}"
         );
         ensure!(shop.stats().throttled == 0);
         println!(
-            "outage of {:?}: {changes} changes in Odoo, then Shopify written {after:?}",
-            down_since.elapsed()
+            "outage of {outage_took:?}: {changes} changes in Odoo, then Shopify written \
+             {after:?}, {recovered_in:?} after it came back"
         );
         drop(central);
         Ok(())
     })
     .await;
-}
-
-async fn admin_get(admin: &tally_tests::AdminClient, path: &str) -> anyhow::Result<String> {
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", admin.base_url()))
-        .bearer_auth(admin.token())
-        .send()
-        .await?;
-    Ok(response.text().await?.replace(' ', ""))
 }

@@ -4,93 +4,36 @@
 //! window: WooCommerce takes an order (and lowers its own stock), an unrelated scan makes Tally
 //! push before Odoo knows the order, and no figure Tally writes is above what is truly free,
 //! then or after Odoo confirms the order with its reference. And a WooCommerce outage while
-//! central is SIGKILLed: afterwards every SKU ends at its newest value.
+//! central is SIGKILLed: afterwards every SKU ends at its newest value, with no older value
+//! written after a newer one. The outage lasts seconds by default;
+//! `TALLY_CHANNEL_OUTAGE_SECS=600` makes it a ten-minute soak (as in `channels_e2e.rs`).
+
+mod channels_support;
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use serde_json::{Value, json};
+use serde_json::json;
 use tally_tests::channels::woocommerce::WooFake;
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
 use tally_tests::{AgentProcess, CentralProcess, wait_synced, wait_until, with_temp_dir};
 
-const WAREHOUSE: &str = "WH";
-const STOCK: &str = "WH/Stock";
+use channels_support::{
+    RECOVERY, STOCK, WAIT, WAREHOUSE, central_reads, outage, pick, start_central, woo_shows,
+    woo_shows_within, woocommerce_channel,
+};
+
 const SCANNER_TOKEN: &str = "woo-scanner-token-0123456789abcdef";
 const BUFFER: i64 = 2;
-const WAIT: Duration = Duration::from_secs(60);
 const KEY: &str = "ck_e2e";
 const SECRET: &str = "cs_e2e";
 
-fn pick(id: &str, sku: &str, qty: &str) -> Value {
-    json!({"id": id, "type": "pick", "sku": sku, "qty": qty, "location": STOCK})
-}
-
 /// Central's configuration: the simulator, a fast poll, one WooCommerce channel.
 fn write_config(dir: &Path, woo: &WooFake) -> anyhow::Result<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let secret = dir.join("woo-key");
-    std::fs::write(&secret, format!("{KEY}:{SECRET}\n"))?;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    let config = dir.join("central.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"merge_window = "100ms"
-availability_poll = "300ms"
-
-[[channels]]
-name = "woo"
-kind = "woocommerce"
-url = "{url}"
-order_ref = "WC-{{number}}"
-warehouses = ["{WAREHOUSE}"]
-buffer = {BUFFER}
-secret_file = "{secret}"
-"#,
-            url = woo.url(),
-            secret = secret.display()
-        ),
-    )?;
-    Ok(config)
-}
-
-async fn start_central(dir: &Path, sim: &OdooSim, config: &Path) -> anyhow::Result<CentralProcess> {
-    let odoo = tally_central::odoo::OdooConfig {
-        url: sim.url(),
-        db: sim.db().to_owned(),
-        login: sim.login().to_owned(),
-        api_key: tally_protocol::Secret::new(sim.api_key()),
-        call_timeout: Duration::from_secs(30),
-        api: Default::default(),
-    };
-    CentralProcess::builder(dir.join("central"))
-        .plaintext()
-        .odoo(&odoo)
-        .arg("--config")
-        .arg(config)
-        .spawn()
-        .await
-}
-
-/// Waits until WooCommerce's `stock_quantity` of `sku` is `stock`.
-async fn woo_shows(woo: &WooFake, sku: &str, stock: i64) -> anyhow::Result<()> {
-    wait_until(
-        &format!("WooCommerce to show {stock} of {sku}"),
-        WAIT,
-        || {
-            let shown = woo.stock(sku);
-            async move {
-                Ok(match shown {
-                    Some(s) if s == stock => ControlFlow::Break(()),
-                    other => ControlFlow::Continue(format!("stock_quantity {other:?}")),
-                })
-            }
-        },
-    )
-    .await
+    let extra = format!("order_ref = \"WC-{{number}}\"\nbuffer = {BUFFER}");
+    let woo = woocommerce_channel(dir, "woo", woo, (KEY, SECRET), &extra)?;
+    channels_support::write_config(dir, &woo)
 }
 
 async fn world() -> anyhow::Result<(OdooSim, WooFake)> {
@@ -200,6 +143,23 @@ async fn scans_reach_woocommerce_and_its_orders_are_never_offered_again() {
     .await;
 }
 
+/// Sets Odoo's stock of CHAIR-OAK (and of LAMP-BRASS, if given) and waits until central read
+/// the chairs.
+async fn odoo_changes(
+    sim: &OdooSim,
+    central: &CentralProcess,
+    chairs: i64,
+    lamps: Option<i64>,
+) -> anyhow::Result<()> {
+    sim.set_on_hand("CHAIR-OAK", STOCK, None, chairs as f64)?;
+    if let Some(lamps) = lamps {
+        sim.set_on_hand("LAMP-BRASS", STOCK, None, lamps as f64)?;
+    }
+    central_reads(central, "CHAIR-OAK", chairs).await
+}
+
+/// WooCommerce answers `503` for a few seconds (CI) or `TALLY_CHANNEL_OUTAGE_SECS` (a soak)
+/// while Odoo keeps changing and central is SIGKILLed half way and restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_woocommerce_outage_through_a_central_crash_ends_at_the_newest_values() {
     with_temp_dir("woo-e2e-outage", |dir| async move {
@@ -208,29 +168,21 @@ async fn a_woocommerce_outage_through_a_central_crash_ends_at_the_newest_values(
         let central = start_central(&dir, &sim, &config).await?;
         woo_shows(&woo, "CHAIR-OAK", 20 - BUFFER).await?;
         woo_shows(&woo, "LAMP-BRASS", 10 - BUFFER).await?;
+        let written_before = woo.writes("CHAIR-OAK").len();
 
         // WooCommerce goes down; Odoo keeps changing; central is SIGKILLed with pushes queued.
+        let outage = outage();
+        let down_since = std::time::Instant::now();
         woo.set_outage(Some(503));
         let failed_before = woo.total_calls();
-        for (n, qty) in [17.0, 12.0, 16.0].into_iter().enumerate() {
-            sim.set_on_hand("CHAIR-OAK", STOCK, None, qty)?;
-            sim.set_on_hand("LAMP-BRASS", STOCK, None, 9.0 - n as f64)?;
-            let admin = central.admin();
-            let want = format!("\"on_hand\":\"{}\"", qty as i64);
-            wait_until("central to read the change", WAIT, || {
-                let admin = admin.clone();
-                let want = want.clone();
-                async move {
-                    let body = admin_get(&admin, "/v1/availability?sku=CHAIR-OAK").await?;
-                    Ok(if body.contains(&want) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(body)
-                    })
-                }
-            })
-            .await?;
+        const CHAIRS: [i64; 6] = [17, 12, 16, 14, 13, 15];
+        let mut changes = 0;
+        while changes < 3 || down_since.elapsed() < outage / 2 {
+            let lamps = (changes < 3).then(|| 9 - changes as i64);
+            odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], lamps).await?;
+            changes += 1;
         }
+        let changes_before_kill = changes;
         wait_until("central to try WooCommerce during the outage", WAIT, || {
             let tried = woo.total_calls() > failed_before;
             async move {
@@ -246,27 +198,38 @@ async fn a_woocommerce_outage_through_a_central_crash_ends_at_the_newest_values(
         // While central is down, Odoo changes once more.
         sim.set_on_hand("CHAIR-OAK", STOCK, None, 11.0)?;
         let central = start_central(&dir, &sim, &config).await?;
+        // A soak: WooCommerce stays down through the rest of the outage while Odoo keeps
+        // changing, back to 11 at the end.
+        if down_since.elapsed() < outage {
+            while down_since.elapsed() < outage {
+                odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], None).await?;
+                changes += 1;
+            }
+            odoo_changes(&sim, &central, 11, None).await?;
+        }
+        let outage_took = down_since.elapsed();
         woo.set_outage(None);
-        woo_shows(&woo, "CHAIR-OAK", 11 - BUFFER).await?;
-        woo_shows(&woo, "LAMP-BRASS", 7 - BUFFER).await?;
-        // Nothing older was written after the newest value.
+        let back = std::time::Instant::now();
+        woo_shows_within(&woo, "CHAIR-OAK", 11 - BUFFER, RECOVERY).await?;
+        woo_shows_within(&woo, "LAMP-BRASS", 7 - BUFFER, RECOVERY).await?;
+        let recovered_in = back.elapsed();
+        // After the outage WooCommerce gets the newest value, at most preceded by the value
+        // queued when central was killed (the newest central knew, pushed before its first
+        // read of Odoo after the restart): nothing overtaken during the outage, nothing older
+        // after it.
         let writes = woo.writes("CHAIR-OAK");
-        ensure!(writes.last() == Some(&(11 - BUFFER)), "{writes:?}");
+        let queued_at_kill = CHAIRS[(changes_before_kill - 1) % CHAIRS.len()] - BUFFER;
+        let after = &writes[written_before..];
         ensure!(
-            !writes.contains(&(17 - BUFFER)) && !writes.contains(&(12 - BUFFER)),
-            "a value overtaken during the outage was written: {writes:?}"
+            after == [11 - BUFFER] || after == [queued_at_kill, 11 - BUFFER],
+            "{changes} changes in {outage_took:?} of outage, then {writes:?}"
+        );
+        println!(
+            "outage of {outage_took:?}: {changes} changes in Odoo, then WooCommerce written \
+             {after:?}, {recovered_in:?} after it came back"
         );
         drop(central);
         Ok(())
     })
     .await;
-}
-
-async fn admin_get(admin: &tally_tests::AdminClient, path: &str) -> anyhow::Result<String> {
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", admin.base_url()))
-        .bearer_auth(admin.token())
-        .send()
-        .await?;
-    Ok(response.text().await?.replace(' ', ""))
 }

@@ -92,6 +92,15 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     )
 }
 
+/// The channel's circuit breaker: open after [`Breaker::THRESHOLD`] outage-like failures in a
+/// row for 15 s, doubling while the channel stays down, but never more than a minute (Odoo's
+/// breaker waits up to five). A channel's offers are what it sells from: while it is down they
+/// go stale, and once it is back every minute it is not written is a minute it may sell what
+/// is gone. A probe is a single call, cheap to the channel.
+fn breaker() -> Breaker {
+    Breaker::new(Duration::from_secs(15), Duration::from_secs(60))
+}
+
 /// Drains `config`'s outbox until `shutdown`, without asking Odoo anything (a WooCommerce
 /// channel then takes every open order off its offers).
 pub async fn run(
@@ -121,7 +130,7 @@ pub async fn run_with_odoo(
 ) {
     let name = config.name.clone();
     let mut adapter = Adapter::new(&config, &store, odoo.as_ref());
-    let breaker = Breaker::default();
+    let breaker = breaker();
     let mut wake = channels.outbox.subscribe();
     let mut failures = 0u32;
     let mut next_reconcile = config.reconcile.map(|every| Instant::now() + every);

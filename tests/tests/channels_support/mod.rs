@@ -1,5 +1,6 @@
-//! What the channel tests beyond `channels_e2e.rs` share: central started against the Odoo
-//! simulator with a configuration of Shopify fakes, and waits on what a fake shows.
+//! What the channel tests share: central started against the Odoo simulator with a
+//! configuration of channel fakes, waits on what central read and what a fake shows, and the
+//! length of the outage soaks.
 
 #![allow(dead_code)]
 
@@ -7,14 +8,20 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use tally_tests::CentralProcess;
 use tally_tests::channels::shopify::ShopifyFake;
+use tally_tests::channels::woocommerce::WooFake;
 use tally_tests::odoo_sim::OdooSim;
 use tally_tests::wait_until;
 
 pub const WAREHOUSE: &str = "WH";
 pub const STOCK: &str = "WH/Stock";
 pub const WAIT: Duration = Duration::from_secs(60);
+/// How long a channel back from an outage may take to show the newest figures: its circuit
+/// stays open up to a minute and its backoff waits up to a minute (the two overlap), and the
+/// push itself.
+pub const RECOVERY: Duration = Duration::from_secs(150);
 
 /// A `[[channels]]` table for the Shopify fake `shop`, named `name`, feeding [`WAREHOUSE`]
 /// from its location `Main`, with `extra` lines (a buffer…) added.
@@ -42,6 +49,39 @@ secret_file = "{secret}"
         url = shop.url(),
         secret = secret.display()
     ))
+}
+
+/// A `[[channels]]` table for the WooCommerce fake `woo` (key `key`, secret `secret`), named
+/// `name`, feeding [`WAREHOUSE`], with `extra` lines (a buffer…) added.
+pub fn woocommerce_channel(
+    dir: &Path,
+    name: &str,
+    woo: &WooFake,
+    (key, secret): (&str, &str),
+    extra: &str,
+) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join(format!("{name}-key"));
+    std::fs::write(&file, format!("{key}:{secret}\n"))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    Ok(format!(
+        r#"
+[[channels]]
+name = "{name}"
+kind = "woocommerce"
+url = "{url}"
+warehouses = ["{WAREHOUSE}"]
+secret_file = "{secret}"
+{extra}
+"#,
+        url = woo.url(),
+        secret = file.display()
+    ))
+}
+
+/// A scanner's pick of `qty` `sku` from [`STOCK`], as posted to an agent.
+pub fn pick(id: &str, sku: &str, qty: &str) -> Value {
+    json!({"id": id, "type": "pick", "sku": sku, "qty": qty, "location": STOCK})
 }
 
 /// Writes central's configuration: the fast windows of the tests, then `tables`.
@@ -83,9 +123,19 @@ pub fn on_hand(shop: &ShopifyFake, sku: &str) -> Option<i64> {
 
 /// Waits until Shopify's `on_hand` of `sku` at Main is `want`.
 pub async fn shop_shows(shop: &ShopifyFake, sku: &str, want: i64) -> anyhow::Result<()> {
+    shop_shows_within(shop, sku, want, WAIT).await
+}
+
+/// [`shop_shows`], waiting up to `timeout`.
+pub async fn shop_shows_within(
+    shop: &ShopifyFake,
+    sku: &str,
+    want: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     wait_until(
         &format!("Shopify at {} to show {want} on hand of {sku}", shop.url()),
-        WAIT,
+        timeout,
         || {
             let level = shop.level(sku, "Main");
             async move {
@@ -101,6 +151,34 @@ pub async fn shop_shows(shop: &ShopifyFake, sku: &str, want: i64) -> anyhow::Res
     .await
 }
 
+/// Waits until WooCommerce's `stock_quantity` of `sku` is `want`.
+pub async fn woo_shows(woo: &WooFake, sku: &str, want: i64) -> anyhow::Result<()> {
+    woo_shows_within(woo, sku, want, WAIT).await
+}
+
+/// [`woo_shows`], waiting up to `timeout`.
+pub async fn woo_shows_within(
+    woo: &WooFake,
+    sku: &str,
+    want: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    wait_until(
+        &format!("WooCommerce to show {want} of {sku}"),
+        timeout,
+        || {
+            let shown = woo.stock(sku);
+            async move {
+                Ok(match shown {
+                    Some(s) if s == want => ControlFlow::Break(()),
+                    other => ControlFlow::Continue(format!("stock_quantity {other:?}")),
+                })
+            }
+        },
+    )
+    .await
+}
+
 /// An admin API GET's body, without spaces.
 pub async fn admin_get(admin: &tally_tests::AdminClient, path: &str) -> anyhow::Result<String> {
     let response = reqwest::Client::new()
@@ -109,4 +187,49 @@ pub async fn admin_get(admin: &tally_tests::AdminClient, path: &str) -> anyhow::
         .send()
         .await?;
     Ok(response.text().await?.replace(' ', ""))
+}
+
+/// Waits until central's availability of `sku` shows `on_hand` (read from Odoo).
+pub async fn central_reads(
+    central: &CentralProcess,
+    sku: &str,
+    on_hand: i64,
+) -> anyhow::Result<()> {
+    let admin = central.admin();
+    let path = format!("/v1/availability?sku={sku}");
+    let want = format!("\"on_hand\":\"{on_hand}\"");
+    wait_until(
+        &format!("central to read {on_hand} on hand of {sku}"),
+        WAIT,
+        || {
+            let admin = admin.clone();
+            let (path, want) = (path.clone(), want.clone());
+            async move {
+                let body = admin_get(&admin, &path).await?;
+                Ok(if body.contains(&want) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(body)
+                })
+            }
+        },
+    )
+    .await
+}
+
+/// How long a channel stays down in the outage tests, in seconds: `TALLY_CHANNEL_OUTAGE_SECS`.
+/// Unset (CI): as long as a few changes and a central crash take, a few seconds. Set (a soak,
+/// such as `600`): Odoo keeps changing for that long, half of it before central is SIGKILLed,
+/// half after its restart, while the channel stays down.
+pub const OUTAGE_ENV: &str = "TALLY_CHANNEL_OUTAGE_SECS";
+
+pub fn outage() -> Duration {
+    match std::env::var(OUTAGE_ENV) {
+        Ok(secs) => Duration::from_secs(
+            secs.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{OUTAGE_ENV} must be whole seconds, not {secs:?}")),
+        ),
+        Err(_) => Duration::ZERO,
+    }
 }
