@@ -3,7 +3,9 @@
 //! `stock_quantity` (a simple product and a variation), with the buffer held back. The oversell
 //! window: WooCommerce takes an order (and lowers its own stock), an unrelated scan makes Tally
 //! push before Odoo knows the order, and no figure Tally writes is above what is truly free,
-//! then or after Odoo confirms the order with its reference. And a WooCommerce outage while
+//! then or after Odoo confirms the order with its reference. A resync after the stock was
+//! edited in WordPress writes back what differs and reports the drift. And a WooCommerce
+//! outage while
 //! central is SIGKILLed: afterwards every SKU ends at its newest value, with no older value
 //! written after a newer one. The outage lasts seconds by default;
 //! `TALLY_CHANNEL_OUTAGE_SECS=600` makes it a ten-minute soak (as in `channels_e2e.rs`).
@@ -138,6 +140,72 @@ async fn scans_reach_woocommerce_and_its_orders_are_never_offered_again() {
         let status = central.cli("channel", &["status", "woo", "--json"]).await?;
         ensure!(status.contains("\"kind\": \"woocommerce\""), "{status}");
         ensure!(status.contains("\"dead_letters\": []"), "{status}");
+        Ok(())
+    })
+    .await;
+}
+
+/// Someone edits the stock in WordPress's admin, above and below what Tally offers: a resync
+/// reads what WooCommerce shows for every mapped SKU, writes the differences back and reports
+/// the drift it found; the status and the audit show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_sets_straight_what_was_edited_in_woocommerce_and_reports_the_drift() {
+    with_temp_dir("woo-e2e-resync", |dir| async move {
+        let (sim, woo) = world().await?;
+        let config = write_config(&dir, &woo)?;
+        let central = start_central(&dir, &sim, &config).await?;
+        woo_shows(&woo, "CHAIR-OAK", 20 - BUFFER).await?;
+        woo_shows(&woo, "LAMP-BRASS", 10 - BUFFER).await?;
+        let written = woo.writes("CHAIR-OAK").len() + woo.writes("LAMP-BRASS").len();
+
+        // An over-offer (the dangerous drift) on the simple product, an under-offer on the
+        // variation.
+        ensure!(woo.set_stock("CHAIR-OAK", 40) && woo.set_stock("LAMP-BRASS", 0));
+        let resync = central
+            .cli(
+                "channel",
+                &["resync", "woo", "--reason", "stock edited in WordPress"],
+            )
+            .await?;
+        ensure!(resync.starts_with("queued "), "{resync}");
+        woo_shows(&woo, "CHAIR-OAK", 20 - BUFFER).await?;
+        woo_shows(&woo, "LAMP-BRASS", 10 - BUFFER).await?;
+        // Only the two edited SKUs were written, once each.
+        let after = woo.writes("CHAIR-OAK").len() + woo.writes("LAMP-BRASS").len();
+        ensure!(
+            after == written + 2,
+            "{written} writes before, {after} after"
+        );
+
+        // The drift is reported (the write lands a moment before central records it).
+        let found = [
+            json!({"sku": "CHAIR-OAK", "channel_showed": 40, "offered": 20 - BUFFER}),
+            json!({"sku": "LAMP-BRASS", "channel_showed": 0, "offered": 10 - BUFFER}),
+        ];
+        wait_until("the resync's drift in the channel's status", WAIT, || {
+            let central = &central;
+            let found = &found;
+            async move {
+                let status = central.cli("channel", &["status", "woo", "--json"]).await?;
+                let view: serde_json::Value = serde_json::from_str(&status)?;
+                let drift = view
+                    .pointer("/channel/drift")
+                    .and_then(|d| d.as_array())
+                    .context("no channel.drift in the status")?;
+                Ok(if found.iter().all(|f| drift.contains(f)) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(status)
+                })
+            }
+        })
+        .await?;
+        let audit = central.cli("audit", &["--json"]).await?;
+        ensure!(
+            audit.contains("channel-resync") && audit.contains("stock edited in WordPress"),
+            "the resync is audited: {audit}"
+        );
+        drop(central);
         Ok(())
     })
     .await;

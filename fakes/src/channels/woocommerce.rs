@@ -162,6 +162,18 @@ impl WooFake {
             .and_then(|i| i.stock)
     }
 
+    /// A shop manager's edit of `sku`'s `stock_quantity` in WordPress's admin (no order):
+    /// stock managed from now on. False for an unknown SKU.
+    pub fn set_stock(&self, sku: &str, stock: i64) -> bool {
+        let mut f = lock(&self.state);
+        let Some(item) = f.items.values_mut().find(|i| i.sku == sku && !i.variable) else {
+            return false;
+        };
+        item.manage_stock = true;
+        item.stock = Some(stock);
+        true
+    }
+
     /// A customer's order, as checkout makes it once paid: `processing`, each line's stock
     /// lowered. Refused (`None`) for an unknown SKU or beyond the stock (no backorders).
     pub fn place_order(&self, lines: &[(&str, i64)]) -> Option<i64> {
