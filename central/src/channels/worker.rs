@@ -81,24 +81,25 @@ impl Adapter {
     }
 }
 
-/// Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … at most 60 s
-/// ([`tally_service::backoff::delay`], as the agent's reconnects).
+/// Capped exponential backoff with jitter: 0.5 s, 1 s, 2 s … at most 30 s
+/// ([`tally_service::backoff::delay`], as the agent's reconnects; capped lower for the reason
+/// given at [`breaker`]).
 pub fn backoff(failures: u32, jitter: f64) -> Duration {
     tally_service::backoff::delay(
         failures,
         Duration::from_millis(500),
-        Duration::from_secs(60),
+        Duration::from_secs(30),
         jitter,
     )
 }
 
 /// The channel's circuit breaker: open after [`Breaker::THRESHOLD`] outage-like failures in a
-/// row for 15 s, doubling while the channel stays down, but never more than a minute (Odoo's
-/// breaker waits up to five). A channel's offers are what it sells from: while it is down they
-/// go stale, and once it is back every minute it is not written is a minute it may sell what
-/// is gone. A probe is a single call, cheap to the channel.
+/// row for 15 s, then 30 s while the channel stays down (Odoo's breaker doubles up to five
+/// minutes). A channel's offers are what it sells from: while it is down they go stale, and
+/// once it is back every second it is not written is a second it may sell what is gone. A
+/// probe is a single push, cheap to the channel; a 30 s rhythm of them is no load.
 fn breaker() -> Breaker {
-    Breaker::new(Duration::from_secs(15), Duration::from_secs(60))
+    Breaker::new(Duration::from_secs(15), Duration::from_secs(30))
 }
 
 /// Drains `config`'s outbox until `shutdown`, without asking Odoo anything (a WooCommerce
@@ -292,7 +293,7 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         assert_eq!(backoff(0, 1.0), Duration::from_millis(500));
         assert_eq!(backoff(2, 1.0), Duration::from_secs(2));
-        assert_eq!(backoff(30, 1.0), Duration::from_secs(60));
-        assert_eq!(backoff(30, 0.0), Duration::from_secs(30));
+        assert_eq!(backoff(30, 1.0), Duration::from_secs(30));
+        assert_eq!(backoff(30, 0.0), Duration::from_secs(15));
     }
 }

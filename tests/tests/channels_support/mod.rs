@@ -19,9 +19,9 @@ pub const WAREHOUSE: &str = "WH";
 pub const STOCK: &str = "WH/Stock";
 pub const WAIT: Duration = Duration::from_secs(60);
 /// How long a channel back from an outage may take to show the newest figures: its circuit
-/// stays open up to a minute and its backoff waits up to a minute (the two overlap), and the
-/// push itself.
-pub const RECOVERY: Duration = Duration::from_secs(150);
+/// stays open up to 30 s and its backoff waits up to 30 s (the two overlap), then the push,
+/// with room for a loaded machine.
+pub const RECOVERY: Duration = Duration::from_secs(90);
 
 /// A `[[channels]]` table for the Shopify fake `shop`, named `name`, feeding [`WAREHOUSE`]
 /// from its location `Main`, with `extra` lines (a buffer…) added.
