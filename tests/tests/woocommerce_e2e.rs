@@ -118,7 +118,7 @@ async fn scans_reach_woocommerce_and_its_orders_are_never_offered_again() {
             Some(&format!("WC-{order}")),
         )?;
         // A later scan moves Odoo again: the figure pushed holds the order once (Odoo's), not
-        // twice, once the read follows the confirmation by the margin.
+        // twice, once central saw the confirmation before the figures' read.
         let answer = scanner
             .post_events(&json!({"events": [pick("p3", "CHAIR-OAK", "1")]}))
             .await?;
