@@ -20,10 +20,10 @@ use anyhow::ensure;
 use serde_json::json;
 use tally_tests::channels::shopify::{FakeConfig, ShopifyFake};
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
-use tally_tests::{AgentProcess, CentralProcess, wait_synced, wait_until, with_temp_dir};
+use tally_tests::{AgentProcess, wait_synced, wait_until, with_temp_dir};
 
 use channels_support::{
-    RECOVERY, STOCK, WAIT, WAREHOUSE, admin_get, central_reads, outage, pick, shop_shows,
+    Outage, RECOVERY, STOCK, WAIT, WAREHOUSE, admin_get, outage_through_a_crash, pick, shop_shows,
     shop_shows_within, shopify_channel, start_central,
 };
 
@@ -206,21 +206,6 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
     .await;
 }
 
-/// Sets Odoo's stock of CHAIR-OAK (and of LAMP-BRASS, if given) and waits until central read
-/// the chairs.
-async fn odoo_changes(
-    sim: &OdooSim,
-    central: &CentralProcess,
-    chairs: i64,
-    lamps: Option<i64>,
-) -> anyhow::Result<()> {
-    sim.set_on_hand("CHAIR-OAK", STOCK, None, chairs as f64)?;
-    if let Some(lamps) = lamps {
-        sim.set_on_hand("LAMP-BRASS", STOCK, None, lamps as f64)?;
-    }
-    central_reads(central, "CHAIR-OAK", chairs).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
     with_temp_dir("channels-e2e-outage", |dir| async move {
@@ -232,31 +217,9 @@ async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
         let written_before = shop.writes("CHAIR-OAK", "Main").len();
 
         // Shopify goes down; Odoo keeps changing; central is SIGKILLed with pushes queued.
-        let outage = outage();
-        let down_since = std::time::Instant::now();
         shop.set_down(true);
-        const CHAIRS: [i64; 6] = [17, 12, 16, 14, 13, 15];
-        let mut changes = 0;
-        while changes < 3 || down_since.elapsed() < outage / 2 {
-            let lamps = (changes < 3).then(|| 9 - changes as i64);
-            odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], lamps).await?;
-            changes += 1;
-        }
-        let changes_before_kill = changes;
-        central.kill9().await?;
-        // While central is down, Odoo changes once more.
-        sim.set_on_hand("CHAIR-OAK", STOCK, None, 11.0)?;
-        let central = start_central(&dir, &sim, &config).await?;
-        // A soak: Shopify stays down through the rest of the outage while Odoo keeps changing,
-        // back to 11 at the end.
-        if down_since.elapsed() < outage {
-            while down_since.elapsed() < outage {
-                odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], None).await?;
-                changes += 1;
-            }
-            odoo_changes(&sim, &central, 11, None).await?;
-        }
-        let outage_took = down_since.elapsed();
+        let outage =
+            outage_through_a_crash(&dir, &sim, &config, central, || async { Ok(()) }).await?;
         shop.set_down(false);
         let back = std::time::Instant::now();
         shop_shows_within(&shop, "CHAIR-OAK", 11 - BUFFER, RECOVERY).await?;
@@ -266,18 +229,19 @@ async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
         // when central was killed (the newest central knew, pushed before its first read of
         // Odoo after the restart): nothing overtaken during the outage, nothing older after it.
         let writes = shop.writes("CHAIR-OAK", "Main");
-        let queued_at_kill = CHAIRS[(changes_before_kill - 1) % CHAIRS.len()] - BUFFER;
+        let queued_at_kill = outage.chairs_at_kill - BUFFER;
         let after = &writes[written_before..];
+        let Outage { changes, took, .. } = outage;
         ensure!(
             after == [11 - BUFFER] || after == [queued_at_kill, 11 - BUFFER],
-            "{changes} changes in {outage_took:?} of outage, then {writes:?}"
+            "{changes} changes in {took:?} of outage, then {writes:?}"
         );
         ensure!(shop.stats().throttled == 0);
         println!(
-            "outage of {outage_took:?}: {changes} changes in Odoo, then Shopify written \
-             {after:?}, {recovered_in:?} after it came back"
+            "outage of {took:?}: {changes} changes in Odoo, then Shopify written {after:?}, \
+             {recovered_in:?} after it came back"
         );
-        drop(central);
+        drop(outage.central);
         Ok(())
     })
     .await;

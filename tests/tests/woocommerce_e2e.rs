@@ -19,11 +19,11 @@ use anyhow::{Context, ensure};
 use serde_json::json;
 use tally_tests::channels::woocommerce::WooFake;
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
-use tally_tests::{AgentProcess, CentralProcess, wait_synced, wait_until, with_temp_dir};
+use tally_tests::{AgentProcess, wait_synced, wait_until, with_temp_dir};
 
 use channels_support::{
-    RECOVERY, STOCK, WAIT, WAREHOUSE, central_reads, outage, pick, start_central, woo_shows,
-    woo_shows_within, woocommerce_channel,
+    Outage, RECOVERY, STOCK, WAIT, WAREHOUSE, outage_through_a_crash, pick, start_central,
+    woo_shows, woo_shows_within, woocommerce_channel,
 };
 
 const SCANNER_TOKEN: &str = "woo-scanner-token-0123456789abcdef";
@@ -211,21 +211,6 @@ async fn a_resync_sets_straight_what_was_edited_in_woocommerce_and_reports_the_d
     .await;
 }
 
-/// Sets Odoo's stock of CHAIR-OAK (and of LAMP-BRASS, if given) and waits until central read
-/// the chairs.
-async fn odoo_changes(
-    sim: &OdooSim,
-    central: &CentralProcess,
-    chairs: i64,
-    lamps: Option<i64>,
-) -> anyhow::Result<()> {
-    sim.set_on_hand("CHAIR-OAK", STOCK, None, chairs as f64)?;
-    if let Some(lamps) = lamps {
-        sim.set_on_hand("LAMP-BRASS", STOCK, None, lamps as f64)?;
-    }
-    central_reads(central, "CHAIR-OAK", chairs).await
-}
-
 /// WooCommerce answers `503` for a few seconds (CI) or `TALLY_CHANNEL_OUTAGE_SECS` (a soak)
 /// while Odoo keeps changing and central is SIGKILLed half way and restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,44 +223,28 @@ async fn a_woocommerce_outage_through_a_central_crash_ends_at_the_newest_values(
         woo_shows(&woo, "LAMP-BRASS", 10 - BUFFER).await?;
         let written_before = woo.writes("CHAIR-OAK").len();
 
-        // WooCommerce goes down; Odoo keeps changing; central is SIGKILLed with pushes queued.
-        let outage = outage();
-        let down_since = std::time::Instant::now();
+        // WooCommerce goes down; Odoo keeps changing; central is SIGKILLed with pushes queued,
+        // once it tried WooCommerce.
         woo.set_outage(Some(503));
-        let failed_before = woo.total_calls();
-        const CHAIRS: [i64; 6] = [17, 12, 16, 14, 13, 15];
-        let mut changes = 0;
-        while changes < 3 || down_since.elapsed() < outage / 2 {
-            let lamps = (changes < 3).then(|| 9 - changes as i64);
-            odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], lamps).await?;
-            changes += 1;
-        }
-        let changes_before_kill = changes;
-        wait_until("central to try WooCommerce during the outage", WAIT, || {
-            let tried = woo.total_calls() > failed_before;
-            async move {
-                Ok(if tried {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue("no call yet".to_owned())
-                })
-            }
-        })
-        .await?;
-        central.kill9().await?;
-        // While central is down, Odoo changes once more.
-        sim.set_on_hand("CHAIR-OAK", STOCK, None, 11.0)?;
-        let central = start_central(&dir, &sim, &config).await?;
-        // A soak: WooCommerce stays down through the rest of the outage while Odoo keeps
-        // changing, back to 11 at the end.
-        if down_since.elapsed() < outage {
-            while down_since.elapsed() < outage {
-                odoo_changes(&sim, &central, CHAIRS[changes % CHAIRS.len()], None).await?;
-                changes += 1;
-            }
-            odoo_changes(&sim, &central, 11, None).await?;
-        }
-        let outage_took = down_since.elapsed();
+        let calls_before = woo.total_calls();
+        let shop = &woo;
+        let tried = || {
+            wait_until(
+                "central to try WooCommerce during the outage",
+                WAIT,
+                move || {
+                    let tried = shop.total_calls() > calls_before;
+                    async move {
+                        Ok(if tried {
+                            ControlFlow::Break(())
+                        } else {
+                            ControlFlow::Continue("no call yet".to_owned())
+                        })
+                    }
+                },
+            )
+        };
+        let outage = outage_through_a_crash(&dir, &sim, &config, central, tried).await?;
         woo.set_outage(None);
         let back = std::time::Instant::now();
         woo_shows_within(&woo, "CHAIR-OAK", 11 - BUFFER, RECOVERY).await?;
@@ -286,17 +255,18 @@ async fn a_woocommerce_outage_through_a_central_crash_ends_at_the_newest_values(
         // read of Odoo after the restart): nothing overtaken during the outage, nothing older
         // after it.
         let writes = woo.writes("CHAIR-OAK");
-        let queued_at_kill = CHAIRS[(changes_before_kill - 1) % CHAIRS.len()] - BUFFER;
+        let queued_at_kill = outage.chairs_at_kill - BUFFER;
         let after = &writes[written_before..];
+        let Outage { changes, took, .. } = outage;
         ensure!(
             after == [11 - BUFFER] || after == [queued_at_kill, 11 - BUFFER],
-            "{changes} changes in {outage_took:?} of outage, then {writes:?}"
+            "{changes} changes in {took:?} of outage, then {writes:?}"
         );
         println!(
-            "outage of {outage_took:?}: {changes} changes in Odoo, then WooCommerce written \
-             {after:?}, {recovered_in:?} after it came back"
+            "outage of {took:?}: {changes} changes in Odoo, then WooCommerce written {after:?}, \
+             {recovered_in:?} after it came back"
         );
-        drop(central);
+        drop(outage.central);
         Ok(())
     })
     .await;

@@ -233,3 +233,74 @@ pub fn outage() -> Duration {
         Err(_) => Duration::ZERO,
     }
 }
+
+/// Sets Odoo's stock of CHAIR-OAK (and of LAMP-BRASS, if given) and waits until central read
+/// the chairs.
+pub async fn odoo_changes(
+    sim: &OdooSim,
+    central: &CentralProcess,
+    chairs: i64,
+    lamps: Option<i64>,
+) -> anyhow::Result<()> {
+    sim.set_on_hand("CHAIR-OAK", STOCK, None, chairs as f64)?;
+    if let Some(lamps) = lamps {
+        sim.set_on_hand("LAMP-BRASS", STOCK, None, lamps as f64)?;
+    }
+    central_reads(central, "CHAIR-OAK", chairs).await
+}
+
+/// What [`outage_through_a_crash`] went through.
+pub struct Outage {
+    /// Central, restarted after the SIGKILL.
+    pub central: CentralProcess,
+    /// Changes of Odoo's chairs central read during the outage.
+    pub changes: usize,
+    /// The chairs central had read last when it was killed (what its outbox held).
+    pub chairs_at_kill: i64,
+    pub took: Duration,
+}
+
+/// The Odoo side of a channel outage, the channel down throughout: Odoo's stock of CHAIR-OAK
+/// changes (and LAMP-BRASS's the first three times: 9, 8, 7), each change read by central, at
+/// least three times and for half of [`outage`]; `before_kill` runs; central is SIGKILLed;
+/// Odoo's chairs go to 11 while it is down; central restarts and, in a soak, Odoo keeps
+/// changing for the rest of the outage, back to 11 at the end.
+pub async fn outage_through_a_crash<F, Fut>(
+    dir: &Path,
+    sim: &OdooSim,
+    config: &Path,
+    central: CentralProcess,
+    before_kill: F,
+) -> anyhow::Result<Outage>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    const CHAIRS: [i64; 6] = [17, 12, 16, 14, 13, 15];
+    let outage = outage();
+    let since = std::time::Instant::now();
+    let mut changes = 0;
+    while changes < 3 || since.elapsed() < outage / 2 {
+        let lamps = (changes < 3).then(|| 9 - changes as i64);
+        odoo_changes(sim, &central, CHAIRS[changes % CHAIRS.len()], lamps).await?;
+        changes += 1;
+    }
+    let chairs_at_kill = CHAIRS[(changes - 1) % CHAIRS.len()];
+    before_kill().await?;
+    central.kill9().await?;
+    sim.set_on_hand("CHAIR-OAK", STOCK, None, 11.0)?;
+    let central = start_central(dir, sim, config).await?;
+    if since.elapsed() < outage {
+        while since.elapsed() < outage {
+            odoo_changes(sim, &central, CHAIRS[changes % CHAIRS.len()], None).await?;
+            changes += 1;
+        }
+        odoo_changes(sim, &central, 11, None).await?;
+    }
+    Ok(Outage {
+        central,
+        changes,
+        chairs_at_kill,
+        took: since.elapsed(),
+    })
+}
