@@ -129,71 +129,28 @@ pub async fn run_with_odoo(
     odoo: Option<OdooSide>,
     shutdown: CancellationToken,
 ) {
-    let name = config.name.clone();
-    let mut adapter = Adapter::new(&config, &store, odoo.as_ref());
-    let breaker = breaker();
-    let mut wake = channels.outbox.subscribe();
-    let mut failures = 0u32;
-    let mut next_reconcile = config.reconcile.map(|every| Instant::now() + every);
+    let mut worker = Worker {
+        name: config.name.clone(),
+        adapter: Adapter::new(&config, &store, odoo.as_ref()),
+        next_reconcile: config.reconcile.map(|every| Instant::now() + every),
+        breaker: breaker(),
+        failures: 0,
+        store,
+        config,
+        channels,
+    };
+    let mut wake = worker.channels.outbox.subscribe();
     loop {
-        if let (Some(at), Some(every)) = (next_reconcile, config.reconcile)
-            && Instant::now() >= at
-        {
-            next_reconcile = Some(Instant::now() + every);
-            channels.request_resync(&name);
-            let store = store.clone();
-            let config = config.clone();
-            match tokio::task::spawn_blocking(move || store.outbox_resync(&config, None)).await {
-                Ok(Ok(queued)) => tracing::info!(channel = %name, queued, "scheduled resync"),
-                _ => tracing::error!(channel = %name, "cannot queue the scheduled resync"),
-            }
-        }
-        if channels.take_resync(&name) {
-            adapter.forget();
+        worker.reconcile_if_due().await;
+        if worker.channels.take_resync(&worker.name) {
+            worker.adapter.forget();
         }
         let recheck = tokio::select! {
             () = shutdown.cancelled() => return,
-            r = adapter.recheck() => r,
+            r = worker.adapter.recheck() => r,
         };
-        match recheck {
-            Some(Ok(outcome)) => {
-                // Only its calls and what it found count: the outbox has no row of it.
-                let (store, channel) = (store.clone(), name.clone());
-                let figures = PushFigures {
-                    calls: outcome.calls,
-                    throttle_waits: outcome.throttle_waits,
-                    drift: outcome.drift,
-                };
-                let recorded = tokio::task::spawn_blocking(move || {
-                    store.outbox_complete_with(&channel, &[], &[], &figures)
-                })
-                .await;
-                if !matches!(recorded, Ok(Ok(()))) {
-                    tracing::error!(channel = %name, "cannot count a recheck's calls in the store");
-                }
-            }
-            Some(Err(e)) => {
-                tracing::warn!(channel = %name, error = %e, "looking again at SKUs held by open orders failed")
-            }
-            None => {}
-        }
-        let batch = {
-            let store = store.clone();
-            let name = name.clone();
-            let limit = adapter.batch();
-            tokio::task::spawn_blocking(move || store.outbox_batch(&name, limit)).await
-        };
-        let batch = match batch {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(e)) => {
-                tracing::error!(channel = %name, error = %e, "cannot read the channel's outbox");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::error!(channel = %name, error = %e, "cannot read the channel's outbox");
-                Vec::new()
-            }
-        };
+        worker.rechecked(recheck).await;
+        let batch = worker.next_batch().await;
         if batch.is_empty() {
             wake.borrow_and_update();
             tokio::select! {
@@ -204,76 +161,14 @@ pub async fn run_with_odoo(
             }
             continue;
         }
-        let pause = match breaker.admit(Instant::now()) {
+        let pause = match worker.breaker.admit(Instant::now()) {
             Err(open) => Some(open.retry_in),
             Ok(()) => {
                 let result = tokio::select! {
                     () = shutdown.cancelled() => return,
-                    r = adapter.push(&batch) => r,
+                    r = worker.adapter.push(&batch) => r,
                 };
-                breaker.record(result.as_ref().map(|_| ()), Instant::now());
-                let circuit = breaker.state(Instant::now()).0;
-                match result {
-                    Ok(outcome) => {
-                        failures = 0;
-                        let done = outcome.done.len();
-                        let dead = outcome.dead.len();
-                        for (e, code, message) in &outcome.dead {
-                            tracing::warn!(channel = %name, sku = %e.sku, %code, %message, "the channel refused a SKU: moved to its dead letters");
-                        }
-                        let recorded = {
-                            let store = store.clone();
-                            let name = name.clone();
-                            let (done, dead) = (outcome.done, outcome.dead);
-                            let figures = PushFigures {
-                                calls: outcome.calls,
-                                throttle_waits: outcome.throttle_waits,
-                                drift: outcome.drift,
-                            };
-                            tokio::task::spawn_blocking(move || {
-                                store.outbox_complete_with(&name, &done, &dead, &figures)
-                            })
-                            .await
-                        };
-                        if !matches!(recorded, Ok(Ok(()))) {
-                            tracing::error!(channel = %name, "cannot record a push in the store; it is pushed again");
-                        }
-                        channels.update(&name, |l| {
-                            l.alert = None;
-                            l.circuit = Some(circuit);
-                        });
-                        tracing::debug!(channel = %name, done, dead, "pushed");
-                        // Nothing accepted or refused: what is left waits (a SKU not found yet,
-                        // a stale value re-read) rather than being retried in a tight loop.
-                        (done + dead == 0).then(|| backoff(0, rand::random()))
-                    }
-                    Err(error) => {
-                        let person = error.class != ErrorClass::Retryable;
-                        tracing::warn!(channel = %name, %error, "pushing to the channel failed");
-                        let recorded = {
-                            let store = store.clone();
-                            let name = name.clone();
-                            let message = error.message.clone();
-                            tokio::task::spawn_blocking(move || {
-                                store.channel_failed(&name, &message)
-                            })
-                            .await
-                        };
-                        if !matches!(recorded, Ok(Ok(()))) {
-                            tracing::error!(channel = %name, "cannot count a failed push in the store");
-                        }
-                        channels.update(&name, |l| {
-                            l.alert = person.then(|| error.message.clone());
-                            l.circuit = Some(circuit);
-                        });
-                        failures = failures.saturating_add(1);
-                        Some(if person {
-                            ALERT_PAUSE
-                        } else {
-                            backoff(failures, rand::random())
-                        })
-                    }
-                }
+                worker.pushed(result).await
             }
         };
         if let Some(pause) = pause {
@@ -281,6 +176,167 @@ pub async fn run_with_odoo(
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(pause) => {}
             }
+        }
+    }
+}
+
+/// One channel's worker between two steps of its loop.
+struct Worker {
+    name: String,
+    store: Store,
+    config: ChannelConfig,
+    channels: Arc<Channels>,
+    adapter: Adapter,
+    breaker: Breaker,
+    /// Failed pushes in a row (the backoff's exponent).
+    failures: u32,
+    /// When the scheduled resync (`reconcile`) is due.
+    next_reconcile: Option<Instant>,
+}
+
+impl Worker {
+    /// Runs `work` on the blocking pool: a store write waits for redb's write lock and an
+    /// fsync, which must not hold up a runtime worker. `Err` carries what went wrong, for the
+    /// log.
+    async fn on_store<T, W>(&self, work: W) -> Result<T, String>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || work(&store)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Queues every mapped SKU again when the configured `reconcile` interval is up.
+    async fn reconcile_if_due(&mut self) {
+        let (Some(at), Some(every)) = (self.next_reconcile, self.config.reconcile) else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        self.next_reconcile = Some(Instant::now() + every);
+        self.channels.request_resync(&self.name);
+        let config = self.config.clone();
+        match self
+            .on_store(move |store| store.outbox_resync(&config, None))
+            .await
+        {
+            Ok(queued) => tracing::info!(channel = %self.name, queued, "scheduled resync"),
+            Err(error) => {
+                tracing::error!(channel = %self.name, %error, "cannot queue the scheduled resync")
+            }
+        }
+    }
+
+    /// Records what the client wrote again on its own between pushes (WooCommerce): only its
+    /// calls and what it found count, as the outbox has no row of it.
+    async fn rechecked(&self, recheck: Option<Result<Outcome, ChannelError>>) {
+        match recheck {
+            Some(Ok(outcome)) => {
+                let figures = PushFigures {
+                    calls: outcome.calls,
+                    throttle_waits: outcome.throttle_waits,
+                    drift: outcome.drift,
+                };
+                let channel = self.name.clone();
+                let recorded = self
+                    .on_store(move |store| store.outbox_complete_with(&channel, &[], &[], &figures))
+                    .await;
+                if let Err(error) = recorded {
+                    tracing::error!(channel = %self.name, %error, "cannot count a recheck's calls in the store");
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(channel = %self.name, error = %e, "looking again at SKUs held by open orders failed")
+            }
+            None => {}
+        }
+    }
+
+    /// The outbox's most urgent rows, as many as one push takes (none when it cannot be read).
+    async fn next_batch(&self) -> Vec<Entry> {
+        let (channel, limit) = (self.name.clone(), self.adapter.batch());
+        self.on_store(move |store| store.outbox_batch(&channel, limit))
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(channel = %self.name, %error, "cannot read the channel's outbox");
+                Vec::new()
+            })
+    }
+
+    /// Records how a push the breaker let through ended; returns how long to wait before the
+    /// next push, if at all.
+    async fn pushed(&mut self, result: Result<Outcome, ChannelError>) -> Option<Duration> {
+        self.breaker
+            .record(result.as_ref().map(|_| ()), Instant::now());
+        let circuit = self.breaker.state(Instant::now()).0;
+        match result {
+            Ok(outcome) => {
+                self.failures = 0;
+                let (done, dead) = (outcome.done.len(), outcome.dead.len());
+                self.record(outcome).await;
+                self.channels.update(&self.name, |l| {
+                    l.alert = None;
+                    l.circuit = Some(circuit);
+                });
+                tracing::debug!(channel = %self.name, done, dead, "pushed");
+                // Nothing accepted or refused: what is left waits (a SKU not found yet, a
+                // stale value re-read) rather than being retried in a tight loop.
+                (done + dead == 0).then(|| backoff(0, rand::random()))
+            }
+            Err(error) => {
+                let person = error.class != ErrorClass::Retryable;
+                tracing::warn!(channel = %self.name, %error, "pushing to the channel failed");
+                let (channel, message) = (self.name.clone(), error.message.clone());
+                let recorded = self
+                    .on_store(move |store| store.channel_failed(&channel, &message))
+                    .await;
+                if let Err(e) = recorded {
+                    tracing::error!(channel = %self.name, error = %e, "cannot count a failed push in the store");
+                }
+                self.channels.update(&self.name, |l| {
+                    l.alert = person.then(|| error.message.clone());
+                    l.circuit = Some(circuit);
+                });
+                self.failures = self.failures.saturating_add(1);
+                Some(if person {
+                    ALERT_PAUSE
+                } else {
+                    backoff(self.failures, rand::random())
+                })
+            }
+        }
+    }
+
+    /// Records a push the channel answered: its accepted rows leave the outbox, its refused
+    /// ones go to the dead letters, and its figures are added, in one transaction.
+    async fn record(&self, outcome: Outcome) {
+        for (e, code, message) in &outcome.dead {
+            tracing::warn!(channel = %self.name, sku = %e.sku, %code, %message, "the channel refused a SKU: moved to its dead letters");
+        }
+        let channel = self.name.clone();
+        let Outcome {
+            done,
+            dead,
+            calls,
+            throttle_waits,
+            drift,
+        } = outcome;
+        let figures = PushFigures {
+            calls,
+            throttle_waits,
+            drift,
+        };
+        let recorded = self
+            .on_store(move |store| store.outbox_complete_with(&channel, &done, &dead, &figures))
+            .await;
+        if let Err(error) = recorded {
+            tracing::error!(channel = %self.name, %error, "cannot record a push in the store; it is pushed again");
         }
     }
 }
