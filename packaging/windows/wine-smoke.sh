@@ -41,7 +41,11 @@ until grep -q 'tally-agent ready' "$log" 2>/dev/null; do
   [ $SECONDS -lt $deadline ] || fail "the service did not start"
   sleep 0.2
 done
-agent service status | tee /dev/stderr | grep -q Running || fail "the service is not running"
+# Printed from a variable: `tee /dev/stderr` would reopen (and truncate) a stderr that is a
+# file, such as CI's log.
+status=$(agent service status)
+echo "$status"
+grep -q Running <<<"$status" || fail "the service is not running"
 addr=$(grep -o 'addr=[0-9.:]*' "$log" | tail -n 1 | cut -d= -f2)
 answer=$(curl -sS -w ' %{http_code}' -X POST "http://$addr/v1/events" \
   -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
