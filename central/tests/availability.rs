@@ -158,5 +158,24 @@ async fn skus_a_merge_pass_touched_are_read_again_at_once() {
     s.sim.set_on_hand("SKU-003", "WH/Stock", None, 0.0).unwrap();
     s.touched.note("WH", &["SKU-003".to_owned()]);
     s.until("SKU-003", "WH", 0, 0).await;
+    // SKUs already looked up: the read after a pass is the stock call alone, no product lookup.
+    let lookups = s.sim.call_count("product.product", "search_read");
+    let stock_reads = s.sim.call_count("stock.quant", "read_group");
+    s.sim
+        .set_on_hand("SKU-002", "WH/Stock", None, 25.0)
+        .unwrap();
+    s.touched
+        .note("WH", &["SKU-002".to_owned(), "SKU-003".to_owned()]);
+    s.until("SKU-002", "WH", 25, 0).await;
+    assert_eq!(
+        s.sim.call_count("product.product", "search_read"),
+        lookups,
+        "the SKUs' products were looked up again"
+    );
+    assert_eq!(
+        s.sim.call_count("stock.quant", "read_group"),
+        stock_reads + 1,
+        "one stock call for the warehouse"
+    );
     s.shutdown.cancel();
 }

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tally_protocol::{Qty, Timestamp};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,12 @@ use crate::store::{Store, StoreError};
 
 /// How far back each poll looks before the cursor.
 pub const OVERLAP: Duration = Duration::from_secs(60);
+
+/// How long the reader trusts what it learned of Odoo's products (which product ids a SKU
+/// has, and the other way round) before it asks again: a product whose internal reference
+/// was changed in Odoo is read under its new SKU within this time. Within it, the read after a
+/// merge pass is one call per warehouse, the product lookup saved.
+pub const PRODUCTS_KEPT: Duration = Duration::from_secs(300);
 
 /// What the admin API shows of the reader.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -103,11 +109,7 @@ impl Reader {
     /// One connection: a full read, then touched SKUs and polls until an error.
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), ReadError> {
         let odoo = OdooClient::connect(&self.odoo).await?;
-        let mut state = Session {
-            odoo,
-            warehouses: BTreeMap::new(),
-            sku_of: HashMap::new(),
-        };
+        let mut state = Session::new(odoo);
         self.status.update(|s| s.connected = true);
         // Followed from before the full read: nothing written meanwhile is missed.
         let started = odoo_now(&state.odoo);
@@ -260,10 +262,33 @@ struct Session {
     odoo: OdooClient,
     /// Warehouse code → view location (`None`: Odoo has no such warehouse).
     warehouses: BTreeMap<String, Option<i64>>,
+    /// Product id → SKU, and SKU → its product ids (several: internal references are not
+    /// unique in Odoo), kept for [`PRODUCTS_KEPT`] from `products_since`.
     sku_of: HashMap<i64, String>,
+    ids_of: HashMap<String, Vec<i64>>,
+    products_since: Instant,
 }
 
 impl Session {
+    fn new(odoo: OdooClient) -> Session {
+        Session {
+            odoo,
+            warehouses: BTreeMap::new(),
+            sku_of: HashMap::new(),
+            ids_of: HashMap::new(),
+            products_since: Instant::now(),
+        }
+    }
+
+    /// Forgets what was learned of the products once it is [`PRODUCTS_KEPT`] old.
+    fn expire_products(&mut self) {
+        if self.products_since.elapsed() >= PRODUCTS_KEPT {
+            self.sku_of.clear();
+            self.ids_of.clear();
+            self.products_since = Instant::now();
+        }
+    }
+
     async fn view_location(&mut self, code: &str) -> Result<Option<i64>, OdooError> {
         if let Some(found) = self.warehouses.get(code) {
             return Ok(*found);
@@ -286,6 +311,7 @@ impl Session {
     }
 
     async fn learn_skus(&mut self, products: &[i64]) -> Result<(), OdooError> {
+        self.expire_products();
         let unknown: Vec<i64> = products
             .iter()
             .copied()
@@ -299,13 +325,31 @@ impl Session {
         Ok(())
     }
 
+    /// The product ids of `skus`, asked of Odoo only for SKUs not looked up within
+    /// [`PRODUCTS_KEPT`].
     async fn products_of(&mut self, skus: &BTreeSet<String>) -> Result<Vec<i64>, OdooError> {
-        let skus: Vec<String> = skus.iter().cloned().collect();
-        let rows = self.odoo.products(&skus).await?;
-        for row in &rows {
-            self.sku_of.insert(row.id, row.sku.clone());
+        self.expire_products();
+        let unknown: Vec<String> = skus
+            .iter()
+            .filter(|sku| !self.ids_of.contains_key(*sku))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            // A SKU Odoo has no product for is asked again next time: it may have one by then.
+            for row in self.odoo.products(&unknown).await? {
+                self.sku_of.insert(row.id, row.sku.clone());
+                let ids = self.ids_of.entry(row.sku).or_default();
+                if !ids.contains(&row.id) {
+                    ids.push(row.id);
+                }
+            }
         }
-        Ok(rows.into_iter().map(|r| r.id).collect())
+        Ok(skus
+            .iter()
+            .filter_map(|sku| self.ids_of.get(sku))
+            .flatten()
+            .copied()
+            .collect())
     }
 }
 
