@@ -3,7 +3,9 @@
 //! disconnected agent, sees a SKU Odoo does not know parked once its event is journaled, cannot
 //! retry it with the read-only token, retries it with the admin token once the product exists
 //! in the Odoo simulator and sees it clear, and traces a scan to its Odoo picking. The page
-//! stays within a phone's width. A screenshot is saved as docs/dashboard.png.
+//! stays within a phone's width. A screenshot is saved in the test's directory (kept when the
+//! test fails, or with `TALLY_TEST_KEEP`); with `TALLY_UPDATE_SCREENSHOT=1` it replaces
+//! docs/dashboard.png, the README's picture, instead: a test run leaves the tree as it was.
 
 use std::path::Path;
 use std::time::Duration;
@@ -206,7 +208,11 @@ async fn scenario(dir: &Path) -> anyhow::Result<()> {
         page.eval(&text("#availability-channels tbody")).await? == "No channels.",
         "central has no channels: {row}"
     );
-    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png");
+    let screenshot = if std::env::var_os("TALLY_UPDATE_SCREENSHOT").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard.png")
+    } else {
+        dir.join("dashboard.png")
+    };
     page.screenshot(&screenshot).await?;
 
     sim.add_product("LAMP-NEW", Tracking::None)?;
