@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use redb::ReadableTable;
-use sha2::{Digest, Sha256};
 use tally_protocol::{Event, Timestamp, encode_event, encode_record_from_event};
 
-use super::ids::{IdEntry, id_entry, parse_id_entry};
+use super::ids::{IdEntry, fingerprint_encoded};
 use super::{
     Accepted, ConflictWith, EVENTS, ID_FLUSH_THRESHOLD, IDS, Log, LogError, META, META_IDS_INDEXED,
     RequestOutcome, open_error,
@@ -42,15 +41,7 @@ impl<T: ReadableTable<&'static str, &'static [u8]>> IdLookup<'_, T> {
         if let Some(entry) = self.group.get(id).or_else(|| self.pending.get(id)) {
             return Ok(Some(*entry));
         }
-        Ok(self
-            .table
-            .get(id)?
-            .and_then(|v| parse_id_entry(v.value()))
-            .map(|(seq, fingerprint, at)| IdEntry {
-                seq,
-                fingerprint,
-                at,
-            }))
+        Ok(self.table.get(id)?.and_then(|v| IdEntry::decode(v.value())))
     }
 }
 
@@ -147,11 +138,8 @@ impl LogWriter {
                 let mut sorted: Vec<(&String, &IdEntry)> = self.pending_ids.iter().collect();
                 sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 for (id, e) in sorted {
-                    ids.insert(
-                        id.as_str(),
-                        id_entry(e.seq, &e.fingerprint, e.at).as_slice(),
-                    )
-                    .map_err(|e| err(e.into()))?;
+                    ids.insert(id.as_str(), e.encode().as_slice())
+                        .map_err(|e| err(e.into()))?;
                 }
                 let mut meta = txn.open_table(META).map_err(|e| err(e.into()))?;
                 meta.insert(
@@ -258,7 +246,7 @@ fn plan_request<T: ReadableTable<&'static str, &'static [u8]>>(
             next_seq += 1;
             continue;
         };
-        let fp: [u8; 32] = Sha256::digest(bytes).into();
+        let fp = fingerprint_encoded(bytes);
         let seen = match local.get(id) {
             Some(&(earlier, seq, fp)) => Some((ConflictWith::Earlier(earlier), seq, fp)),
             None => ids

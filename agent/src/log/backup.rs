@@ -18,8 +18,8 @@ use tally_service::datafile::{self, BackupError, FORMAT_TABLE, Opened};
 use tally_service::restore::{Refusal, RestoreFiles};
 
 use super::{
-    EVENTS, IDS, LOG_FILE, LOG_FORMAT, Log, LogError, META, META_ACKED_SEQ, META_HEAD_SEQ,
-    META_IDS_INDEXED, META_LOG_ID, id_entry, parse_id_entry, read_u64,
+    EVENTS, IDS, IdEntry, LOG_FILE, LOG_FORMAT, Log, LogError, META, META_ACKED_SEQ, META_HEAD_SEQ,
+    META_IDS_INDEXED, META_LOG_ID, read_u64,
 };
 
 /// Where a restore keeps the log it replaced, beside the log.
@@ -223,15 +223,16 @@ fn renumber(txn: &WriteTransaction, path: &Path) -> Result<Restored, RestoreErro
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| err(e.into()))? {
             let (id, value) = entry.map_err(|e| err(e.into()))?;
-            let (seq, fingerprint, at) = parse_id_entry(value.value()).ok_or_else(|| {
+            let entry = IdEntry::decode(value.value()).ok_or_else(|| {
                 inconsistent(format!("client id {:?} has a bad entry", id.value()))
             })?;
             // An id of an acknowledged event names a seq of the old log only.
-            if seq > acked {
-                out.push((
-                    id.value().to_owned(),
-                    id_entry(seq - acked, &fingerprint, at),
-                ));
+            if entry.seq > acked {
+                let renumbered = IdEntry {
+                    seq: entry.seq - acked,
+                    ..entry
+                };
+                out.push((id.value().to_owned(), renumbered.encode()));
             }
         }
         out

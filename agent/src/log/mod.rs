@@ -15,7 +15,7 @@ mod ids;
 pub mod writer;
 
 pub use append::LogWriter;
-use ids::{IdEntry, fingerprint, id_entry, parse_id_entry};
+use ids::{IdEntry, fingerprint};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -295,9 +295,12 @@ impl Log {
                     let (seq, bytes) = entry.map_err(|e| err(e.into()))?;
                     let record = self.decode(seq.value(), bytes.value())?;
                     if let Some(id) = &record.event.id {
-                        let entry =
-                            id_entry(record.seq, &fingerprint(&record.event), record.received_at);
-                        ids.insert(id.as_str(), entry.as_slice())
+                        let entry = IdEntry {
+                            seq: record.seq,
+                            fingerprint: fingerprint(&record.event),
+                            at: record.received_at,
+                        };
+                        ids.insert(id.as_str(), entry.encode().as_slice())
                             .map_err(|e| err(e.into()))?;
                     }
                 }
@@ -330,8 +333,8 @@ impl Log {
                 .map_err(|e| err(e.into()))?
                 .filter_map(|entry| {
                     let (id, value) = entry.ok()?;
-                    let (_, _, at) = parse_id_entry(value.value())?;
-                    (at < ids_before).then(|| id.value().to_owned())
+                    let entry = IdEntry::decode(value.value())?;
+                    (entry.at < ids_before).then(|| id.value().to_owned())
                 })
                 .collect();
             for id in &old {
