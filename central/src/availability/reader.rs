@@ -64,8 +64,6 @@ enum ReadError {
     Odoo(#[from] OdooError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("store task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
 }
 
 /// Everything the reader needs, started by `Central::serve`.
@@ -117,10 +115,7 @@ impl Reader {
         for code in &codes {
             self.read(&mut state, code, None).await?;
         }
-        let stored = {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.odoo_write_cursor()).await??
-        };
+        let stored = self.store.blocking(|s| s.odoo_write_cursor()).await?;
         let mut cursor = stored.unwrap_or(started);
         self.done(&cursor);
         let mut tick = tokio::time::interval(self.poll);
@@ -153,9 +148,8 @@ impl Reader {
                     }
                     if next > cursor {
                         cursor = next;
-                        let store = self.store.clone();
                         let at = cursor.clone();
-                        tokio::task::spawn_blocking(move || store.set_odoo_write_cursor(&at)).await??;
+                        self.store.blocking(move |s| s.set_odoo_write_cursor(&at)).await?;
                     }
                     self.done(&cursor);
                 }
@@ -173,13 +167,13 @@ impl Reader {
 
     /// The warehouses in use: the registered agents' and the channels'.
     async fn warehouse_codes(&self) -> Result<BTreeSet<String>, ReadError> {
-        let store = self.store.clone();
-        let mut codes: BTreeSet<String> = tokio::task::spawn_blocking(move || {
-            store
-                .list_agents()
-                .map(|agents| agents.into_iter().map(|a| a.warehouse).collect())
-        })
-        .await??;
+        let mut codes: BTreeSet<String> = self
+            .store
+            .blocking(|s| {
+                s.list_agents()
+                    .map(|agents| agents.into_iter().map(|a| a.warehouse).collect())
+            })
+            .await?;
         for channel in self.channels.configs.iter() {
             codes.extend(channel.warehouses.iter().cloned());
         }
@@ -208,14 +202,13 @@ impl Reader {
         state.learn_skus(&ids).await?;
         let asked = only.clone().map(|(_, skus)| skus).unwrap_or_default();
         let rows = rows_for(code, &levels, &state.sku_of, &asked, &read_at, &includes);
-        let store = self.store.clone();
         let channels = Arc::clone(&self.channels.configs);
         // A full read offers every SKU again (a channel added, a buffer changed since).
         let full = only.is_none();
-        let changed = tokio::task::spawn_blocking(move || {
-            store.record_availability_with(&rows, &channels, full)
-        })
-        .await??;
+        let changed = self
+            .store
+            .blocking(move |s| s.record_availability_with(&rows, &channels, full))
+            .await?;
         if !changed.is_empty() {
             tracing::debug!(
                 warehouse = code,
@@ -230,29 +223,30 @@ impl Reader {
     /// How far each agent of `code` is merged (read before Odoo is: the figures include at
     /// least that much).
     async fn positions(&self, code: &str) -> Result<Vec<JournalPosition>, ReadError> {
-        let store = self.store.clone();
         let code = code.to_owned();
-        Ok(tokio::task::spawn_blocking(move || {
-            let agents: BTreeSet<String> = store
-                .list_agents()?
-                .into_iter()
-                .filter(|a| a.warehouse == code)
-                .map(|a| a.agent_id)
-                .collect();
-            let progress = store.merge_progress()?;
-            let mut out: Vec<JournalPosition> = progress
-                .into_iter()
-                .filter(|((agent, _), _)| agents.contains(agent))
-                .map(|((agent, log), p)| JournalPosition {
-                    agent,
-                    log: log.to_string(),
-                    through: p.resolved_seq,
-                })
-                .collect();
-            out.sort_by(|a, b| (&a.agent, &a.log).cmp(&(&b.agent, &b.log)));
-            Ok::<_, StoreError>(out)
-        })
-        .await??)
+        Ok(self
+            .store
+            .blocking(move |store| {
+                let agents: BTreeSet<String> = store
+                    .list_agents()?
+                    .into_iter()
+                    .filter(|a| a.warehouse == code)
+                    .map(|a| a.agent_id)
+                    .collect();
+                let progress = store.merge_progress()?;
+                let mut out: Vec<JournalPosition> = progress
+                    .into_iter()
+                    .filter(|((agent, _), _)| agents.contains(agent))
+                    .map(|((agent, log), p)| JournalPosition {
+                        agent,
+                        log: log.to_string(),
+                        through: p.resolved_seq,
+                    })
+                    .collect();
+                out.sort_by(|a, b| (&a.agent, &a.log).cmp(&(&b.agent, &b.log)));
+                Ok(out)
+            })
+            .await?)
     }
 }
 

@@ -128,6 +128,25 @@ pub struct Outcome {
     pub drift: Vec<Drift>,
 }
 
+impl Outcome {
+    /// What the channel accepted, what it refused for good, and what the push adds to the
+    /// channel's totals.
+    pub fn split(
+        self,
+    ) -> (
+        Vec<Entry>,
+        Vec<(Entry, String, String)>,
+        figures::PushFigures,
+    ) {
+        let figures = figures::PushFigures {
+            calls: self.calls,
+            throttle_waits: self.throttle_waits,
+            drift: self.drift,
+        };
+        (self.done, self.dead, figures)
+    }
+}
+
 /// A SKU the channel showed at another value than Tally offers (found when its value was read
 /// from the channel: the first push of a SKU, a resync, a stale compare-and-set).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

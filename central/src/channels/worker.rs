@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::figures::PushFigures;
 use super::{
     ALERT_PAUSE, ChannelConfig, ChannelError, ChannelKind, Channels, Entry, ErrorClass, Outcome,
 };
@@ -195,22 +194,6 @@ struct Worker {
 }
 
 impl Worker {
-    /// Runs `work` on the blocking pool: a store write waits for redb's write lock and an
-    /// fsync, which must not hold up a runtime worker. `Err` carries what went wrong, for the
-    /// log.
-    async fn on_store<T, W>(&self, work: W) -> Result<T, String>
-    where
-        T: Send + 'static,
-        W: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || work(&store)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     /// Queues every mapped SKU again when the configured `reconcile` interval is up.
     async fn reconcile_if_due(&mut self) {
         let (Some(at), Some(every)) = (self.next_reconcile, self.config.reconcile) else {
@@ -223,7 +206,8 @@ impl Worker {
         self.channels.request_resync(&self.name);
         let config = self.config.clone();
         match self
-            .on_store(move |store| store.outbox_resync(&config, None))
+            .store
+            .blocking(move |store| store.outbox_resync(&config, None))
             .await
         {
             Ok(queued) => tracing::info!(channel = %self.name, queued, "scheduled resync"),
@@ -238,14 +222,11 @@ impl Worker {
     async fn rechecked(&self, recheck: Option<Result<Outcome, ChannelError>>) {
         match recheck {
             Some(Ok(outcome)) => {
-                let figures = PushFigures {
-                    calls: outcome.calls,
-                    throttle_waits: outcome.throttle_waits,
-                    drift: outcome.drift,
-                };
+                let (_, _, figures) = outcome.split();
                 let channel = self.name.clone();
                 let recorded = self
-                    .on_store(move |store| store.outbox_complete_with(&channel, &[], &[], &figures))
+                    .store
+                    .blocking(move |store| store.outbox_complete_with(&channel, &[], &[], &figures))
                     .await;
                 if let Err(error) = recorded {
                     tracing::error!(channel = %self.name, %error, "cannot count a recheck's calls in the store");
@@ -261,7 +242,8 @@ impl Worker {
     /// The outbox's most urgent rows, as many as one push takes (none when it cannot be read).
     async fn next_batch(&self) -> Vec<Entry> {
         let (channel, limit) = (self.name.clone(), self.adapter.batch());
-        self.on_store(move |store| store.outbox_batch(&channel, limit))
+        self.store
+            .blocking(move |store| store.outbox_batch(&channel, limit))
             .await
             .unwrap_or_else(|error| {
                 tracing::error!(channel = %self.name, %error, "cannot read the channel's outbox");
@@ -294,7 +276,8 @@ impl Worker {
                 tracing::warn!(channel = %self.name, %error, "pushing to the channel failed");
                 let (channel, message) = (self.name.clone(), error.message.clone());
                 let recorded = self
-                    .on_store(move |store| store.channel_failed(&channel, &message))
+                    .store
+                    .blocking(move |store| store.channel_failed(&channel, &message))
                     .await;
                 if let Err(e) = recorded {
                     tracing::error!(channel = %self.name, error = %e, "cannot count a failed push in the store");
@@ -320,20 +303,10 @@ impl Worker {
             tracing::warn!(channel = %self.name, sku = %e.sku, %code, %message, "the channel refused a SKU: moved to its dead letters");
         }
         let channel = self.name.clone();
-        let Outcome {
-            done,
-            dead,
-            calls,
-            throttle_waits,
-            drift,
-        } = outcome;
-        let figures = PushFigures {
-            calls,
-            throttle_waits,
-            drift,
-        };
+        let (done, dead, figures) = outcome.split();
         let recorded = self
-            .on_store(move |store| store.outbox_complete_with(&channel, &done, &dead, &figures))
+            .store
+            .blocking(move |store| store.outbox_complete_with(&channel, &done, &dead, &figures))
             .await;
         if let Err(error) = recorded {
             tracing::error!(channel = %self.name, %error, "cannot record a push in the store; it is pushed again");

@@ -68,6 +68,24 @@ pub struct Store {
 }
 
 impl Store {
+    /// Runs `work` on the blocking pool with this store: a write waits for redb's write lock
+    /// and an fsync, which must not hold up a runtime worker. A task that panicked or was
+    /// cancelled is an error here, for the caller to log and go on (the merge's own wrapper,
+    /// `merge::durable`, re-raises a panic instead).
+    pub async fn blocking<T, W>(&self, work: W) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || work(&store)).await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Storage(redb::Error::Io(std::io::Error::other(
+                format!("a store task failed: {e}"),
+            )))),
+        }
+    }
+
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join(STORE_FILE);
         // redb would create the file with the umask's mode (often 0644).

@@ -79,24 +79,23 @@ impl WooCommerce {
         };
         let skus: Vec<String> = round.iter().map(|(e, _)| e.sku.clone()).collect();
         let config = self.config.clone();
-        let failed = |e: String| ChannelError::retryable(format!("reading availability: {e}"));
-        tokio::task::spawn_blocking(move || {
-            skus.iter()
-                .map(|sku| {
-                    let rows = store.availability(sku, None)?;
-                    let read_at = rows
-                        .iter()
-                        .filter(|r| config.warehouses.contains(&r.warehouse))
-                        .map(|r| r.read_at.parse::<jiff::Timestamp>().ok())
-                        .min()
-                        .flatten();
-                    Ok((crate::channels::offer::offer(&config, &rows), read_at))
-                })
-                .collect::<Result<Vec<_>, crate::store::StoreError>>()
-        })
-        .await
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(|e| failed(e.to_string()))
+        store
+            .blocking(move |store| {
+                skus.iter()
+                    .map(|sku| {
+                        let rows = store.availability(sku, None)?;
+                        let read_at = rows
+                            .iter()
+                            .filter(|r| config.warehouses.contains(&r.warehouse))
+                            .map(|r| r.read_at.parse::<jiff::Timestamp>().ok())
+                            .min()
+                            .flatten();
+                        Ok((crate::channels::offer::offer(&config, &rows), read_at))
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| ChannelError::retryable(format!("reading availability: {e}")))
     }
 
     /// When central first saw each of `refs` confirmed in Odoo (on central's clock, when the
