@@ -20,11 +20,11 @@ use anyhow::ensure;
 use serde_json::json;
 use tally_tests::channels::shopify::{FakeConfig, ShopifyFake};
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
-use tally_tests::{AgentProcess, wait_synced, wait_until, with_temp_dir};
+use tally_tests::{wait_synced, wait_until, with_temp_dir};
 
 use channels_support::{
-    Outage, RECOVERY, STOCK, WAIT, WAREHOUSE, admin_get, outage_through_a_crash, pick, shop_shows,
-    shop_shows_within, shopify_channel, start_central,
+    RECOVERY, STOCK, WAIT, WAREHOUSE, admin_get, outage_through_a_crash, pick, scanner_agent,
+    shop_shows, shop_shows_within, shopify_channel, start_central,
 };
 
 const SCANNER_TOKEN: &str = "channels-scanner-token-0123456789";
@@ -59,14 +59,7 @@ async fn scans_and_odoo_orders_reach_shopify_and_never_oversell() {
         let World { sim, shop } = world().await?;
         let config = write_config(&dir, &shop)?;
         let central = start_central(&dir, &sim, &config).await?;
-        let token = central.admin().add_agent("shop-agent", WAREHOUSE).await?;
-        let agent = AgentProcess::builder(dir.join("agent"))
-            .token(SCANNER_TOKEN)
-            .warehouse(WAREHOUSE)
-            .agent_id("shop-agent")
-            .central(&central.sync_url(), &token, None)
-            .spawn()
-            .await?;
+        let agent = scanner_agent(&dir, &central, "shop-agent", SCANNER_TOKEN).await?;
         let scanner = agent.client();
 
         // What Odoo holds reaches Shopify, less the buffer.
@@ -225,22 +218,9 @@ async fn a_shopify_outage_through_a_central_crash_ends_at_the_newest_values() {
         shop_shows_within(&shop, "CHAIR-OAK", 11 - BUFFER, RECOVERY).await?;
         shop_shows_within(&shop, "LAMP-BRASS", 7 - BUFFER, RECOVERY).await?;
         let recovered_in = back.elapsed();
-        // After the outage Shopify gets the newest value, at most preceded by the value queued
-        // when central was killed (the newest central knew, pushed before its first read of
-        // Odoo after the restart): nothing overtaken during the outage, nothing older after it.
         let writes = shop.writes("CHAIR-OAK", "Main");
-        let queued_at_kill = outage.chairs_at_kill - BUFFER;
-        let after = &writes[written_before..];
-        let Outage { changes, took, .. } = outage;
-        ensure!(
-            after == [11 - BUFFER] || after == [queued_at_kill, 11 - BUFFER],
-            "{changes} changes in {took:?} of outage, then {writes:?}"
-        );
+        outage.check_writes("Shopify", &writes[written_before..], BUFFER, recovered_in)?;
         ensure!(shop.stats().throttled == 0);
-        println!(
-            "outage of {took:?}: {changes} changes in Odoo, then Shopify written {after:?}, \
-             {recovered_in:?} after it came back"
-        );
         drop(outage.central);
         Ok(())
     })

@@ -13,11 +13,11 @@ use serde_json::json;
 use tally_tests::channels::shopify::{FakeConfig, ShopifyFake};
 use tally_tests::channels::woocommerce::WooFake;
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
-use tally_tests::{AgentProcess, wait_synced, with_temp_dir};
+use tally_tests::{wait_synced, with_temp_dir};
 
 use channels_support::{
-    STOCK, WAIT, WAREHOUSE, admin_get, on_hand, pick, shop_shows, shopify_channel, start_central,
-    woo_shows, woocommerce_channel, write_config,
+    STOCK, WAIT, WAREHOUSE, admin_get, on_hand, pick, scanner_agent, shop_shows, shopify_channel,
+    start_central, woo_shows, woocommerce_channel, write_config,
 };
 
 const SCANNER_TOKEN: &str = "pool-scanner-token-0123456789abcdef";
@@ -57,14 +57,7 @@ async fn two_shops_in_a_pool_never_offer_together_more_than_its_stock() {
         shop_shows(&big, "LAMP-BRASS", 7).await?;
         shop_shows(&small, "LAMP-BRASS", 3 - 1).await?;
 
-        let token = central.admin().add_agent("pool-agent", WAREHOUSE).await?;
-        let agent = AgentProcess::builder(dir.join("agent"))
-            .token(SCANNER_TOKEN)
-            .warehouse(WAREHOUSE)
-            .agent_id("pool-agent")
-            .central(&central.sync_url(), &token, None)
-            .spawn()
-            .await?;
+        let agent = scanner_agent(&dir, &central, "pool-agent", SCANNER_TOKEN).await?;
         let scanner = agent.client();
         // Each pick of chairs moves both members' offers; the pool's stock bounds their sum.
         for (id, qty, stock, shares) in [("p1", "5", 15, (10, 5)), ("p2", "4", 11, (7, 4))] {
@@ -136,14 +129,7 @@ async fn a_shop_and_a_woocommerce_store_share_a_pool_and_its_orders_come_off_the
         let order = woo
             .place_order(&[("CHAIR-OAK", 3)])
             .ok_or_else(|| anyhow::anyhow!("WooCommerce refused the order"))?;
-        let token = central.admin().add_agent("pool-agent", WAREHOUSE).await?;
-        let agent = AgentProcess::builder(dir.join("agent"))
-            .token(SCANNER_TOKEN)
-            .warehouse(WAREHOUSE)
-            .agent_id("pool-agent")
-            .central(&central.sync_url(), &token, None)
-            .spawn()
-            .await?;
+        let agent = scanner_agent(&dir, &central, "pool-agent", SCANNER_TOKEN).await?;
         let scanner = agent.client();
         // A pick of 4: Odoo's free 16, shares 8 and 8; WooCommerce's share less its order.
         let answer = scanner

@@ -19,10 +19,10 @@ use anyhow::{Context, ensure};
 use serde_json::json;
 use tally_tests::channels::woocommerce::WooFake;
 use tally_tests::odoo_sim::{OdooSim, SimConfig, Tracking, Version};
-use tally_tests::{AgentProcess, wait_synced, wait_until, with_temp_dir};
+use tally_tests::{wait_synced, wait_until, with_temp_dir};
 
 use channels_support::{
-    Outage, RECOVERY, STOCK, WAIT, WAREHOUSE, outage_through_a_crash, pick, start_central,
+    RECOVERY, STOCK, WAIT, WAREHOUSE, outage_through_a_crash, pick, scanner_agent, start_central,
     woo_shows, woo_shows_within, woocommerce_channel,
 };
 
@@ -57,14 +57,7 @@ async fn scans_reach_woocommerce_and_its_orders_are_never_offered_again() {
         let (sim, woo) = world().await?;
         let config = write_config(&dir, &woo)?;
         let central = start_central(&dir, &sim, &config).await?;
-        let token = central.admin().add_agent("woo-agent", WAREHOUSE).await?;
-        let agent = AgentProcess::builder(dir.join("agent"))
-            .token(SCANNER_TOKEN)
-            .warehouse(WAREHOUSE)
-            .agent_id("woo-agent")
-            .central(&central.sync_url(), &token, None)
-            .spawn()
-            .await?;
+        let agent = scanner_agent(&dir, &central, "woo-agent", SCANNER_TOKEN).await?;
         let scanner = agent.client();
 
         // What Odoo holds reaches WooCommerce, less the buffer: a product and a variation.
@@ -250,22 +243,13 @@ async fn a_woocommerce_outage_through_a_central_crash_ends_at_the_newest_values(
         woo_shows_within(&woo, "CHAIR-OAK", 11 - BUFFER, RECOVERY).await?;
         woo_shows_within(&woo, "LAMP-BRASS", 7 - BUFFER, RECOVERY).await?;
         let recovered_in = back.elapsed();
-        // After the outage WooCommerce gets the newest value, at most preceded by the value
-        // queued when central was killed (the newest central knew, pushed before its first
-        // read of Odoo after the restart): nothing overtaken during the outage, nothing older
-        // after it.
         let writes = woo.writes("CHAIR-OAK");
-        let queued_at_kill = outage.chairs_at_kill - BUFFER;
-        let after = &writes[written_before..];
-        let Outage { changes, took, .. } = outage;
-        ensure!(
-            after == [11 - BUFFER] || after == [queued_at_kill, 11 - BUFFER],
-            "{changes} changes in {took:?} of outage, then {writes:?}"
-        );
-        println!(
-            "outage of {took:?}: {changes} changes in Odoo, then WooCommerce written {after:?}, \
-             {recovered_in:?} after it came back"
-        );
+        outage.check_writes(
+            "WooCommerce",
+            &writes[written_before..],
+            BUFFER,
+            recovered_in,
+        )?;
         drop(outage.central);
         Ok(())
     })

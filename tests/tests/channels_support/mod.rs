@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tally_tests::CentralProcess;
 use tally_tests::channels::shopify::ShopifyFake;
 use tally_tests::channels::woocommerce::WooFake;
 use tally_tests::odoo_sim::OdooSim;
 use tally_tests::wait_until;
+use tally_tests::{AgentProcess, CentralProcess};
 
 pub const WAREHOUSE: &str = "WH";
 pub const STOCK: &str = "WH/Stock";
@@ -23,6 +23,33 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// with room for a loaded machine.
 pub const RECOVERY: Duration = Duration::from_secs(90);
 
+/// Writes `secret` to `dir/name` with mode 0600, as central wants a channel's secret file.
+fn secret_file(dir: &Path, name: &str, secret: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join(name);
+    std::fs::write(&file, format!("{secret}\n"))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// A `tally-agent` in `dir/agent` for [`WAREHOUSE`], added to `central` as `agent_id` and
+/// linked to it, taking scans with `scanner_token`.
+pub async fn scanner_agent(
+    dir: &Path,
+    central: &CentralProcess,
+    agent_id: &str,
+    scanner_token: &str,
+) -> anyhow::Result<AgentProcess> {
+    let token = central.admin().add_agent(agent_id, WAREHOUSE).await?;
+    AgentProcess::builder(dir.join("agent"))
+        .token(scanner_token)
+        .warehouse(WAREHOUSE)
+        .agent_id(agent_id)
+        .central(&central.sync_url(), &token, None)
+        .spawn()
+        .await
+}
+
 /// A `[[channels]]` table for the Shopify fake `shop`, named `name`, feeding [`WAREHOUSE`]
 /// from its location `Main`, with `extra` lines (a buffer…) added.
 pub fn shopify_channel(
@@ -31,10 +58,7 @@ pub fn shopify_channel(
     shop: &ShopifyFake,
     extra: &str,
 ) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let secret = dir.join(format!("{name}-token"));
-    std::fs::write(&secret, "shpat_test\n")?;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let secret = secret_file(dir, &format!("{name}-token"), "shpat_test")?;
     Ok(format!(
         r#"
 [[channels]]
@@ -60,10 +84,7 @@ pub fn woocommerce_channel(
     (key, secret): (&str, &str),
     extra: &str,
 ) -> anyhow::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let file = dir.join(format!("{name}-key"));
-    std::fs::write(&file, format!("{key}:{secret}\n"))?;
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    let file = secret_file(dir, &format!("{name}-key"), &format!("{key}:{secret}"))?;
     Ok(format!(
         r#"
 [[channels]]
@@ -258,6 +279,33 @@ pub struct Outage {
     /// The chairs central had read last when it was killed (what its outbox held).
     pub chairs_at_kill: i64,
     pub took: Duration,
+}
+
+impl Outage {
+    /// Checks what the channel was written of CHAIR-OAK after the outage (`after`, its writes
+    /// since the outage began, less `buffer`): the newest value, at most preceded by the value
+    /// queued when central was killed (the newest central knew, pushed before its first read
+    /// of Odoo after the restart): nothing overtaken during the outage, nothing older after it.
+    /// Prints what the soak went through.
+    pub fn check_writes(
+        &self,
+        channel: &str,
+        after: &[i64],
+        buffer: i64,
+        recovered_in: Duration,
+    ) -> anyhow::Result<()> {
+        let (changes, took) = (self.changes, self.took);
+        let queued_at_kill = self.chairs_at_kill - buffer;
+        anyhow::ensure!(
+            after == [11 - buffer] || after == [queued_at_kill, 11 - buffer],
+            "{changes} changes in {took:?} of outage, then {channel} written {after:?}"
+        );
+        println!(
+            "outage of {took:?}: {changes} changes in Odoo, then {channel} written {after:?}, \
+             {recovered_in:?} after it came back"
+        );
+        Ok(())
+    }
 }
 
 /// The Odoo side of a channel outage, the channel down throughout: Odoo's stock of CHAIR-OAK
