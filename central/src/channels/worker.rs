@@ -129,7 +129,6 @@ pub async fn run_with_odoo(
     shutdown: CancellationToken,
 ) {
     let mut worker = Worker {
-        name: config.name.clone(),
         adapter: Adapter::new(&config, &store, odoo.as_ref()),
         next_reconcile: config.reconcile.map(|every| Instant::now() + every),
         breaker: breaker(),
@@ -141,7 +140,7 @@ pub async fn run_with_odoo(
     let mut wake = worker.channels.outbox.subscribe();
     loop {
         worker.reconcile_if_due().await;
-        if worker.channels.take_resync(&worker.name) {
+        if worker.channels.take_resync(&worker.config.name) {
             worker.adapter.forget();
         }
         let recheck = tokio::select! {
@@ -181,7 +180,6 @@ pub async fn run_with_odoo(
 
 /// One channel's worker between two steps of its loop.
 struct Worker {
-    name: String,
     store: Store,
     config: ChannelConfig,
     channels: Arc<Channels>,
@@ -203,16 +201,16 @@ impl Worker {
             return;
         }
         self.next_reconcile = Some(Instant::now() + every);
-        self.channels.request_resync(&self.name);
+        self.channels.request_resync(&self.config.name);
         let config = self.config.clone();
         match self
             .store
             .blocking(move |store| store.outbox_resync(&config, None))
             .await
         {
-            Ok(queued) => tracing::info!(channel = %self.name, queued, "scheduled resync"),
+            Ok(queued) => tracing::info!(channel = %self.config.name, queued, "scheduled resync"),
             Err(error) => {
-                tracing::error!(channel = %self.name, %error, "cannot queue the scheduled resync")
+                tracing::error!(channel = %self.config.name, %error, "cannot queue the scheduled resync")
             }
         }
     }
@@ -223,17 +221,17 @@ impl Worker {
         match recheck {
             Some(Ok(outcome)) => {
                 let (_, _, figures) = outcome.split();
-                let channel = self.name.clone();
+                let channel = self.config.name.clone();
                 let recorded = self
                     .store
                     .blocking(move |store| store.outbox_complete_with(&channel, &[], &[], &figures))
                     .await;
                 if let Err(error) = recorded {
-                    tracing::error!(channel = %self.name, %error, "cannot count a recheck's calls in the store");
+                    tracing::error!(channel = %self.config.name, %error, "cannot count a recheck's calls in the store");
                 }
             }
             Some(Err(e)) => {
-                tracing::warn!(channel = %self.name, error = %e, "looking again at SKUs held by open orders failed")
+                tracing::warn!(channel = %self.config.name, error = %e, "looking again at SKUs held by open orders failed")
             }
             None => {}
         }
@@ -241,12 +239,12 @@ impl Worker {
 
     /// The outbox's most urgent rows, as many as one push takes (none when it cannot be read).
     async fn next_batch(&self) -> Vec<Entry> {
-        let (channel, limit) = (self.name.clone(), self.adapter.batch());
+        let (channel, limit) = (self.config.name.clone(), self.adapter.batch());
         self.store
             .blocking(move |store| store.outbox_batch(&channel, limit))
             .await
             .unwrap_or_else(|error| {
-                tracing::error!(channel = %self.name, %error, "cannot read the channel's outbox");
+                tracing::error!(channel = %self.config.name, %error, "cannot read the channel's outbox");
                 Vec::new()
             })
     }
@@ -262,27 +260,27 @@ impl Worker {
                 self.failures = 0;
                 let (done, dead) = (outcome.done.len(), outcome.dead.len());
                 self.record(outcome).await;
-                self.channels.update(&self.name, |l| {
+                self.channels.update(&self.config.name, |l| {
                     l.alert = None;
                     l.circuit = Some(circuit);
                 });
-                tracing::debug!(channel = %self.name, done, dead, "pushed");
+                tracing::debug!(channel = %self.config.name, done, dead, "pushed");
                 // Nothing accepted or refused: what is left waits (a SKU not found yet, a
                 // stale value re-read) rather than being retried in a tight loop.
                 (done + dead == 0).then(|| backoff(0, rand::random()))
             }
             Err(error) => {
                 let person = error.class != ErrorClass::Retryable;
-                tracing::warn!(channel = %self.name, %error, "pushing to the channel failed");
-                let (channel, message) = (self.name.clone(), error.message.clone());
+                tracing::warn!(channel = %self.config.name, %error, "pushing to the channel failed");
+                let (channel, message) = (self.config.name.clone(), error.message.clone());
                 let recorded = self
                     .store
                     .blocking(move |store| store.channel_failed(&channel, &message))
                     .await;
                 if let Err(e) = recorded {
-                    tracing::error!(channel = %self.name, error = %e, "cannot count a failed push in the store");
+                    tracing::error!(channel = %self.config.name, error = %e, "cannot count a failed push in the store");
                 }
-                self.channels.update(&self.name, |l| {
+                self.channels.update(&self.config.name, |l| {
                     l.alert = person.then(|| error.message.clone());
                     l.circuit = Some(circuit);
                 });
@@ -300,16 +298,16 @@ impl Worker {
     /// ones go to the dead letters, and its figures are added, in one transaction.
     async fn record(&self, outcome: Outcome) {
         for (e, code, message) in &outcome.dead {
-            tracing::warn!(channel = %self.name, sku = %e.sku, %code, %message, "the channel refused a SKU: moved to its dead letters");
+            tracing::warn!(channel = %self.config.name, sku = %e.sku, %code, %message, "the channel refused a SKU: moved to its dead letters");
         }
-        let channel = self.name.clone();
+        let channel = self.config.name.clone();
         let (done, dead, figures) = outcome.split();
         let recorded = self
             .store
             .blocking(move |store| store.outbox_complete_with(&channel, &done, &dead, &figures))
             .await;
         if let Err(error) = recorded {
-            tracing::error!(channel = %self.name, %error, "cannot record a push in the store; it is pushed again");
+            tracing::error!(channel = %self.config.name, %error, "cannot record a push in the store; it is pushed again");
         }
     }
 }
